@@ -1,0 +1,36 @@
+// derpd's HTTP endpoints (PROTOCOL.md "HTTP endpoints"): a pure function from a
+// parsed request to what the connection must do. Any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "http/request_parser.h"
+
+namespace derpd::http {
+
+struct RouteContext {
+  std::string_view serverPublicKeyHex;  // 64 lowercase hex, for Derp-Public-Key
+  bool tls = false;                     // adds HSTS/CSP headers like derper over TLS
+};
+
+enum class RouteAction {
+  kRespond,           // write `response`; keep the connection iff keepAlive
+  kUpgradeDerp,       // write `response` (the 101), then speak DERP
+  kUpgradeDerpFast,   // Derp-Fast-Start: 1: write nothing, speak DERP at once
+};
+
+struct RouteResult {
+  RouteAction action = RouteAction::kRespond;
+  int status = 0;
+  std::string response;  // complete response bytes (status line, headers, body)
+  bool keepAlive = false;
+  bool idealNodeMismatch = false;  // an Ideal-Node header was present
+};
+
+RouteResult route(const Request& request, const RouteContext& ctx);
+
+// A complete error response with Connection: close (400, 408, 431, ...).
+std::string errorResponse(int status, std::string_view body);
+
+}  // namespace derpd::http
