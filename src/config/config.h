@@ -1,0 +1,45 @@
+// Config: every setting derpd runs with, and the derper-compatible command
+// line that fills it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/clock.h"
+
+namespace derpd {
+
+struct Config {
+  std::string addr = ":443";                       // -a
+  std::string keyFile = "/var/lib/derper/derper.key";  // -c
+  int httpPort = 80;                               // -http-port (-1 disables)
+  int stunPort = 3478;                             // -stun-port
+  bool stun = true;                                // -stun
+  bool derp = true;                                // -derp
+  bool dev = false;                                // -dev
+  std::string certMode = "letsencrypt";            // -certmode
+  std::string certDir;                             // -certdir
+  std::string hostname = "derp.tailscale.com";     // -hostname
+  int shards = 0;                                  // --shards (0: one per CPU)
+  Nanos tcpWriteTimeout = 2 * kSecond;             // -tcp-write-timeout
+  Nanos tcpKeepAliveTime = 600 * kSecond;          // -tcp-keepalive-time
+  Nanos tcpUserTimeout = 15 * kSecond;             // -tcp-user-timeout
+};
+
+enum class CommandLineAction { kRun, kHelp, kVersion };
+
+struct ParsedCommandLine {
+  CommandLineAction action = CommandLineAction::kRun;
+  Config config;
+};
+
+// Go flag syntax: -name value, -name=value, --name value, --name=value;
+// booleans take no value or =true/=false. Errors name the flag: unknown
+// flags, bad values, and derper flags whose feature derpd does not have yet.
+absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args);
+
+// The --help text, grouped.
+std::string usageText();
+
+}  // namespace derpd

@@ -1,0 +1,103 @@
+// derpd: wiring. Parses the derper-compatible command line, loads the key,
+// starts the shards and waits for SIGINT/SIGTERM.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "config/config.h"
+#include "derp/key_file.h"
+#include "derpd_config.h"
+#include "net/socket_address.h"
+#include "relay/server.h"
+
+namespace {
+
+constexpr int kExitUsage = 2;
+
+int runServer(const derpd::Config& cfg) {
+  using namespace derpd;
+  std::string addrText = cfg.dev ? "127.0.0.1:3340" : cfg.addr;
+  auto addr = net::parseListenAddress(addrText);
+  if (!addr.ok()) {
+    logError("flag -a: %s", addr.status().message());
+    return kExitUsage;
+  }
+  // derper serves TLS when the port is 443 (or -certmode manual): not built yet.
+  if (!cfg.dev && addr->port() == 443) {
+    logError(
+        "flag -a: port 443 means TLS in derper, and this derpd build serves plain HTTP only; "
+        "use another port (e.g. -a :3340)");
+    return kExitUsage;
+  }
+  auto key = derp::loadOrCreateKeyFile(cfg.keyFile);
+  if (!key.ok()) {
+    logError("key file: %s", key.status().message());
+    return 1;
+  }
+
+  // Shard threads inherit this mask: signals are taken only by sigwait below.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  relay::Server::Options opts;
+  opts.relay.serverKey = *key;
+  opts.relay.writeTimeout = cfg.tcpWriteTimeout;
+  opts.relay.tcp.keepAliveSeconds = static_cast<int>(cfg.tcpKeepAliveTime / kSecond);
+  opts.relay.tcp.userTimeoutMs = static_cast<int>(cfg.tcpUserTimeout / kMillisecond);
+  opts.listen = *addr;
+  opts.shards = static_cast<size_t>(cfg.shards);
+  relay::Server server(opts);
+  if (absl::Status st = server.start(); !st.ok()) {
+    logError("start: %s", st.message());
+    return 1;
+  }
+  logInfo("derpd %s: public key %s", DERPD_VERSION, server.publicKey().toString());
+  logInfo("derpd %s: %d shards; listening on http://%s", DERPD_VERSION, server.shardCount(),
+          server.boundAddress().toString());
+  if (cfg.stun) logInfo("STUN server not built yet: no UDP listener (pass -stun=false to silence)");
+
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&sigs, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      logInfo("SIGHUP: nothing to reload in this build");
+      continue;
+    }
+    logInfo("%s: closing connections and stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    break;
+  }
+  server.stop();
+  logInfo("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = derpd::parseCommandLine(args);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "derpd: %s\nRun derpd -help for the flags.\n",
+                 std::string(parsed.status().message()).c_str());
+    return kExitUsage;
+  }
+  switch (parsed->action) {
+    case derpd::CommandLineAction::kHelp:
+      std::fputs(derpd::usageText().c_str(), stdout);
+      return 0;
+    case derpd::CommandLineAction::kVersion:
+      std::printf("derpd %s\n", DERPD_VERSION);
+      return 0;
+    case derpd::CommandLineAction::kRun:
+      break;
+  }
+  return runServer(parsed->config);
+}

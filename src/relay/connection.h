@@ -1,0 +1,99 @@
+// Connection: one accepted TCP connection, from HTTP request to DERP client.
+//
+// Lives on the shard that accepted it, for its whole life; only that shard's
+// thread touches it. It is mostly state: ShardServer drives it. An idle,
+// handshaken connection holds no receive buffer (receives come from the
+// shard's provided-buffer ring) and no send buffers.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "derp/key.h"
+#include "relay/counters.h"
+#include "runtime/io_ring.h"
+#include "runtime/packet_pool.h"
+#include "runtime/send_queue.h"
+#include "runtime/timer_wheel.h"
+
+namespace derpd::relay {
+
+class ShardServer;
+struct Connection;
+struct RelayConfig;
+
+// Completion for one of a connection's in-flight operations.
+struct ConnOp final : Completion {
+  enum Kind : uint8_t { kRecv, kSend };
+  ConnOp(ShardServer* s, Connection* c, Kind k) : server(s), conn(c), kind(k) {}
+  void complete(int res, uint32_t flags) override;
+  ShardServer* server;
+  Connection* conn;
+  Kind kind;
+};
+
+// PacketBuf::flags bits.
+constexpr uint8_t kBufIsPacket = 1;  // a RecvPacket frame: counted when written
+constexpr uint8_t kBufIsDisco = 2;
+
+struct Connection {
+  enum class State : uint8_t { kHttp, kDerpHandshake, kDerp, kClosing };
+  static constexpr size_t kMaxIov = 32;
+
+  Connection(ShardServer* s, uint32_t index, uint32_t generation, int socket,
+             const RelayConfig& config, Timer::Callback deadlineCb, Timer::Callback keepAliveCb, Timer::Callback writeCb);
+
+  uint32_t idx;
+  uint32_t gen;
+  int fd;
+  State state = State::kHttp;
+  bool recvArmed = false;
+  bool sending = false;
+  bool closeAfterWrite = false;
+  bool inDirtyList = false;
+  bool registered = false;
+  bool dupHealthSent = false;
+  bool mayBeDuplicate = false;
+  CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
+
+  // HTTP phase: request bytes until the head is complete. Freed on upgrade.
+  std::vector<uint8_t> httpBuf;
+
+  // DERP frame reader.
+  uint8_t hdr[5] = {};
+  uint8_t hdrHave = 0;
+  uint8_t curType = 0;
+  uint32_t curLen = 0;
+  uint32_t bodyHave = 0;
+  PacketBuf* body = nullptr;  // nullptr while skipping a frame's body
+
+  // Writer: frames queued by kind, and the chain being written now.
+  SendQueue control{256, 1 << 20};
+  SendQueue disco;
+  SendQueue packets;
+  PacketBuf* writing = nullptr;  // chain linked through next
+  PacketBuf* writingTail = nullptr;
+  size_t writingCount = 0;
+  size_t writeOffset = 0;  // bytes of `writing` already sent
+  iovec iov[kMaxIov];
+  msghdr msg{};
+
+  // DERP identity and bookkeeping.
+  derp::NodeKey key;
+  derp::NodeKey lastDst;
+  bool haveLastDst = false;
+  absl::flat_hash_set<derp::NodeKey> sentTo;  // keys this client sent to
+  double peerGoneTokens = 3;
+  Nanos peerGoneRefill = 0;
+
+  Timer deadline;   // HTTP header / DERP handshake deadline
+  Timer keepAlive;
+  Timer writeTimeout;
+  ConnOp recvOp;
+  ConnOp sendOp;
+};
+
+}  // namespace derpd::relay

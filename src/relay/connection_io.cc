@@ -1,0 +1,390 @@
+// ShardServer's per-connection input (HTTP head, DERP frame reader, frame
+// handlers) and output (queues gathered into one sendmsg per turn).
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "base/log.h"
+#include "derp/frame.h"
+#include "derp/handshake.h"
+#include "http/request_parser.h"
+#include "http/routes.h"
+#include "relay/shard_server.h"
+
+namespace derpd::relay {
+namespace {
+
+constexpr size_t kMaxWriteBytes = 256 * 1024;  // per sendmsg
+
+std::string metricsResponse(const std::string& body, bool keepAlive) {
+  return absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n",
+                      "Content-Length: ", body.size(), "\r\n",
+                      keepAlive ? "" : "Connection: close\r\n", "\r\n", body);
+}
+
+}  // namespace
+
+void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
+  if (c.state == Connection::State::kHttp) {
+    size_t used = onHttpBytes(c, data, n);
+    data += used;
+    n -= used;
+  }
+  if (n > 0 && (c.state == Connection::State::kDerpHandshake ||
+                c.state == Connection::State::kDerp)) {
+    onDerpBytes(c, data, n);
+  }
+}
+
+// Returns how many of the n bytes belong to the HTTP phase; the rest (bytes
+// pipelined behind an upgrade) are DERP bytes.
+size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
+  if (c.closeAfterWrite) return n;  // answered and closing: ignore the rest
+  size_t before = c.httpBuf.size();
+  c.httpBuf.insert(c.httpBuf.end(), data, data + n);
+  for (;;) {
+    http::ParseResult r = http::parseRequest(c.httpBuf);
+    if (r.status == http::ParseStatus::kNeedMore) return n;
+    if (r.status != http::ParseStatus::kComplete) {
+      bool tooLarge = r.status == http::ParseStatus::kHeadTooLarge;
+      std::string resp = tooLarge ? http::errorResponse(431, "Request Header Fields Too Large")
+                                  : http::errorResponse(400, "Bad Request");
+      c.pendingClose = tooLarge ? CloseReason::kHeadTooLarge : CloseReason::kBadRequest;
+      queueControl(c, {reinterpret_cast<const uint8_t*>(resp.data()), resp.size()});
+      c.closeAfterWrite = true;
+      return n;
+    }
+    counters_.httpRequests.add();
+    const http::Request& req = r.request;
+    size_t head = req.headLength;
+    if (req.path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
+      std::string body = renderMetrics(shared_.counters);
+      std::string resp = metricsResponse(req.method == "HEAD" ? "" : body, req.keepAlive());
+      queueControl(c, {reinterpret_cast<const uint8_t*>(resp.data()), resp.size()});
+      if (!req.keepAlive()) c.closeAfterWrite = true;
+    } else {
+      http::RouteContext ctx{shared_.serverPublicHex, false};
+      http::RouteResult route = http::route(req, ctx);
+      if (route.idealNodeMismatch) counters_.idealNodeMismatch.add();
+      if (route.action == http::RouteAction::kRespond) {
+        queueControl(c, {reinterpret_cast<const uint8_t*>(route.response.data()),
+                         route.response.size()});
+        if (!route.keepAlive) c.closeAfterWrite = true;
+      } else {
+        // Upgrade: the 101 (unless fast start) and ServerKey go out together.
+        std::string out = route.action == http::RouteAction::kUpgradeDerp ? route.response : "";
+        derp::ServerKeyFrame sk{shared_.serverPublic};
+        std::vector<uint8_t> frame = derp::encodeFrame(sk);
+        out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
+        queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
+        c.state = Connection::State::kDerpHandshake;
+        timers_.arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
+        // Bytes behind the request's blank line are DERP bytes (fast start
+        // clients send ClientInfo in the same write).
+        size_t consumedFromThisRead = head > before ? head - before : 0;
+        std::vector<uint8_t>().swap(c.httpBuf);
+        return consumedFromThisRead;
+      }
+    }
+    if (c.closeAfterWrite) return n;
+    // Keep-alive: drop this request's head and look for a pipelined one.
+    c.httpBuf.erase(c.httpBuf.begin(), c.httpBuf.begin() + static_cast<ptrdiff_t>(head));
+    before = before > head ? before - head : 0;
+    timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
+    if (c.httpBuf.empty()) return n;
+  }
+}
+
+void ShardServer::onDerpBytes(Connection& c, const uint8_t* data, size_t n) {
+  while (n > 0 && (c.state == Connection::State::kDerpHandshake ||
+                   c.state == Connection::State::kDerp)) {
+    if (c.hdrHave < derp::kFrameHeaderLen) {
+      size_t take = std::min(n, derp::kFrameHeaderLen - c.hdrHave);
+      std::memcpy(c.hdr + c.hdrHave, data, take);
+      c.hdrHave = static_cast<uint8_t>(c.hdrHave + take);
+      data += take;
+      n -= take;
+      if (c.hdrHave < derp::kFrameHeaderLen) return;
+      if (!startFrame(c)) return;
+      if (c.curLen == 0) {
+        finishFrame(c);
+        continue;
+      }
+    }
+    size_t take = std::min<size_t>(n, c.curLen - c.bodyHave);
+    if (c.body != nullptr) {
+      std::memcpy(c.body->data() + derp::kFrameHeaderLen + c.bodyHave, data, take);
+    }
+    c.bodyHave += static_cast<uint32_t>(take);
+    data += take;
+    n -= take;
+    if (c.bodyHave == c.curLen) finishFrame(c);
+  }
+}
+
+// A frame header is complete: check it against the limits before any of its
+// body arrives, and get a buffer for the body if we keep it.
+bool ShardServer::startFrame(Connection& c) {
+  auto h = derp::decodeFrameHeader({c.hdr, derp::kFrameHeaderLen});
+  c.curType = h->type;
+  c.curLen = h->length;
+  c.bodyHave = 0;
+  c.body = nullptr;
+  using derp::FrameType;
+  auto type = static_cast<FrameType>(c.curType);
+  if (c.curLen > derp::kMaxFrameLen) {
+    close(c, CloseReason::kFrameTooLarge);
+    return false;
+  }
+  bool keep = true;
+  if (c.state == Connection::State::kDerpHandshake) {
+    if (type != FrameType::kClientInfo) {
+      close(c, CloseReason::kNotClientInfo);
+      return false;
+    }
+    if (c.curLen > derp::kMaxClientInfoLen) {
+      close(c, CloseReason::kFrameTooLarge);
+      return false;
+    }
+    if (c.curLen < derp::kMinClientInfoLen) {
+      close(c, CloseReason::kBadClientInfo);
+      return false;
+    }
+  } else {
+    switch (type) {
+      case FrameType::kSendPacket:
+        if (c.curLen > derp::kKeyLen + derp::kMaxPacketSize) {
+          close(c, CloseReason::kFrameTooLarge);
+          return false;
+        }
+        if (c.curLen < derp::kKeyLen) {
+          close(c, CloseReason::kBadFrame);
+          return false;
+        }
+        break;
+      case FrameType::kNotePreferred:
+        if (c.curLen != 1) {
+          close(c, CloseReason::kBadFrame);
+          return false;
+        }
+        break;
+      case FrameType::kPing:
+        if (c.curLen < derp::kMinPingLen || c.curLen > derp::kMaxPingLen) {
+          close(c, CloseReason::kBadFrame);
+          return false;
+        }
+        break;
+      case FrameType::kForwardPacket:
+      case FrameType::kWatchConns:
+      case FrameType::kClosePeer:
+        // Mesh frames need the mesh key, which no client has without -mesh-psk-file.
+        close(c, CloseReason::kMeshFrameDenied);
+        return false;
+      default:
+        keep = false;  // unknown or not for a server: skipped, as derper does
+        counters_.unknownFrames.add();
+        break;
+    }
+  }
+  if (keep) {
+    c.body = pool_.allocate(derp::kFrameHeaderLen + c.curLen);
+    if (c.body == nullptr) {
+      // Out of packet memory: read past this frame and count the loss.
+      counters_.drop(DropReason::kQueueTail, false);
+      return true;
+    }
+    std::memcpy(c.body->data(), c.hdr, derp::kFrameHeaderLen);
+  }
+  return true;
+}
+
+void ShardServer::finishFrame(Connection& c) {
+  c.hdrHave = 0;
+  PacketBuf* b = c.body;
+  c.body = nullptr;
+  if (b == nullptr) return;  // skipped
+  auto type = static_cast<derp::FrameType>(c.curType);
+  if (type == derp::FrameType::kSendPacket) {
+    onSendPacket(c, b);
+    return;
+  }
+  std::span<const uint8_t> body{b->data() + derp::kFrameHeaderLen, c.curLen};
+  if (type == derp::FrameType::kClientInfo) {
+    onClientInfo(c, body);
+  } else {
+    onOtherFrame(c, c.curType, body);
+  }
+  releaseBuf(b);
+}
+
+void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
+  auto frame = derp::parseFrameBody(c.curType, body);
+  if (!frame.ok()) {
+    close(c, CloseReason::kBadClientInfo);
+    return;
+  }
+  const auto& ci = std::get<derp::ClientInfoFrame>(*frame);
+  auto info = derp::openClientInfo(shared_.config.serverKey, ci.key, ci.sealed);
+  if (!info.ok()) {
+    logDebug("shard %d: client info rejected: %s", id_, info.status().message());
+    close(c, CloseReason::kBadClientInfo);
+    return;
+  }
+  c.key = ci.key;
+  c.state = Connection::State::kDerp;
+  c.registered = true;
+  timers_.cancel(c.deadline);
+  counters_.handshakes.add();
+  counters_.currentConnections.add();
+
+  derp::ServerInfo si;
+  std::string json = derp::serverInfoJson(si);
+  std::vector<uint8_t> sealed = derp::sealBox(
+      shared_.config.serverKey, c.key, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
+  queueFrame(c, derp::ServerInfoFrame{sealed});
+
+  ConnRef me{id_, c.idx, c.gen};
+  MailMessage m;
+  m.kind = kMailRegister;
+  m.shard = id_;
+  m.idx = c.idx;
+  m.gen = c.gen;
+  m.key = c.key.bytes;
+  broadcast(m);
+  KeyDirectory::Change change = directory_.add(c.key, me);
+  if (change.instances > 1) counters_.duplicateKeys.add();
+  applyDirectoryChange(c.key, change);
+  armKeepAlive(c);
+}
+
+void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint8_t> body) {
+  auto frame = derp::parseFrameBody(type, body);
+  if (!frame.ok()) {
+    close(c, CloseReason::kBadFrame);
+    return;
+  }
+  if (auto* ping = std::get_if<derp::PingFrame>(&*frame)) {
+    counters_.pingsReceived.add();
+    queueFrame(c, derp::PongFrame{ping->data});
+  } else if (auto* pref = std::get_if<derp::NotePreferredFrame>(&*frame)) {
+    if (pref->preferred) counters_.homeClients.add();
+  }
+}
+
+bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes) {
+  PacketBuf* b = pool_.allocate(bytes.size());
+  if (b == nullptr) return false;
+  std::memcpy(b->data(), bytes.data(), bytes.size());
+  b->length = static_cast<uint32_t>(bytes.size());
+  b->flags = 0;
+  PacketBuf* dropped = c.control.push(b);
+  releaseChain(dropped);
+  markDirty(c);
+  return true;
+}
+
+bool ShardServer::queueFrame(Connection& c, const derp::Frame& f) {
+  size_t size = derp::encodedFrameSize(f);
+  PacketBuf* b = pool_.allocate(size);
+  if (b == nullptr) return false;
+  b->length = static_cast<uint32_t>(derp::encodeFrame(f, {b->data(), size}));
+  b->flags = 0;
+  releaseChain(c.control.push(b));
+  markDirty(c);
+  return true;
+}
+
+void ShardServer::markDirty(Connection& c) {
+  if (c.inDirtyList) return;
+  c.inDirtyList = true;
+  dirty_.push_back(c.idx);
+}
+
+void ShardServer::flushDirty() {
+  for (size_t i = 0; i < dirty_.size(); i++) {
+    Connection* c = conns_[dirty_[i]].get();
+    if (c == nullptr) continue;
+    c->inDirtyList = false;
+    if (c->state != Connection::State::kClosing) startWrite(*c);
+  }
+  dirty_.clear();
+}
+
+// Gathers queued frames (control first, then disco, then packets) into the
+// chain being written and submits one sendmsg for all of it.
+void ShardServer::startWrite(Connection& c) {
+  if (c.sending) return;
+  size_t bytes = 0;
+  for (PacketBuf* b = c.writing; b != nullptr; b = b->next) bytes += b->length;
+  bytes -= c.writeOffset;
+  SendQueue* queues[] = {&c.control, &c.disco, &c.packets};
+  for (SendQueue* q : queues) {
+    while (!q->empty() && c.writingCount < Connection::kMaxIov && bytes < kMaxWriteBytes) {
+      PacketBuf* b = q->pop();
+      b->next = nullptr;
+      if (c.writingTail) {
+        c.writingTail->next = b;
+      } else {
+        c.writing = b;
+      }
+      c.writingTail = b;
+      c.writingCount++;
+      bytes += b->length;
+    }
+  }
+  if (c.writing == nullptr) {
+    if (c.closeAfterWrite) close(c, c.pendingClose);
+    return;
+  }
+  size_t n = 0;
+  for (PacketBuf* b = c.writing; b != nullptr; b = b->next, n++) {
+    size_t skip = n == 0 ? c.writeOffset : 0;
+    c.iov[n].iov_base = b->data() + skip;
+    c.iov[n].iov_len = b->length - skip;
+  }
+  c.msg = msghdr{};
+  c.msg.msg_iov = c.iov;
+  c.msg.msg_iovlen = n;
+  io_uring_sqe* s = ring_->sqe();
+  io_uring_prep_sendmsg(s, c.fd, &c.msg, MSG_NOSIGNAL);
+  IoRing::setCompletion(s, &c.sendOp);
+  c.sending = true;
+  if (!c.writeTimeout.armed()) {
+    timers_.arm(c.writeTimeout, clock_.now() + shared_.config.writeTimeout);
+  }
+}
+
+void ShardServer::onSendDone(Connection& c, int res) {
+  c.sending = false;
+  if (c.state == Connection::State::kClosing) return;
+  if (res < 0) {
+    if (res == -EINTR || res == -EAGAIN) {
+      startWrite(c);
+      return;
+    }
+    for (PacketBuf* b = c.writing; b != nullptr; b = b->next) {
+      if (b->flags & kBufIsPacket) counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
+    }
+    close(c, CloseReason::kWriteError);
+    return;
+  }
+  size_t left = static_cast<size_t>(res) + c.writeOffset;
+  while (c.writing != nullptr && left >= c.writing->length) {
+    PacketBuf* b = c.writing;
+    left -= b->length;
+    c.writing = b->next;
+    c.writingCount--;
+    if (b->flags & kBufIsPacket) {
+      counters_.packetsSent.add();
+      counters_.bytesSent.add(b->length - derp::kFrameHeaderLen - derp::kKeyLen);
+    }
+    releaseBuf(b);
+  }
+  if (c.writing == nullptr) c.writingTail = nullptr;
+  c.writeOffset = left;
+  // Progress: the client is reading, so its write deadline starts over.
+  timers_.cancel(c.writeTimeout);
+  startWrite(c);
+}
+
+}  // namespace derpd::relay

@@ -1,0 +1,136 @@
+#include "relay/counters.h"
+
+#include "absl/strings/str_cat.h"
+#include "derpd_config.h"
+
+namespace derpd::relay {
+
+const char* closeReasonName(CloseReason r) {
+  switch (r) {
+    case CloseReason::kEof: return "eof";
+    case CloseReason::kReadError: return "read_error";
+    case CloseReason::kWriteError: return "write_error";
+    case CloseReason::kWriteTimeout: return "write_timeout";
+    case CloseReason::kHandshakeTimeout: return "handshake_timeout";
+    case CloseReason::kHeaderTimeout: return "header_timeout";
+    case CloseReason::kBadRequest: return "bad_request";
+    case CloseReason::kHeadTooLarge: return "head_too_large";
+    case CloseReason::kFrameTooLarge: return "frame_too_large";
+    case CloseReason::kBadFrame: return "bad_frame";
+    case CloseReason::kBadClientInfo: return "bad_client_info";
+    case CloseReason::kNotClientInfo: return "not_client_info";
+    case CloseReason::kMeshFrameDenied: return "mesh_frame_denied";
+    case CloseReason::kShutdown: return "shutdown";
+    case CloseReason::kHttpDone: return "http_done";
+    case CloseReason::kCount: break;
+  }
+  return "unknown";
+}
+
+const char* dropReasonName(DropReason r) {
+  switch (r) {
+    case DropReason::kUnknownDest: return "unknown_dest";
+    case DropReason::kGoneDisconnected: return "gone_disconnected";
+    case DropReason::kQueueHead: return "queue_head";
+    case DropReason::kQueueTail: return "queue_tail";
+    case DropReason::kWriteError: return "write_error";
+    case DropReason::kStaleGeneration: return "stale_generation";
+    case DropReason::kCount: break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+void family(std::string& out, absl::string_view name, absl::string_view type, absl::string_view help) {
+  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+}
+
+template <typename Get>
+void perShard(std::string& out, std::span<ShardCounters* const> shards, absl::string_view name,
+              absl::string_view type, absl::string_view help, Get get) {
+  family(out, name, type, help);
+  for (size_t i = 0; i < shards.size(); i++) {
+    absl::StrAppend(&out, name, "{shard=\"", i, "\"} ", get(*shards[i]), "\n");
+  }
+}
+
+template <typename Get>
+void total(std::string& out, std::span<ShardCounters* const> shards, absl::string_view name,
+           absl::string_view type, absl::string_view help, Get get) {
+  family(out, name, type, help);
+  uint64_t sum = 0;
+  for (ShardCounters* s : shards) sum += get(*s);
+  absl::StrAppend(&out, name, " ", sum, "\n");
+}
+
+}  // namespace
+
+std::string renderMetrics(std::span<ShardCounters* const> shards) {
+  std::string out;
+  out.reserve(8192);
+  family(out, "derpd_build_info", "gauge", "derpd version");
+  absl::StrAppend(&out, "derpd_build_info{version=\"", DERPD_VERSION, "\"} 1\n");
+  family(out, "derpd_shards", "gauge", "number of shards");
+  absl::StrAppend(&out, "derpd_shards ", shards.size(), "\n");
+  perShard(out, shards, "derpd_accepts_total", "counter", "TCP connections accepted",
+           [](const ShardCounters& c) { return c.accepts.get(); });
+  perShard(out, shards, "derpd_current_connections", "gauge", "handshaken DERP clients",
+           [](const ShardCounters& c) { return c.currentConnections.get(); });
+  perShard(out, shards, "derpd_open_sockets", "gauge", "accepted sockets still open",
+           [](const ShardCounters& c) { return c.openSockets.get(); });
+  family(out, "derpd_packets_relayed_total", "counter",
+         "packets handed to a destination, by the sender's shard and path");
+  for (size_t i = 0; i < shards.size(); i++) {
+    absl::StrAppend(&out, "derpd_packets_relayed_total{shard=\"", i, "\",path=\"local\"} ",
+                    shards[i]->relayedLocal.get(), "\n");
+    absl::StrAppend(&out, "derpd_packets_relayed_total{shard=\"", i,
+                    "\",path=\"cross_shard\"} ", shards[i]->relayedCrossShard.get(), "\n");
+  }
+  total(out, shards, "derpd_packets_received_total", "counter", "SendPacket frames received",
+        [](const ShardCounters& c) { return c.packetsReceived.get(); });
+  total(out, shards, "derpd_bytes_received_total", "counter", "packet payload bytes received",
+        [](const ShardCounters& c) { return c.bytesReceived.get(); });
+  total(out, shards, "derpd_packets_sent_total", "counter", "RecvPacket frames written",
+        [](const ShardCounters& c) { return c.packetsSent.get(); });
+  total(out, shards, "derpd_bytes_sent_total", "counter", "packet payload bytes written",
+        [](const ShardCounters& c) { return c.bytesSent.get(); });
+  total(out, shards, "derpd_http_requests_total", "counter", "HTTP requests served",
+        [](const ShardCounters& c) { return c.httpRequests.get(); });
+  total(out, shards, "derpd_handshakes_total", "counter", "completed DERP handshakes",
+        [](const ShardCounters& c) { return c.handshakes.get(); });
+  total(out, shards, "derpd_duplicate_keys_total", "counter",
+        "registrations of a key that was already connected",
+        [](const ShardCounters& c) { return c.duplicateKeys.get(); });
+  total(out, shards, "derpd_home_clients_total", "counter", "NotePreferred(true) received",
+        [](const ShardCounters& c) { return c.homeClients.get(); });
+  total(out, shards, "derpd_pings_received_total", "counter", "Ping frames received",
+        [](const ShardCounters& c) { return c.pingsReceived.get(); });
+  total(out, shards, "derpd_unknown_frames_total", "counter", "frames of unknown type skipped",
+        [](const ShardCounters& c) { return c.unknownFrames.get(); });
+  total(out, shards, "derpd_peer_gone_sent_total", "counter", "PeerGone frames queued",
+        [](const ShardCounters& c) { return c.peerGoneSent.get(); });
+  total(out, shards, "derpd_ideal_node_header_total", "counter",
+        "upgrades that carried an Ideal-Node header",
+        [](const ShardCounters& c) { return c.idealNodeMismatch.get(); });
+  family(out, "derpd_connections_closed_total", "counter", "connections closed, by reason");
+  for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); r++) {
+    uint64_t sum = 0;
+    for (ShardCounters* s : shards) sum += s->closed[r].get();
+    absl::StrAppend(&out, "derpd_connections_closed_total{reason=\"",
+                    closeReasonName(static_cast<CloseReason>(r)), "\"} ", sum, "\n");
+  }
+  family(out, "derpd_packets_dropped_total", "counter", "packets dropped, by reason and kind");
+  for (size_t r = 0; r < static_cast<size_t>(DropReason::kCount); r++) {
+    for (int k = 0; k < 2; k++) {
+      uint64_t sum = 0;
+      for (ShardCounters* s : shards) sum += s->dropped[r][k].get();
+      absl::StrAppend(&out, "derpd_packets_dropped_total{reason=\"",
+                      dropReasonName(static_cast<DropReason>(r)), "\",kind=\"",
+                      k ? "disco" : "other", "\"} ", sum, "\n");
+    }
+  }
+  return out;
+}
+
+}  // namespace derpd::relay

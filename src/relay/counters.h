@@ -1,0 +1,86 @@
+// Per-shard counters and their Prometheus text rendering.
+//
+// Each shard writes only its own ShardCounters (relaxed load+store: a plain
+// increment, no locked instruction on the packet path); /metrics reads every
+// shard's counters relaxed and sums them. Values may be a moment stale.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace derpd::relay {
+
+enum class CloseReason : uint8_t {
+  kEof,
+  kReadError,
+  kWriteError,
+  kWriteTimeout,
+  kHandshakeTimeout,
+  kHeaderTimeout,
+  kBadRequest,
+  kHeadTooLarge,
+  kFrameTooLarge,
+  kBadFrame,
+  kBadClientInfo,
+  kNotClientInfo,
+  kMeshFrameDenied,
+  kShutdown,
+  kHttpDone,
+  kCount,
+};
+const char* closeReasonName(CloseReason r);
+
+enum class DropReason : uint8_t {
+  kUnknownDest,
+  kGoneDisconnected,
+  kQueueHead,
+  kQueueTail,
+  kWriteError,
+  kStaleGeneration,
+  kCount,
+};
+const char* dropReasonName(DropReason r);
+
+class Counter {
+ public:
+  void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+struct alignas(64) ShardCounters {
+  Counter accepts;
+  Counter currentConnections;  // handshaken DERP clients
+  Counter openSockets;         // every accepted socket still open
+  Counter relayedLocal;
+  Counter relayedCrossShard;
+  Counter packetsReceived;
+  Counter bytesReceived;
+  Counter packetsSent;
+  Counter bytesSent;
+  Counter httpRequests;
+  Counter handshakes;
+  Counter duplicateKeys;
+  Counter homeClients;  // NotePreferred(true)
+  Counter pingsReceived;
+  Counter unknownFrames;
+  Counter peerGoneSent;
+  Counter idealNodeMismatch;
+  std::array<Counter, static_cast<size_t>(CloseReason::kCount)> closed;
+  // [reason][0: other, 1: disco]
+  std::array<std::array<Counter, 2>, static_cast<size_t>(DropReason::kCount)> dropped;
+
+  void drop(DropReason r, bool disco) { dropped[static_cast<size_t>(r)][disco ? 1 : 0].add(); }
+  void close(CloseReason r) { closed[static_cast<size_t>(r)].add(); }
+};
+
+// Prometheus text exposition of every shard's counters.
+std::string renderMetrics(std::span<ShardCounters* const> shards);
+
+}  // namespace derpd::relay

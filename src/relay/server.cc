@@ -1,0 +1,112 @@
+#include "relay/server.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+
+#include <latch>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "base/hex.h"
+#include "base/log.h"
+#include "net/listener.h"
+
+namespace derpd::relay {
+
+std::vector<int> allowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int i = 0; i < CPU_SETSIZE; i++) {
+      if (CPU_ISSET(i, &set)) cpus.push_back(i);
+    }
+  }
+  if (cpus.empty()) cpus.push_back(0);
+  return cpus;
+}
+
+Server::Server(Options opts) : opts_(std::move(opts)) {}
+
+Server::~Server() { stop(); }
+
+absl::Status Server::start() {
+  std::vector<int> cpus = allowedCpus();
+  size_t n = opts_.shards > 0 ? opts_.shards : cpus.size();
+  auto listeners = net::listenTcp(opts_.listen, n);
+  if (!listeners.ok()) return listeners.status();
+  bound_ = listeners->bound;
+
+  mailbox_ = std::make_unique<Mailbox>(n);
+  shared_ = std::make_unique<SharedState>();
+  shared_->config = opts_.relay;
+  shared_->serverPublic = opts_.relay.serverKey.publicKey();
+  shared_->serverPublicHex = shared_->serverPublic.hex();
+  shared_->mailbox = mailbox_.get();
+  shared_->ringFds = std::vector<std::atomic<int>>(n);
+  for (size_t i = 0; i < n; i++) {
+    int efd = eventfd(0, EFD_CLOEXEC);
+    if (efd < 0) return absl::InternalError("eventfd failed");
+    shared_->wakeFds.push_back(efd);
+    counters_.push_back(std::make_unique<ShardCounters>());
+    shared_->counters.push_back(counters_.back().get());
+  }
+  for (size_t i = 0; i < n; i++) {
+    shards_.push_back(std::make_unique<ShardServer>(static_cast<uint16_t>(i), *shared_,
+                                                    std::move(listeners->fds[i]),
+                                                    *counters_[i], clock_));
+  }
+
+  // Every ring must exist (its fd published for MSG_RING) before any shard
+  // can send to another, so shards init, meet, then run.
+  // The rendezvous outlives start(): a thread may still be leaving the latch
+  // after the main thread has passed it.
+  struct Startup {
+    explicit Startup(size_t n) : ready(static_cast<ptrdiff_t>(n) + 1), status(n) {}
+    std::latch ready;
+    std::vector<absl::Status> status;
+  };
+  auto startup = std::make_shared<Startup>(n);
+  for (size_t i = 0; i < n; i++) {
+    threads_.emplace_back([this, i, startup, cpu = cpus[i % cpus.size()]] {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpu, &set);
+      pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+      std::string name = absl::StrCat("derpd-shard", i);
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+      absl::Status st = shards_[i]->init();
+      startup->status[i] = st;
+      startup->ready.arrive_and_wait();
+      if (!st.ok()) return;
+      shards_[i]->run();
+    });
+  }
+  startup->ready.arrive_and_wait();
+  for (size_t i = 0; i < n; i++) {
+    if (!startup->status[i].ok()) {
+      absl::Status st = startup->status[i];
+      stop();
+      return absl::Status(st.code(), absl::StrCat("shard ", i, ": ", st.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Server::stop() {
+  for (auto& s : shards_) s->requestStop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  // Shards are destroyed only after every thread is gone: buffers move
+  // between shards, so no pool may vanish while another shard runs.
+  shards_.clear();
+  if (shared_) {
+    for (int fd : shared_->wakeFds) ::close(fd);
+    shared_->wakeFds.clear();
+  }
+}
+
+}  // namespace derpd::relay

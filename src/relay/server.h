@@ -1,0 +1,50 @@
+// Server: the set of shards. Binds the listeners, starts one pinned thread per
+// shard, and stops them. Owned and called by the main thread.
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "base/clock.h"
+#include "net/socket_address.h"
+#include "relay/shard_server.h"
+
+namespace derpd::relay {
+
+class Server {
+ public:
+  struct Options {
+    RelayConfig relay;
+    net::SocketAddress listen;
+    size_t shards = 0;  // 0: one per CPU in the affinity mask
+  };
+
+  explicit Server(Options opts);
+  ~Server();
+
+  // Binds, starts every shard and returns once all are serving.
+  absl::Status start();
+  // Closes every connection, joins the shards.
+  void stop();
+
+  const net::SocketAddress& boundAddress() const { return bound_; }
+  size_t shardCount() const { return shards_.size(); }
+  const derp::NodeKey& publicKey() const { return shared_->serverPublic; }
+
+ private:
+  Options opts_;
+  RealClock clock_;
+  net::SocketAddress bound_;
+  std::unique_ptr<Mailbox> mailbox_;
+  std::unique_ptr<SharedState> shared_;
+  std::vector<std::unique_ptr<ShardCounters>> counters_;
+  std::vector<std::unique_ptr<ShardServer>> shards_;
+  std::vector<std::thread> threads_;
+};
+
+// CPUs in this process's affinity mask, in order.
+std::vector<int> allowedCpus();
+
+}  // namespace derpd::relay

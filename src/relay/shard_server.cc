@@ -1,0 +1,533 @@
+#include "relay/shard_server.h"
+
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/log.h"
+#include "derp/frame.h"
+
+namespace derpd::relay {
+namespace {
+
+constexpr uint16_t kBufferGroup = 1;
+constexpr uint16_t kRecvBuffers = 512;
+constexpr uint32_t kRecvBufferSize = 16 * 1024;
+
+}  // namespace
+
+void ConnOp::complete(int res, uint32_t flags) {
+  if (kind == kRecv) {
+    server->onRecv(*conn, res, flags);
+  } else {
+    server->onSendDone(*conn, res);
+  }
+}
+
+Connection::Connection(ShardServer* s, uint32_t index, uint32_t generation, int socket,
+                       const RelayConfig& config, Timer::Callback deadlineCb,
+                       Timer::Callback keepAliveCb, Timer::Callback writeCb)
+    : idx(index),
+      gen(generation),
+      fd(socket),
+      disco(config.queuePackets, config.queueBytes),
+      packets(config.queuePackets, config.queueBytes),
+      deadline(deadlineCb, this),
+      keepAlive(keepAliveCb, this),
+      writeTimeout(writeCb, this),
+      recvOp(s, this, ConnOp::kRecv),
+      sendOp(s, this, ConnOp::kSend) {}
+
+void ShardServer::WakeOp::complete(int res, uint32_t) {
+  if (res < 0 && res != -EINTR && res != -EAGAIN) return;
+  if (server->stopRequested_.load(std::memory_order_acquire) && !server->stopping_) {
+    server->beginShutdown();
+  }
+  if (!server->stopping_) server->armWakeRead();
+}
+
+ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
+                         ShardCounters& counters, const Clock& clock)
+    : id_(id),
+      shared_(shared),
+      listener_(std::move(listener)),
+      counters_(counters),
+      clock_(clock),
+      pool_(id),
+      timers_(clock),
+      outbox_(*shared.mailbox, id),
+      acceptRetry_([](Timer*, void* ctx) { static_cast<ShardServer*>(ctx)->armAccept(); }, this),
+      rng_(0x9e3779b9u + id) {
+  dirty_.reserve(4096);
+}
+
+ShardServer::~ShardServer() {
+  for (auto& c : conns_) {
+    if (c) {
+      timers_.cancel(c->deadline);
+      timers_.cancel(c->keepAlive);
+      timers_.cancel(c->writeTimeout);
+    }
+  }
+  timers_.cancel(acceptRetry_);
+}
+
+absl::Status ShardServer::init() {
+  auto ring = IoRing::create(4096);
+  if (!ring.ok()) return ring.status();
+  ring_ = std::move(*ring);
+  auto buffers = BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffers, kRecvBufferSize);
+  if (!buffers.ok()) return buffers.status();
+  buffers_ = std::move(*buffers);
+  shared_.ringFds[id_].store(ring_->fd(), std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void ShardServer::requestStop() {
+  stopRequested_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t unused = ::write(shared_.wakeFds[id_], &one, sizeof(one));
+  (void)unused;
+}
+
+void ShardServer::armWakeRead() {
+  io_uring_sqe* s = ring_->sqe();
+  io_uring_prep_read(s, shared_.wakeFds[id_], &wakeOp_.value, sizeof(wakeOp_.value), 0);
+  IoRing::setCompletion(s, &wakeOp_);
+}
+
+void ShardServer::armAccept() {
+  if (stopping_) return;
+  io_uring_sqe* s = ring_->sqe();
+  io_uring_prep_multishot_accept(s, listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  IoRing::setCompletion(s, &acceptOp_);
+}
+
+void ShardServer::run() {
+  logDebug("shard %d: ring %s", id_, ring_->features().describe());
+  armWakeRead();
+  armAccept();
+  if (stopRequested_.load(std::memory_order_acquire)) beginShutdown();
+  for (;;) {
+    Nanos timeout = -1;
+    if (auto next = timers_.nextDeadline()) {
+      timeout = std::max<Nanos>(0, *next - clock_.now());
+    }
+    if (outbox_.hasBacklog() || !dirty_.empty()) timeout = 0;
+    if (stopping_ && (timeout < 0 || timeout > 50 * kMillisecond)) timeout = 50 * kMillisecond;
+    ring_->runOnce(timeout);
+    drainMailbox();
+    timers_.expire();
+    buffers_->commit();
+    flushDirty();
+    reapClosed();
+    outbox_.flush([this](size_t to) {
+      if (ring_->features().msgRing) {
+        ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
+      } else {
+        uint64_t one = 1;
+        ssize_t unused = ::write(shared_.wakeFds[to], &one, sizeof(one));
+        (void)unused;
+      }
+    });
+    if (stopping_ && liveConnections_ == 0) break;
+  }
+  // Let the kernel finish what we submitted (wake-ups to other shards).
+  ring_->runOnce(0);
+}
+
+void ShardServer::beginShutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  // Closing the listener ends the multishot accept; connections are closed below.
+  ::shutdown(listener_.get(), SHUT_RDWR);
+  for (auto& c : conns_) {
+    if (c && c->state != Connection::State::kClosing) close(*c, CloseReason::kShutdown);
+  }
+}
+
+void ShardServer::onAccept(int res, uint32_t flags) {
+  if (res >= 0) {
+    if (stopping_) {
+      ::close(res);
+    } else {
+      counters_.accepts.add();
+      counters_.openSockets.add();
+      net::applyTcpOptions(res, shared_.config.tcp);
+      uint32_t idx;
+      if (!freeSlots_.empty()) {
+        idx = freeSlots_.back();
+        freeSlots_.pop_back();
+      } else {
+        idx = static_cast<uint32_t>(conns_.size());
+        conns_.emplace_back();
+        gens_.push_back(0);
+      }
+      uint32_t gen = ++gens_[idx];
+      conns_[idx] = std::make_unique<Connection>(
+          this, idx, gen, res, shared_.config, &ShardServer::onDeadline,
+          &ShardServer::onKeepAlive, &ShardServer::onWriteTimeout);
+      Connection& c = *conns_[idx];
+      liveConnections_++;
+      timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
+      armRecv(c);
+    }
+  }
+  if (!(flags & IORING_CQE_F_MORE) && !stopping_) {
+    if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+      logWarn("shard %d: accept: %s; retrying in 100ms", id_, strerror(-res));
+      timers_.arm(acceptRetry_, clock_.now() + 100 * kMillisecond);
+    } else {
+      armAccept();
+    }
+  }
+}
+
+void ShardServer::armRecv(Connection& c) {
+  io_uring_sqe* s = ring_->sqe();
+  io_uring_prep_recv_multishot(s, c.fd, nullptr, 0, 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = buffers_->groupId();
+  IoRing::setCompletion(s, &c.recvOp);
+  c.recvArmed = true;
+}
+
+void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
+  bool more = flags & IORING_CQE_F_MORE;
+  if (!more) c.recvArmed = false;
+  if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+    uint16_t bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    if (c.state != Connection::State::kClosing) {
+      onBytes(c, buffers_->buffer(bid), static_cast<size_t>(res));
+    }
+    buffers_->recycle(bid);
+  } else if (c.state != Connection::State::kClosing) {
+    if (res == 0) {
+      close(c, CloseReason::kEof);
+    } else if (res < 0 && res != -ENOBUFS) {
+      close(c, CloseReason::kReadError);
+    }
+  }
+  if (c.state == Connection::State::kClosing) return;
+  // Out of provided buffers (or the kernel ended the multishot): ask again.
+  if (!c.recvArmed) armRecv(c);
+}
+
+Connection* ShardServer::find(uint32_t idx, uint32_t gen) {
+  if (idx >= conns_.size() || gens_[idx] != gen || !conns_[idx]) return nullptr;
+  Connection* c = conns_[idx].get();
+  return c->state == Connection::State::kClosing ? nullptr : c;
+}
+
+void ShardServer::close(Connection& c, CloseReason reason) {
+  if (c.state == Connection::State::kClosing) return;
+  counters_.close(reason);
+  if (c.registered) unregister(c);
+  c.state = Connection::State::kClosing;
+  timers_.cancel(c.deadline);
+  timers_.cancel(c.keepAlive);
+  timers_.cancel(c.writeTimeout);
+  if (c.body) {
+    releaseBuf(c.body);
+    c.body = nullptr;
+  }
+  releaseChain(c.control.takeAll());
+  releaseChain(c.disco.takeAll());
+  releaseChain(c.packets.takeAll());
+  std::vector<uint8_t>().swap(c.httpBuf);
+  // Wakes the pending receive (EOF) and any blocked send (EPIPE); the cancel
+  // covers ops still queued inside io_uring.
+  ::shutdown(c.fd, SHUT_RDWR);
+  if (c.recvArmed || c.sending) {
+    io_uring_sqe* s = ring_->sqe();
+    io_uring_prep_cancel_fd(s, c.fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(s, 0);
+  }
+  closing_.push_back(c.idx);
+}
+
+// Frees closed connections whose operations have all completed. Runs at the
+// end of a loop turn, so no completion handler ever sees a freed connection.
+void ShardServer::reapClosed() {
+  size_t keep = 0;
+  for (size_t i = 0; i < closing_.size(); i++) {
+    uint32_t idx = closing_[i];
+    Connection& c = *conns_[idx];
+    if (c.recvArmed || c.sending) {
+      closing_[keep++] = idx;
+      continue;
+    }
+    releaseChain(c.writing);
+    c.writing = nullptr;
+    ::close(c.fd);
+    counters_.openSockets.sub();
+    gens_[idx]++;  // any ConnRef to the old connection is now stale
+    conns_[idx].reset();
+    freeSlots_.push_back(idx);
+    liveConnections_--;
+  }
+  closing_.resize(keep);
+}
+
+void ShardServer::unregister(Connection& c) {
+  c.registered = false;
+  counters_.currentConnections.sub();
+  ConnRef ref{id_, c.idx, c.gen};
+  MailMessage m;
+  m.kind = kMailUnregister;
+  m.shard = id_;
+  m.idx = c.idx;
+  m.gen = c.gen;
+  m.key = c.key.bytes;
+  broadcast(m);
+  KeyDirectory::Change change = directory_.remove(c.key, ref);
+  applyDirectoryChange(c.key, change);
+  if (change.instances == 0) {
+    // Everyone this client sent to learns it is gone (derper's peer-gone
+    // watchers), unless another connection of the same key remains.
+    for (const derp::NodeKey& dst : c.sentTo) {
+      if (const ConnRef* to = directory_.lookup(dst)) {
+        sendPeerGone(*to, c.key, derp::PeerGoneReason::kDisconnected);
+      }
+    }
+  }
+  absl::flat_hash_set<derp::NodeKey>().swap(c.sentTo);
+}
+
+void ShardServer::broadcast(const MailMessage& m) {
+  for (size_t to = 0; to < shared_.mailbox->shards(); to++) {
+    if (to != id_) outbox_.send(to, m);
+  }
+}
+
+void ShardServer::applyDirectoryChange(const derp::NodeKey& key,
+                                       const KeyDirectory::Change& change) {
+  // Duplicate clients: the active instance receives; the others on this shard
+  // are told with a Health frame, cleared once they are alone or active again.
+  auto visit = [&](const std::optional<ConnRef>& ref) {
+    if (!ref || ref->shard != id_) return;
+    Connection* c = find(ref->idx, ref->gen);
+    if (c == nullptr || !c->registered || !(c->key == key)) return;
+    size_t instances = directory_.instances(key);
+    const ConnRef* active = directory_.lookup(key);
+    bool isActive = active != nullptr && *active == *ref;
+    c->mayBeDuplicate = instances > 1;
+    if (instances > 1 && !isActive && !c->dupHealthSent) {
+      c->dupHealthSent = true;
+      queueFrame(*c, derp::HealthFrame{"duplicate client key"});
+    } else if ((instances <= 1 || isActive) && c->dupHealthSent) {
+      c->dupHealthSent = false;
+      queueFrame(*c, derp::HealthFrame{""});
+    }
+  };
+  visit(change.oldActive);
+  visit(change.newActive);
+}
+
+void ShardServer::sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone,
+                               derp::PeerGoneReason reason) {
+  if (ref.shard == id_) {
+    if (Connection* c = find(ref.idx, ref.gen); c != nullptr && c->registered) {
+      counters_.peerGoneSent.add();
+      queueFrame(*c, derp::PeerGoneFrame{gone, reason});
+    }
+    return;
+  }
+  MailMessage m;
+  m.kind = kMailPeerGone;
+  m.shard = id_;
+  m.idx = ref.idx;
+  m.gen = ref.gen;
+  m.aux = static_cast<uint32_t>(reason);
+  m.key = gone.bytes;
+  outbox_.send(ref.shard, m);
+}
+
+void ShardServer::drainMailbox() {
+  MailMessage batch[64];
+  for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
+    if (from == id_) continue;
+    auto& ring = shared_.mailbox->ring(from, id_);
+    for (;;) {
+      size_t n = ring.popBatch(batch, 64);
+      for (size_t i = 0; i < n; i++) onMail(batch[i]);
+      if (n < 64) break;
+    }
+  }
+}
+
+void ShardServer::onMail(const MailMessage& m) {
+  derp::NodeKey key;
+  key.bytes = m.key;
+  ConnRef ref{m.shard, m.idx, m.gen};
+  switch (m.kind) {
+    case kMailPacket:
+      deliver(ConnRef{id_, m.idx, m.gen}, static_cast<PacketBuf*>(m.ptr));
+      break;
+    case kMailReturnBuf:
+      pool_.release(static_cast<PacketBuf*>(m.ptr));
+      break;
+    case kMailRegister:
+      applyDirectoryChange(key, directory_.add(key, ref));
+      break;
+    case kMailUnregister:
+      applyDirectoryChange(key, directory_.remove(key, ref));
+      break;
+    case kMailActivate:
+      applyDirectoryChange(key, directory_.activate(key, ref));
+      break;
+    case kMailPeerGone:
+      sendPeerGone(ConnRef{id_, m.idx, m.gen}, key, static_cast<derp::PeerGoneReason>(m.aux));
+      break;
+    default:
+      logError("shard %d: unknown mailbox message kind %d", id_, m.kind);
+      std::abort();
+  }
+}
+
+void ShardServer::deliver(const ConnRef& ref, PacketBuf* b) {
+  bool disco = b->flags & kBufIsDisco;
+  Connection* c = find(ref.idx, ref.gen);
+  if (c == nullptr) {
+    counters_.drop(DropReason::kStaleGeneration, disco);
+    releaseBuf(b);
+    return;
+  }
+  if (!c->registered) {
+    counters_.drop(DropReason::kGoneDisconnected, disco);
+    releaseBuf(b);
+    return;
+  }
+  enqueuePacket(*c, b);
+}
+
+void ShardServer::enqueuePacket(Connection& c, PacketBuf* b) {
+  bool disco = b->flags & kBufIsDisco;
+  PacketBuf* dropped = (disco ? c.disco : c.packets).push(b);
+  while (dropped != nullptr) {
+    PacketBuf* next = dropped->next;
+    counters_.drop(DropReason::kQueueHead, disco);
+    releaseBuf(dropped);
+    dropped = next;
+  }
+  markDirty(c);
+}
+
+void ShardServer::releaseBuf(PacketBuf* b) {
+  if (b->ownerShard == id_) {
+    pool_.release(b);
+    return;
+  }
+  MailMessage m;
+  m.kind = kMailReturnBuf;
+  m.shard = id_;
+  m.ptr = b;
+  outbox_.send(b->ownerShard, m);
+}
+
+void ShardServer::releaseChain(PacketBuf* b) {
+  while (b != nullptr) {
+    PacketBuf* next = b->next;
+    releaseBuf(b);
+    b = next;
+  }
+}
+
+void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
+  // b holds the whole SendPacket frame: header(5) dst(32) payload. It becomes
+  // the RecvPacket frame in place: same length, the source key where the
+  // destination was. From here on its bytes are never copied.
+  uint8_t* d = b->data();
+  size_t payload = c.curLen - derp::kKeyLen;
+  derp::NodeKey dst;
+  std::memcpy(dst.bytes.data(), d + derp::kFrameHeaderLen, derp::kKeyLen);
+  bool disco = derp::isDiscoPacket({d + derp::kFrameHeaderLen + derp::kKeyLen, payload});
+  counters_.packetsReceived.add();
+  counters_.bytesReceived.add(payload);
+  d[0] = static_cast<uint8_t>(derp::FrameType::kRecvPacket);
+  std::memcpy(d + derp::kFrameHeaderLen, c.key.bytes.data(), derp::kKeyLen);
+  b->length = static_cast<uint32_t>(derp::kFrameHeaderLen + c.curLen);
+  b->flags = kBufIsPacket | (disco ? kBufIsDisco : 0);
+
+  if (c.mayBeDuplicate) {
+    // The most recent sender of a duplicated key becomes the one that receives.
+    ConnRef me{id_, c.idx, c.gen};
+    const ConnRef* active = directory_.lookup(c.key);
+    if (active != nullptr && !(*active == me)) {
+      MailMessage m;
+      m.kind = kMailActivate;
+      m.shard = id_;
+      m.idx = c.idx;
+      m.gen = c.gen;
+      m.key = c.key.bytes;
+      broadcast(m);
+      applyDirectoryChange(c.key, directory_.activate(c.key, me));
+    }
+  }
+
+  const ConnRef* to = directory_.lookup(dst);
+  if (to == nullptr) {
+    counters_.drop(DropReason::kUnknownDest, disco);
+    releaseBuf(b);
+    // Rate-limited like derper: 3 at once, then one per second.
+    Nanos now = clock_.now();
+    c.peerGoneTokens = std::min(3.0, c.peerGoneTokens + static_cast<double>(now - c.peerGoneRefill) /
+                                         static_cast<double>(kSecond));
+    c.peerGoneRefill = now;
+    if (c.peerGoneTokens >= 1.0) {
+      c.peerGoneTokens -= 1.0;
+      counters_.peerGoneSent.add();
+      queueFrame(c, derp::PeerGoneFrame{dst, derp::PeerGoneReason::kNotHere});
+    }
+    return;
+  }
+  if (!c.haveLastDst || !(c.lastDst == dst)) {
+    c.haveLastDst = true;
+    c.lastDst = dst;
+    c.sentTo.insert(dst);
+  }
+  if (to->shard == id_) {
+    counters_.relayedLocal.add();
+    deliver(*to, b);
+    return;
+  }
+  counters_.relayedCrossShard.add();
+  MailMessage m;
+  m.kind = kMailPacket;
+  m.shard = id_;
+  m.idx = to->idx;
+  m.gen = to->gen;
+  m.ptr = b;
+  outbox_.send(to->shard, m);
+}
+
+void ShardServer::armKeepAlive(Connection& c) {
+  Nanos jitter = shared_.config.keepAliveJitter > 0
+                     ? static_cast<Nanos>(rng_() % static_cast<uint64_t>(
+                                                       shared_.config.keepAliveJitter))
+                     : 0;
+  timers_.arm(c.keepAlive, clock_.now() + shared_.config.keepAliveInterval + jitter);
+}
+
+void ShardServer::onDeadline(Timer*, void* ctx) {
+  Connection& c = *static_cast<Connection*>(ctx);
+  ShardServer* s = c.recvOp.server;
+  s->close(c, c.state == Connection::State::kHttp ? CloseReason::kHeaderTimeout
+                                                  : CloseReason::kHandshakeTimeout);
+}
+
+void ShardServer::onKeepAlive(Timer*, void* ctx) {
+  Connection& c = *static_cast<Connection*>(ctx);
+  ShardServer* s = c.recvOp.server;
+  s->queueFrame(c, derp::KeepAliveFrame{});
+  s->armKeepAlive(c);
+}
+
+void ShardServer::onWriteTimeout(Timer*, void* ctx) {
+  Connection& c = *static_cast<Connection*>(ctx);
+  c.recvOp.server->close(c, CloseReason::kWriteTimeout);
+}
+
+}  // namespace derpd::relay

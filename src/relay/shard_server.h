@@ -1,0 +1,168 @@
+// ShardServer: everything one shard does — accept, HTTP, DERP handshake,
+// relay, timers — on its own io_uring ring and thread.
+//
+// Created on the main thread; init() and run() are called on the shard's own
+// thread (the ring is SINGLE_ISSUER). requestStop() may be called from any
+// thread. Other shards reach it only through the Mailbox.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "base/clock.h"
+#include "base/unique_fd.h"
+#include "derp/frame.h"
+#include "derp/key.h"
+#include "net/listener.h"
+#include "relay/connection.h"
+#include "relay/counters.h"
+#include "relay/key_directory.h"
+#include "runtime/buffer_ring.h"
+#include "runtime/io_ring.h"
+#include "runtime/mailbox.h"
+#include "runtime/packet_pool.h"
+#include "runtime/timer_wheel.h"
+
+namespace derpd::relay {
+
+// Messages between shards (MailMessage::kind).
+enum MailKind : uint8_t {
+  kMailPacket = 1,  // ptr: PacketBuf to deliver to (idx, gen); its flags say disco
+  kMailReturnBuf,   // ptr: PacketBuf going home to its owner's pool
+  kMailRegister,    // key connected at (shard, idx, gen)
+  kMailUnregister,  // key's instance at (shard, idx, gen) left
+  kMailActivate,    // key's instance at (shard, idx, gen) is now the one that receives
+  kMailPeerGone,    // tell (idx, gen) that key is gone; aux: reason
+};
+
+struct RelayConfig {
+  derp::PrivateKey serverKey;
+  Nanos writeTimeout = 2 * kSecond;
+  Nanos handshakeTimeout = 10 * kSecond;
+  Nanos headerTimeout = 10 * kSecond;
+  Nanos keepAliveInterval = 60 * kSecond;
+  Nanos keepAliveJitter = 5 * kSecond;
+  net::TcpOptions tcp;
+  size_t queuePackets = 32;         // per destination, like derper
+  size_t queueBytes = 1 << 20;      // per destination
+};
+
+// What all shards share, fixed before any shard runs.
+struct SharedState {
+  RelayConfig config;
+  derp::NodeKey serverPublic;
+  std::string serverPublicHex;
+  Mailbox* mailbox = nullptr;
+  std::vector<ShardCounters*> counters;  // every shard's
+  std::vector<std::atomic<int>> ringFds;  // every shard's ring fd, for MSG_RING
+  std::vector<int> wakeFds;              // every shard's eventfd (stop, MSG_RING fallback)
+};
+
+class ShardServer {
+ public:
+  ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, ShardCounters& counters,
+              const Clock& clock);
+  ~ShardServer();
+
+  // On the shard thread, before run(): creates the ring and buffers and
+  // publishes the ring fd in shared.ringFds.
+  absl::Status init();
+  // On the shard thread: serves until requestStop(), then closes every
+  // connection and returns.
+  void run();
+  // Any thread.
+  void requestStop();
+
+  // Completion entry points (shard thread).
+  void onRecv(Connection& c, int res, uint32_t flags);
+  void onSendDone(Connection& c, int res);
+
+ private:
+  struct AcceptOp final : Completion {
+    explicit AcceptOp(ShardServer* s) : server(s) {}
+    void complete(int res, uint32_t flags) override { server->onAccept(res, flags); }
+    ShardServer* server;
+  };
+  struct WakeOp final : Completion {
+    explicit WakeOp(ShardServer* s) : server(s) {}
+    void complete(int res, uint32_t flags) override;
+    ShardServer* server;
+    uint64_t value = 0;
+  };
+
+  void armAccept();
+  void onAccept(int res, uint32_t flags);
+  void armRecv(Connection& c);
+  void armWakeRead();
+
+  // Input.
+  void onBytes(Connection& c, const uint8_t* data, size_t n);
+  size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n);
+  void onDerpBytes(Connection& c, const uint8_t* data, size_t n);
+  bool startFrame(Connection& c);
+  void finishFrame(Connection& c);
+  void onClientInfo(Connection& c, std::span<const uint8_t> body);
+  void onSendPacket(Connection& c, PacketBuf* b);
+  void onOtherFrame(Connection& c, uint8_t type, std::span<const uint8_t> body);
+
+  // Relay.
+  void deliver(const ConnRef& ref, PacketBuf* b);
+  void enqueuePacket(Connection& c, PacketBuf* b);
+  void releaseBuf(PacketBuf* b);
+  void releaseChain(PacketBuf* b);
+  void sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone, derp::PeerGoneReason reason);
+  void broadcast(const MailMessage& m);
+  void applyDirectoryChange(const derp::NodeKey& key, const KeyDirectory::Change& change);
+  void drainMailbox();
+  void onMail(const MailMessage& m);
+
+  // Output.
+  bool queueControl(Connection& c, std::span<const uint8_t> bytes);
+  bool queueFrame(Connection& c, const derp::Frame& f);
+  void markDirty(Connection& c);
+  void flushDirty();
+  void startWrite(Connection& c);
+
+  // Lifetime.
+  Connection* find(uint32_t idx, uint32_t gen);
+  void close(Connection& c, CloseReason reason);
+  void reapClosed();
+  void unregister(Connection& c);
+  static void onDeadline(Timer* t, void* ctx);
+  static void onKeepAlive(Timer* t, void* ctx);
+  static void onWriteTimeout(Timer* t, void* ctx);
+  void armKeepAlive(Connection& c);
+  void beginShutdown();
+
+  uint16_t id_;
+  SharedState& shared_;
+  UniqueFd listener_;
+  ShardCounters& counters_;
+  const Clock& clock_;
+  std::unique_ptr<IoRing> ring_;
+  std::unique_ptr<BufferRing> buffers_;
+  PacketPool pool_;
+  TimerWheel timers_;
+  KeyDirectory directory_;
+  Outbox outbox_;
+  AcceptOp acceptOp_{this};
+  WakeOp wakeOp_{this};
+  Timer acceptRetry_;
+  std::atomic<bool> stopRequested_{false};
+  bool stopping_ = false;
+  size_t liveConnections_ = 0;
+
+  std::vector<std::unique_ptr<Connection>> conns_;  // slot index -> connection
+  std::vector<uint32_t> gens_;                      // slot index -> current generation
+  std::vector<uint32_t> freeSlots_;
+  std::vector<uint32_t> dirty_;
+  std::vector<uint32_t> closing_;  // closed, waiting for their last completions
+  std::minstd_rand rng_;
+};
+
+}  // namespace derpd::relay

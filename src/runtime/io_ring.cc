@@ -1,0 +1,109 @@
+#include "runtime/io_ring.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace derpd {
+
+std::string RingFeatures::describe() const {
+  return absl::StrCat(singleIssuer ? "single_issuer " : "", deferTaskrun ? "defer_taskrun " : "",
+                      coopTaskrun ? "coop_taskrun " : "", msgRing ? "msg_ring " : "no_msg_ring ",
+                      cqeSkipSuccess ? "cqe_skip" : "");
+}
+
+absl::StatusOr<std::unique_ptr<IoRing>> IoRing::create(unsigned entries) {
+  std::unique_ptr<IoRing> r(new IoRing());
+  struct Attempt {
+    unsigned flags;
+    bool single, defer, coop;
+  };
+  const Attempt attempts[] = {
+      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, true, true, false},
+      {IORING_SETUP_COOP_TASKRUN, false, false, true},
+      {0, false, false, false},
+  };
+  int err = 0;
+  for (const Attempt& a : attempts) {
+    io_uring_params p{};
+    p.flags = a.flags | IORING_SETUP_CQSIZE;
+    p.cq_entries = entries * 4;
+    err = io_uring_queue_init_params(entries, &r->ring_, &p);
+    if (err == 0) {
+      r->features_.singleIssuer = a.single;
+      r->features_.deferTaskrun = a.defer;
+      r->features_.coopTaskrun = a.coop;
+      r->features_.cqeSkipSuccess = (p.features & IORING_FEAT_CQE_SKIP) != 0;
+      break;
+    }
+  }
+  if (err != 0) {
+    return absl::UnavailableError(absl::StrCat("io_uring_queue_init: ", strerror(-err)));
+  }
+  if (io_uring_probe* probe = io_uring_get_probe_ring(&r->ring_)) {
+    r->features_.msgRing = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+    bool ok = io_uring_opcode_supported(probe, IORING_OP_ACCEPT) &&
+              io_uring_opcode_supported(probe, IORING_OP_RECV) &&
+              io_uring_opcode_supported(probe, IORING_OP_SENDMSG);
+    io_uring_free_probe(probe);
+    if (!ok) return absl::UnavailableError("io_uring lacks accept/recv/sendmsg");
+  }
+  return r;
+}
+
+IoRing::~IoRing() { io_uring_queue_exit(&ring_); }
+
+io_uring_sqe* IoRing::sqe() {
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  while (s == nullptr) {
+    io_uring_submit(&ring_);
+    s = io_uring_get_sqe(&ring_);
+  }
+  return s;
+}
+
+void IoRing::wake(int targetRingFd) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_msg_ring(s, targetRingFd, 0, kWakeUserData, 0);
+  io_uring_sqe_set_data64(s, 0);
+  if (features_.cqeSkipSuccess) s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+size_t IoRing::runOnce(Nanos timeout) {
+  io_uring_cqe* cqe = nullptr;
+  if (timeout == 0) {
+    io_uring_submit(&ring_);
+    // With DEFER_TASKRUN completions are only posted when we enter the kernel
+    // asking for events; a zero-wait GETEVENTS does that without blocking.
+    io_uring_get_events(&ring_);
+  } else if (timeout < 0) {
+    io_uring_submit_and_wait(&ring_, 1);
+  } else {
+    __kernel_timespec ts{};
+    ts.tv_sec = timeout / kSecond;
+    ts.tv_nsec = timeout % kSecond;
+    io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+  }
+  return dispatchReady();
+}
+
+size_t IoRing::dispatchReady() {
+  size_t total = 0;
+  for (;;) {
+    io_uring_cqe* cqes[64];
+    unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 64);
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; i++) {
+      uint64_t ud = cqes[i]->user_data;
+      if (ud > kWakeUserData) {
+        reinterpret_cast<Completion*>(ud)->complete(cqes[i]->res, cqes[i]->flags);
+      }
+    }
+    io_uring_cq_advance(&ring_, n);
+    total += n;
+  }
+  return total;
+}
+
+}  // namespace derpd

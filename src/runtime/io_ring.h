@@ -1,0 +1,74 @@
+// IoRing: one io_uring instance, owned by one shard thread.
+//
+// Every SQE's user_data is a Completion*; the loop peeks a batch of CQEs,
+// calls complete() on each and advances once. Two reserved user_data values:
+// 0 (no completion wanted) and kWakeUserData (a MSG_RING wake-up from another
+// shard; the loop drains its mailbox every turn, so the CQE itself carries no
+// work). Only the owning thread may call any method (SINGLE_ISSUER).
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "base/clock.h"
+
+namespace derpd {
+
+class Completion {
+ public:
+  virtual void complete(int res, uint32_t flags) = 0;
+
+ protected:
+  ~Completion() = default;
+};
+
+constexpr uint64_t kWakeUserData = 1;
+
+struct RingFeatures {
+  bool singleIssuer = false;
+  bool deferTaskrun = false;
+  bool coopTaskrun = false;
+  bool msgRing = false;
+  bool cqeSkipSuccess = false;
+  std::string describe() const;
+};
+
+class IoRing {
+ public:
+  // Tries SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN, then plain setup.
+  static absl::StatusOr<std::unique_ptr<IoRing>> create(unsigned entries);
+  ~IoRing();
+  IoRing(const IoRing&) = delete;
+  IoRing& operator=(const IoRing&) = delete;
+
+  // A free SQE; submits pending ones first when the queue is full.
+  io_uring_sqe* sqe();
+  static void setCompletion(io_uring_sqe* sqe, Completion* c) {
+    io_uring_sqe_set_data(sqe, c);
+  }
+
+  // Submits pending SQEs and waits until at least one CQE is ready or the
+  // timeout passes (timeout < 0: wait indefinitely; 0: do not wait). Then
+  // dispatches every ready CQE. Returns the number dispatched.
+  size_t runOnce(Nanos timeout);
+
+  // Queues a MSG_RING wake-up to another ring (no CQE for us on success).
+  void wake(int targetRingFd);
+
+  int fd() const { return ring_.ring_fd; }
+  io_uring* raw() { return &ring_; }
+  const RingFeatures& features() const { return features_; }
+
+ private:
+  IoRing() = default;
+  size_t dispatchReady();
+
+  io_uring ring_{};
+  RingFeatures features_;
+};
+
+}  // namespace derpd

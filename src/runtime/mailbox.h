@@ -1,0 +1,79 @@
+// Mailbox: the only way shards talk to each other.
+//
+// One SPSC ring per ordered pair of shards, created before the shard threads
+// start and never resized. A shard pushes into its outgoing rings during a
+// loop turn and, once per turn, wakes each destination it pushed to with one
+// IORING_OP_MSG_RING. Messages are plain 64-byte values; payload buffers move
+// by pointer (ownership travels with the message, nothing is copied).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/spsc_ring.h"
+
+namespace derpd {
+
+struct alignas(64) MailMessage {
+  uint8_t kind = 0;  // meaning defined by the user of the mailbox
+  uint8_t flags = 0;
+  uint16_t shard = 0;
+  uint32_t idx = 0;
+  uint32_t gen = 0;
+  uint32_t aux = 0;
+  void* ptr = nullptr;
+  std::array<uint8_t, 32> key{};
+};
+static_assert(sizeof(MailMessage) == 64);
+
+class Mailbox {
+ public:
+  static constexpr size_t kRingCapacity = 2048;
+  using Ring = SpscRing<MailMessage, kRingCapacity>;
+
+  explicit Mailbox(size_t shards);
+  size_t shards() const { return shards_; }
+  Ring& ring(size_t from, size_t to) { return *rings_[from * shards_ + to]; }
+
+ private:
+  size_t shards_;
+  std::vector<std::unique_ptr<Ring>> rings_;
+};
+
+// One shard's sending side: pushes, keeps what a full ring refused (rare; the
+// only allocation, and only under overload) and remembers whom to wake.
+// Only the owning shard's thread may call it.
+class Outbox {
+ public:
+  Outbox(Mailbox& mailbox, size_t self);
+  void send(size_t to, const MailMessage& m);
+  // Retries held-back messages; returns a bitmask-like list of shards that
+  // received something since the last call (to wake them).
+  template <typename WakeFn>
+  void flush(WakeFn&& wake) {
+    for (size_t to = 0; to < pending_.size(); to++) {
+      auto& held = overflow_[to];
+      size_t i = 0;
+      while (i < held.size() && mailbox_.ring(self_, to).tryPush(held[i])) {
+        i++;
+        pending_[to] = true;
+      }
+      if (i > 0) held.erase(held.begin(), held.begin() + static_cast<ptrdiff_t>(i));
+      if (pending_[to]) {
+        pending_[to] = false;
+        wake(to);
+      }
+    }
+  }
+  bool hasBacklog() const;
+
+ private:
+  Mailbox& mailbox_;
+  size_t self_;
+  std::vector<bool> pending_;
+  std::vector<std::vector<MailMessage>> overflow_;
+};
+
+}  // namespace derpd

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages derpd needs to build, run and test.
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+packages=(
+  meson ninja-build pkg-config g++
+  liburing-dev android-libboringssl-dev libsodium-dev libabsl-dev
+  nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  curl
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
