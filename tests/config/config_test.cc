@@ -1,0 +1,103 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include "config/duration.h"
+
+namespace derpd {
+namespace {
+
+absl::StatusOr<Config> parse(std::vector<std::string> args) {
+  auto r = parseCommandLine(args);
+  if (!r.ok()) return r.status();
+  return r->config;
+}
+
+TEST(DurationTest, GoSyntax) {
+  EXPECT_EQ(parseGoDuration("2s"), 2 * kSecond);
+  EXPECT_EQ(parseGoDuration("500ms"), 500 * kMillisecond);
+  EXPECT_EQ(parseGoDuration("10m"), 600 * kSecond);
+  EXPECT_EQ(parseGoDuration("1h30m"), 5400 * kSecond);
+  EXPECT_EQ(parseGoDuration("1.5s"), 1500 * kMillisecond);
+  EXPECT_EQ(parseGoDuration("250us"), 250 * kMicrosecond);
+  EXPECT_EQ(parseGoDuration("0"), 0);
+  EXPECT_FALSE(parseGoDuration(""));
+  EXPECT_FALSE(parseGoDuration("2"));
+  EXPECT_FALSE(parseGoDuration("s"));
+  EXPECT_FALSE(parseGoDuration("2x"));
+  EXPECT_FALSE(parseGoDuration("2s3"));
+}
+
+TEST(ConfigTest, DefaultsMatchDerper) {
+  auto c = parse({});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->addr, ":443");
+  EXPECT_EQ(c->keyFile, "/var/lib/derper/derper.key");
+  EXPECT_EQ(c->httpPort, 80);
+  EXPECT_EQ(c->tcpWriteTimeout, 2 * kSecond);
+  EXPECT_EQ(c->tcpKeepAliveTime, 600 * kSecond);
+  EXPECT_EQ(c->tcpUserTimeout, 15 * kSecond);
+}
+
+TEST(ConfigTest, GoFlagForms) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"-a", "127.0.0.1:1"}, {"-a=127.0.0.1:1"}, {"--a", "127.0.0.1:1"},
+           {"--a=127.0.0.1:1"}}) {
+    auto c = parse(args);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->addr, "127.0.0.1:1");
+  }
+  auto c = parse({"-c", "/tmp/k", "-http-port", "-1", "--shards", "2", "-tcp-write-timeout",
+                  "1s", "-tcp-keepalive-time=0", "-tcp-user-timeout", "3s", "-stun=false",
+                  "-dev"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->keyFile, "/tmp/k");
+  EXPECT_EQ(c->httpPort, -1);
+  EXPECT_EQ(c->shards, 2);
+  EXPECT_EQ(c->tcpWriteTimeout, kSecond);
+  EXPECT_EQ(c->tcpKeepAliveTime, 0);
+  EXPECT_EQ(c->tcpUserTimeout, 3 * kSecond);
+  EXPECT_FALSE(c->stun);
+  EXPECT_TRUE(c->dev);
+}
+
+TEST(ConfigTest, ErrorsNameTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string mentions;
+  };
+  const Case cases[] = {
+      {{"-nope"}, "-nope"},
+      {{"-http-port", "x"}, "-http-port"},
+      {{"-http-port", "70000"}, "-http-port"},
+      {{"-tcp-write-timeout", "2"}, "-tcp-write-timeout"},
+      {{"-shards", "-3"}, "-shards"},
+      {{"-a"}, "-a"},
+      {{"-stun=maybe"}, "-stun"},
+      {{"-mesh-with", "a,b"}, "-mesh-with"},
+      {{"-verify-clients"}, "-verify-clients"},
+      {{"-certmode", "manual"}, "-certmode"},
+      {{"-certmode", "bogus"}, "-certmode"},
+      {{"-stun"}, "-stun"},
+      {{"-derp=false"}, "-derp"},
+      {{"positional"}, "positional"},
+  };
+  for (const Case& c : cases) {
+    auto r = parseCommandLine(c.args);
+    ASSERT_FALSE(r.ok()) << c.args[0];
+    EXPECT_NE(std::string(r.status().message()).find(c.mentions), std::string::npos)
+        << r.status();
+  }
+}
+
+TEST(ConfigTest, HelpAndVersion) {
+  EXPECT_EQ(parseCommandLine({"-help"})->action, CommandLineAction::kHelp);
+  EXPECT_EQ(parseCommandLine({"--version"})->action, CommandLineAction::kVersion);
+  std::string usage = usageText();
+  for (const char* flag : {"-a ", "-c ", "-http-port", "-tcp-write-timeout", "-mesh-with"}) {
+    EXPECT_NE(usage.find(flag), std::string::npos) << flag;
+  }
+}
+
+}  // namespace
+}  // namespace derpd
