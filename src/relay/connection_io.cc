@@ -311,9 +311,8 @@ void ShardServer::flushDirty() {
 }
 
 // Gathers queued frames (control first, then disco, then packets) into the
-// chain being written and submits one sendmsg for all of it.
-void ShardServer::startWrite(Connection& c) {
-  if (c.sending) return;
+// chain being written. Returns false when there is nothing to write.
+bool ShardServer::gatherWrite(Connection& c) {
   size_t bytes = 0;
   for (PacketBuf* b = c.writing; b != nullptr; b = b->next) bytes += b->length;
   bytes -= c.writeOffset;
@@ -332,10 +331,7 @@ void ShardServer::startWrite(Connection& c) {
       bytes += b->length;
     }
   }
-  if (c.writing == nullptr) {
-    if (c.closeAfterWrite) close(c, c.pendingClose);
-    return;
-  }
+  if (c.writing == nullptr) return false;
   size_t n = 0;
   for (PacketBuf* b = c.writing; b != nullptr; b = b->next, n++) {
     size_t skip = n == 0 ? c.writeOffset : 0;
@@ -345,30 +341,49 @@ void ShardServer::startWrite(Connection& c) {
   c.msg = msghdr{};
   c.msg.msg_iov = c.iov;
   c.msg.msg_iovlen = n;
-  io_uring_sqe* s = ring_->sqe();
-  io_uring_prep_sendmsg(s, c.fd, &c.msg, MSG_NOSIGNAL);
-  IoRing::setCompletion(s, &c.sendOp);
-  c.sending = true;
-  if (!c.writeTimeout.armed()) {
-    timers_.arm(c.writeTimeout, clock_.now() + shared_.config.writeTimeout);
+  return true;
+}
+
+// Writes what is queued. The socket is tried first with a non-blocking
+// sendmsg: when it takes the bytes (the common case) we know at once and can
+// keep writing in this turn, instead of learning of it from a CQE a turn later.
+// Only a socket that is full gets an io_uring sendmsg, which waits for room.
+void ShardServer::startWrite(Connection& c) {
+  while (!c.sending && c.state != Connection::State::kClosing) {
+    if (!gatherWrite(c)) {
+      if (c.closeAfterWrite) close(c, c.pendingClose);
+      return;
+    }
+    ssize_t n = ::sendmsg(c.fd, &c.msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      onWritten(c, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) {
+      writeFailed(c);
+      return;
+    }
+    io_uring_sqe* s = ring_->sqe();
+    io_uring_prep_sendmsg(s, c.fd, &c.msg, MSG_NOSIGNAL);
+    IoRing::setCompletion(s, &c.sendOp);
+    c.sending = true;
+    if (!c.writeTimeout.armed()) {
+      timers_.arm(c.writeTimeout, clock_.now() + shared_.config.writeTimeout);
+    }
   }
 }
 
-void ShardServer::onSendDone(Connection& c, int res) {
-  c.sending = false;
-  if (c.state == Connection::State::kClosing) return;
-  if (res < 0) {
-    if (res == -EINTR || res == -EAGAIN) {
-      startWrite(c);
-      return;
-    }
-    for (PacketBuf* b = c.writing; b != nullptr; b = b->next) {
-      if (b->flags & kBufIsPacket) counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
-    }
-    close(c, CloseReason::kWriteError);
-    return;
+void ShardServer::writeFailed(Connection& c) {
+  for (PacketBuf* b = c.writing; b != nullptr; b = b->next) {
+    if (b->flags & kBufIsPacket) counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
   }
-  size_t left = static_cast<size_t>(res) + c.writeOffset;
+  close(c, CloseReason::kWriteError);
+}
+
+// Releases what the socket took: n bytes from the front of the chain.
+void ShardServer::onWritten(Connection& c, size_t n) {
+  size_t left = n + c.writeOffset;
   while (c.writing != nullptr && left >= c.writing->length) {
     PacketBuf* b = c.writing;
     left -= b->length;
@@ -384,6 +399,20 @@ void ShardServer::onSendDone(Connection& c, int res) {
   c.writeOffset = left;
   // Progress: the client is reading, so its write deadline starts over.
   timers_.cancel(c.writeTimeout);
+}
+
+void ShardServer::onSendDone(Connection& c, int res) {
+  c.sending = false;
+  if (c.state == Connection::State::kClosing) return;
+  if (res < 0) {
+    if (res == -EINTR || res == -EAGAIN) {
+      startWrite(c);
+      return;
+    }
+    writeFailed(c);
+    return;
+  }
+  onWritten(c, static_cast<size_t>(res));
   startWrite(c);
 }
 

@@ -15,6 +15,9 @@ namespace {
 constexpr uint16_t kBufferGroup = 1;
 constexpr uint16_t kRecvBuffers = 512;
 constexpr uint32_t kRecvBufferSize = 16 * 1024;
+// Completions handled per loop turn before queued writes are submitted: small
+// enough that a receive flood cannot starve the writers, large enough to batch.
+constexpr size_t kCompletionsPerTurn = 32;
 
 }  // namespace
 
@@ -115,9 +118,9 @@ void ShardServer::run() {
     if (auto next = timers_.nextDeadline()) {
       timeout = std::max<Nanos>(0, *next - clock_.now());
     }
-    if (outbox_.hasBacklog() || !dirty_.empty()) timeout = 0;
+    if (outbox_.hasBacklog() || !dirty_.empty() || ring_->ready() > 0) timeout = 0;
     if (stopping_ && (timeout < 0 || timeout > 50 * kMillisecond)) timeout = 50 * kMillisecond;
-    ring_->runOnce(timeout);
+    ring_->runOnce(timeout, kCompletionsPerTurn);
     drainMailbox();
     timers_.expire();
     buffers_->commit();
@@ -405,7 +408,11 @@ void ShardServer::deliver(const ConnRef& ref, PacketBuf* b) {
 
 void ShardServer::enqueuePacket(Connection& c, PacketBuf* b) {
   bool disco = b->flags & kBufIsDisco;
-  PacketBuf* dropped = (disco ? c.disco : c.packets).push(b);
+  SendQueue& q = disco ? c.disco : c.packets;
+  // A full queue is written out now, if the socket takes it, before anything
+  // is dropped: a burst of receives in one turn must not overrun it.
+  if (q.size() >= q.maxPackets() && !c.sending) startWrite(c);
+  PacketBuf* dropped = q.push(b);
   while (dropped != nullptr) {
     PacketBuf* next = dropped->next;
     counters_.drop(DropReason::kQueueHead, disco);

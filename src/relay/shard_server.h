@@ -126,7 +126,10 @@ class ShardServer {
   bool queueFrame(Connection& c, const derp::Frame& f);
   void markDirty(Connection& c);
   void flushDirty();
+  bool gatherWrite(Connection& c);
   void startWrite(Connection& c);
+  void onWritten(Connection& c, size_t n);
+  void writeFailed(Connection& c);
 
   // Lifetime.
   Connection* find(uint32_t idx, uint32_t gen);

@@ -1,6 +1,7 @@
 #include "runtime/io_ring.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -70,7 +71,7 @@ void IoRing::wake(int targetRingFd) {
   if (features_.cqeSkipSuccess) s->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-size_t IoRing::runOnce(Nanos timeout) {
+size_t IoRing::runOnce(Nanos timeout, size_t maxCompletions) {
   io_uring_cqe* cqe = nullptr;
   if (timeout == 0) {
     io_uring_submit(&ring_);
@@ -85,14 +86,15 @@ size_t IoRing::runOnce(Nanos timeout) {
     ts.tv_nsec = timeout % kSecond;
     io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   }
-  return dispatchReady();
+  return dispatchReady(maxCompletions);
 }
 
-size_t IoRing::dispatchReady() {
+size_t IoRing::dispatchReady(size_t max) {
   size_t total = 0;
-  for (;;) {
+  while (total < max) {
     io_uring_cqe* cqes[64];
-    unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 64);
+    unsigned n = io_uring_peek_batch_cqe(&ring_, cqes,
+                                         static_cast<unsigned>(std::min<size_t>(64, max - total)));
     if (n == 0) break;
     for (unsigned i = 0; i < n; i++) {
       uint64_t ud = cqes[i]->user_data;

@@ -53,8 +53,14 @@ class IoRing {
 
   // Submits pending SQEs and waits until at least one CQE is ready or the
   // timeout passes (timeout < 0: wait indefinitely; 0: do not wait). Then
-  // dispatches every ready CQE. Returns the number dispatched.
-  size_t runOnce(Nanos timeout);
+  // dispatches ready CQEs, at most maxCompletions of them (the rest stay for
+  // the next turn, so a flood of receives cannot starve the writes that the
+  // end of a turn submits). Returns the number dispatched.
+  size_t runOnce(Nanos timeout, size_t maxCompletions = SIZE_MAX);
+  // Submits queued SQEs now (normally runOnce does).
+  void submit() { io_uring_submit(&ring_); }
+  // CQEs ready now (without entering the kernel).
+  unsigned ready() { return io_uring_cq_ready(&ring_); }
 
   // Queues a MSG_RING wake-up to another ring (no CQE for us on success).
   void wake(int targetRingFd);
@@ -65,7 +71,7 @@ class IoRing {
 
  private:
   IoRing() = default;
-  size_t dispatchReady();
+  size_t dispatchReady(size_t max);
 
   io_uring ring_{};
   RingFeatures features_;
