@@ -1,1 +1,401 @@
-// placeholder: being written
+#include "client/derp_client.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "derpd_config.h"
+
+namespace derpd::client {
+namespace {
+
+constexpr size_t kMaxResponseHead = 16 * 1024;
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr const char* kUserAgent = "derpd-client/" DERPD_VERSION;
+
+Nanos now() {
+  static const RealClock clock;
+  return clock.now();
+}
+
+std::string errnoText(int err) { return std::string(strerror(err)); }
+
+// Waits until fd is ready for events or the deadline passes.
+absl::Status waitFor(int fd, short events, Nanos deadline, std::string_view what) {
+  for (;;) {
+    Nanos left = deadline - now();
+    if (left <= 0)
+      return absl::DeadlineExceededError(absl::StrCat("timed out ", std::string(what)));
+    pollfd p{fd, events, 0};
+    int ms = static_cast<int>((left + kMillisecond - 1) / kMillisecond);
+    int n = ::poll(&p, 1, ms);
+    if (n > 0) return absl::OkStatus();
+    if (n < 0 && errno != EINTR) {
+      return absl::InternalError(absl::StrCat("poll: ", errnoText(errno)));
+    }
+  }
+}
+
+absl::StatusOr<int> connectTcp(const ClientOptions& opts, Nanos deadline) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(opts.port);
+  int rc = ::getaddrinfo(opts.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrCat("resolve ", opts.host, ": ", gai_strerror(rc)));
+  }
+  absl::Status last = absl::UnavailableError(absl::StrCat("resolve ", opts.host, ": no address"));
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    int fd =
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      last = absl::UnavailableError(absl::StrCat("socket: ", errnoText(errno)));
+      continue;
+    }
+    if (opts.receiveBufferBytes > 0) {
+      // Before connect, so the window the server sees is small from the start.
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &opts.receiveBufferBytes,
+                   sizeof(opts.receiveBufferBytes));
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    absl::Status st;
+    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      if (errno != EINPROGRESS) {
+        st = absl::UnavailableError(absl::StrCat("connect: ", errnoText(errno)));
+      } else {
+        st = waitFor(fd, POLLOUT, deadline, "connecting");
+        if (st.ok()) {
+          int err = 0;
+          socklen_t len = sizeof(err);
+          ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+          if (err != 0) st = absl::UnavailableError(absl::StrCat("connect: ", errnoText(err)));
+        }
+      }
+    }
+    if (st.ok()) {
+      ::freeaddrinfo(res);
+      return fd;
+    }
+    ::close(fd);
+    last = st;
+  }
+  ::freeaddrinfo(res);
+  return absl::Status(last.code(),
+                      absl::StrCat("connect to ", opts.host, ":", opts.port, ": ", last.message()));
+}
+
+std::string hostHeader(const ClientOptions& opts) {
+  if (opts.host.find(':') != std::string::npos) {
+    return absl::StrCat("[", opts.host, "]:", opts.port);
+  }
+  return absl::StrCat(opts.host, ":", opts.port);
+}
+
+// The request head as Go's net/http writes it for derphttp: Host, User-Agent,
+// then the remaining headers sorted by name.
+std::string upgradeRequest(const ClientOptions& opts) {
+  return absl::StrCat("GET /derp HTTP/1.1\r\nHost: ", hostHeader(opts),
+                      "\r\nUser-Agent: ", kUserAgent, "\r\nConnection: Upgrade\r\n",
+                      opts.fastStart ? "Derp-Fast-Start: 1\r\n" : "", "Upgrade: DERP\r\n",
+                      opts.extraHeaders, "\r\n");
+}
+
+std::vector<uint8_t> clientInfoFrame(const ClientOptions& opts, const derp::NodeKey& ourKey,
+                                     const derp::NodeKey& serverKey) {
+  derp::ClientInfo info;
+  info.version = static_cast<int>(derp::kProtocolVersion);
+  info.meshKey = opts.meshKey;
+  info.canAckPings = opts.canAckPings;
+  info.isProber = opts.isProber;
+  std::string json = derp::clientInfoJson(info);
+  std::vector<uint8_t> sealed = derp::sealBox(
+      opts.key, serverKey,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(json.data()), json.size()));
+  std::vector<uint8_t> frame(derp::kFrameHeaderLen + derp::kKeyLen + sealed.size());
+  derp::writeFrameHeader(frame.data(), derp::FrameType::kClientInfo,
+                         static_cast<uint32_t>(derp::kKeyLen + sealed.size()));
+  std::copy(ourKey.bytes.begin(), ourKey.bytes.end(), frame.begin() + derp::kFrameHeaderLen);
+  std::copy(sealed.begin(), sealed.end(), frame.begin() + derp::kFrameHeaderLen + derp::kKeyLen);
+  return frame;
+}
+
+std::span<const uint8_t> asBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+absl::Status annotate(const absl::Status& st, std::string_view step) {
+  return absl::Status(st.code(), absl::StrCat(std::string(step), ": ", st.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<derp::Frame> OwnedFrame::parse() const { return derp::parseFrameBody(type, body); }
+
+absl::StatusOr<std::unique_ptr<DerpClient>> DerpClient::connect(const ClientOptions& opts) {
+  Nanos deadline = now() + opts.timeout;
+  absl::StatusOr<int> fd = connectTcp(opts, deadline);
+  if (!fd.ok()) return fd.status();
+  std::unique_ptr<DerpClient> c(new DerpClient());
+  c->fd_ = *fd;
+  c->writeTimeout_ = opts.timeout;
+  c->key_ = opts.key;
+  c->publicKey_ = opts.key.publicKey();
+  c->rbuf_.resize(2 * kReadChunk);
+  absl::Status st = c->handshake(opts, deadline);
+  if (!st.ok()) return st;
+  return c;
+}
+
+DerpClient::~DerpClient() { close(); }
+
+absl::Status DerpClient::handshake(const ClientOptions& opts, Nanos deadline) {
+  std::string request = upgradeRequest(opts);
+  bool clientInfoSent = false;
+  if (opts.fastStart && opts.serverKey.has_value()) {
+    std::vector<uint8_t> bytes(request.begin(), request.end());
+    std::vector<uint8_t> info = clientInfoFrame(opts, publicKey_, *opts.serverKey);
+    bytes.insert(bytes.end(), info.begin(), info.end());
+    if (absl::Status st = writeAll(bytes, deadline); !st.ok()) {
+      return annotate(st, "writing upgrade request and ClientInfo");
+    }
+    clientInfoSent = true;
+  } else if (absl::Status st = writeAll(asBytes(request), deadline); !st.ok()) {
+    return annotate(st, "writing upgrade request");
+  }
+  if (!opts.fastStart) {
+    if (absl::Status st = readResponseHead(deadline); !st.ok()) return st;
+  }
+
+  absl::StatusOr<OwnedFrame> first = readFrame(deadline);
+  if (!first.ok()) return annotate(first.status(), "reading ServerKey");
+  if (first->frameType() != derp::FrameType::kServerKey) {
+    return absl::DataLossError(
+        absl::StrCat("expected ServerKey frame, got type ", static_cast<int>(first->type)));
+  }
+  const std::vector<uint8_t>& body = first->body;
+  if (body.size() < derp::kMagic.size() + derp::kKeyLen ||
+      !std::equal(derp::kMagic.begin(), derp::kMagic.end(), body.begin())) {
+    return absl::DataLossError("ServerKey frame: bad magic or too short");
+  }
+  serverKey_ = derp::NodeKey::fromSpan(
+      std::span<const uint8_t>(body).subspan(derp::kMagic.size(), derp::kKeyLen));
+  if (opts.serverKey.has_value() && *opts.serverKey != serverKey_) {
+    return absl::DataLossError(absl::StrCat("ServerKey ", serverKey_.toString(),
+                                            " differs from the expected ",
+                                            opts.serverKey->toString()));
+  }
+
+  if (!clientInfoSent) {
+    std::vector<uint8_t> info = clientInfoFrame(opts, publicKey_, serverKey_);
+    if (absl::Status st = writeAll(info, deadline); !st.ok()) {
+      return annotate(st, "writing ClientInfo");
+    }
+  }
+
+  for (;;) {
+    absl::StatusOr<OwnedFrame> f = readFrame(deadline);
+    if (!f.ok()) return annotate(f.status(), "reading ServerInfo");
+    if (f->frameType() != derp::FrameType::kServerInfo) {
+      pending_.push_back(*std::move(f));
+      continue;
+    }
+    absl::StatusOr<std::vector<uint8_t>> plain = derp::openBox(key_, serverKey_, f->body);
+    if (!plain.ok()) return annotate(plain.status(), "opening ServerInfo");
+    absl::StatusOr<derp::ServerInfo> info = derp::parseServerInfoJson(
+        std::string_view(reinterpret_cast<const char*>(plain->data()), plain->size()));
+    if (!info.ok()) return annotate(info.status(), "parsing ServerInfo");
+    serverInfo_ = *info;
+    return absl::OkStatus();
+  }
+}
+
+absl::Status DerpClient::readResponseHead(Nanos deadline) {
+  constexpr std::string_view kEnd = "\r\n\r\n";
+  for (;;) {
+    std::string_view buffered(reinterpret_cast<const char*>(rbuf_.data()) + rpos_, rend_ - rpos_);
+    size_t end = buffered.find(kEnd);
+    if (end != std::string_view::npos) {
+      std::string_view statusLine = buffered.substr(0, buffered.find("\r\n"));
+      if (!statusLine.starts_with("HTTP/1.1 101") && !statusLine.starts_with("HTTP/1.0 101")) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("upgrade refused: ", std::string(statusLine)));
+      }
+      rpos_ += end + kEnd.size();
+      return absl::OkStatus();
+    }
+    if (buffered.size() > kMaxResponseHead) {
+      return absl::DataLossError("HTTP response head over 16 KiB");
+    }
+    if (absl::Status st = fill(deadline); !st.ok()) {
+      return annotate(st, "reading HTTP response");
+    }
+  }
+}
+
+absl::Status DerpClient::fill(Nanos deadline) {
+  if (fd_ < 0) return absl::FailedPreconditionError("client is closed");
+  if (rpos_ == rend_) rpos_ = rend_ = 0;
+  if (rbuf_.size() - rend_ < kReadChunk / 4) {
+    std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
+    rend_ -= rpos_;
+    rpos_ = 0;
+    if (rbuf_.size() - rend_ < kReadChunk) rbuf_.resize(rend_ + kReadChunk);
+  }
+  for (;;) {
+    ssize_t n = ::recv(fd_, rbuf_.data() + rend_, rbuf_.size() - rend_, 0);
+    if (n > 0) {
+      rend_ += static_cast<size_t>(n);
+      return absl::OkStatus();
+    }
+    if (n == 0) return absl::UnavailableError("connection closed by server");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return absl::UnavailableError(absl::StrCat("recv: ", errnoText(errno)));
+    }
+    if (absl::Status st = waitFor(fd_, POLLIN, deadline, "waiting for data"); !st.ok()) {
+      return st;
+    }
+  }
+}
+
+absl::StatusOr<OwnedFrame> DerpClient::readFrame(Nanos deadline) {
+  for (;;) {
+    size_t avail = rend_ - rpos_;
+    if (avail >= derp::kFrameHeaderLen) {
+      std::optional<derp::FrameHeader> h =
+          derp::decodeFrameHeader(std::span<const uint8_t>(rbuf_.data() + rpos_, avail));
+      if (h->length > derp::kMaxFrameLen) {
+        return absl::DataLossError(absl::StrCat("frame of type ", static_cast<int>(h->type),
+                                                " too long: ", h->length, " bytes"));
+      }
+      size_t total = derp::kFrameHeaderLen + h->length;
+      if (avail >= total) {
+        OwnedFrame f;
+        f.type = h->type;
+        const uint8_t* b = rbuf_.data() + rpos_ + derp::kFrameHeaderLen;
+        f.body.assign(b, b + h->length);
+        rpos_ += total;
+        return f;
+      }
+    }
+    if (absl::Status st = fill(deadline); !st.ok()) return st;
+  }
+}
+
+absl::Status DerpClient::writeAll(std::span<const uint8_t> bytes, Nanos deadline) {
+  if (fd_ < 0) return absl::FailedPreconditionError("client is closed");
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes = bytes.subspan(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      return absl::UnavailableError(absl::StrCat("send: ", errnoText(errno)));
+    }
+    if (absl::Status st = waitFor(fd_, POLLOUT, deadline, "writing"); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DerpClient::writeFrame(derp::FrameType type, std::span<const uint8_t> prefix,
+                                    std::span<const uint8_t> body) {
+  size_t len = prefix.size() + body.size();
+  wbuf_.resize(derp::kFrameHeaderLen + len);
+  derp::writeFrameHeader(wbuf_.data(), type, static_cast<uint32_t>(len));
+  std::copy(prefix.begin(), prefix.end(), wbuf_.begin() + derp::kFrameHeaderLen);
+  std::copy(body.begin(), body.end(), wbuf_.begin() + derp::kFrameHeaderLen + prefix.size());
+  return writeAll(wbuf_, now() + writeTimeout_);
+}
+
+absl::Status DerpClient::sendPacket(const derp::NodeKey& dst, std::span<const uint8_t> payload) {
+  if (payload.size() > derp::kMaxPacketSize) {
+    return absl::InvalidArgumentError("packet over 64 KiB");
+  }
+  return writeFrame(derp::FrameType::kSendPacket, dst.bytes, payload);
+}
+
+absl::Status DerpClient::sendPing(const derp::PingData& data) {
+  return writeFrame(derp::FrameType::kPing, {}, data);
+}
+
+absl::Status DerpClient::notePreferred(bool preferred) {
+  const uint8_t b = preferred ? 1 : 0;
+  return writeFrame(derp::FrameType::kNotePreferred, {}, std::span<const uint8_t>(&b, 1));
+}
+
+absl::Status DerpClient::sendRaw(std::span<const uint8_t> bytes) {
+  return writeAll(bytes, now() + writeTimeout_);
+}
+
+absl::StatusOr<OwnedFrame> DerpClient::recv(Nanos timeout) {
+  if (!pending_.empty()) {
+    OwnedFrame f = std::move(pending_.front());
+    pending_.pop_front();
+    return f;
+  }
+  return readFrame(now() + timeout);
+}
+
+absl::StatusOr<DerpClient::Packet> DerpClient::recvPacket(Nanos timeout) {
+  Nanos deadline = now() + timeout;
+  for (;;) {
+    absl::StatusOr<OwnedFrame> f = recv(std::max<Nanos>(deadline - now(), 0));
+    if (!f.ok()) return f.status();
+    if (f->frameType() != derp::FrameType::kRecvPacket) {
+      // A stream of other frames must not keep us past the deadline.
+      if (now() >= deadline) return absl::DeadlineExceededError("timed out waiting for a packet");
+      continue;
+    }
+    if (f->body.size() < derp::kKeyLen) {
+      return absl::DataLossError("RecvPacket shorter than a key");
+    }
+    Packet p;
+    p.src = derp::NodeKey::fromSpan(std::span<const uint8_t>(f->body).first(derp::kKeyLen));
+    p.payload.assign(f->body.begin() + derp::kKeyLen, f->body.end());
+    return p;
+  }
+}
+
+absl::StatusOr<Nanos> DerpClient::ping(Nanos timeout) {
+  Nanos start = now();
+  Nanos deadline = start + timeout;
+  derp::PingData data;
+  randombytes_buf(data.data(), data.size());
+  if (absl::Status st = sendPing(data); !st.ok()) return st;
+  for (;;) {
+    absl::StatusOr<OwnedFrame> f = recv(std::max<Nanos>(deadline - now(), 0));
+    if (!f.ok()) return annotate(f.status(), "waiting for Pong");
+    if (f->frameType() == derp::FrameType::kPong && f->body.size() >= data.size() &&
+        std::equal(data.begin(), data.end(), f->body.begin())) {
+      return now() - start;
+    }
+    if (now() >= deadline) return absl::DeadlineExceededError("timed out waiting for Pong");
+  }
+}
+
+void DerpClient::close() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+}  // namespace derpd::client

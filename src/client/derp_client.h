@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -24,12 +25,18 @@ struct ClientOptions {
   std::string host = "127.0.0.1";  // IPv4/IPv6 literal or name
   uint16_t port = 0;
   derp::PrivateKey key = derp::PrivateKey::generate();
-  bool fastStart = false;    // send Derp-Fast-Start: 1 and ClientInfo at once
+  // Send Derp-Fast-Start: 1 and expect no HTTP response, only DERP frames.
+  bool fastStart = false;
+  // The server's key when known in advance (a real client learns it from the
+  // TLS meta-cert). With fastStart, the request and the ClientInfo then go out
+  // in one write, and the ServerKey frame must carry this key.
+  std::optional<derp::NodeKey> serverKey;
   bool canAckPings = true;
   bool isProber = false;
-  std::string meshKey;       // 64 hex, empty for none
-  std::string extraHeaders;  // raw "Name: value\r\n" lines added to the upgrade
-  Nanos timeout = 5 * kSecond;  // connect + handshake deadline
+  std::string meshKey;          // 64 hex, empty for none
+  std::string extraHeaders;     // raw "Name: value\r\n" lines added to the upgrade
+  Nanos timeout = 5 * kSecond;  // connect + handshake deadline; also bounds each write
+  int receiveBufferBytes = 0;   // > 0: SO_RCVBUF set before connecting
 };
 
 // A received frame, owning its body.
@@ -69,23 +76,37 @@ class DerpClient {
     std::vector<uint8_t> payload;
   };
   absl::StatusOr<Packet> recvPacket(Nanos timeout);
-  // Sends a Ping and waits for the matching Pong; returns the round trip time.
+  // Sends a random Ping and waits for the Pong echoing it; returns the round
+  // trip time. Frames that arrive meanwhile are discarded, RecvPackets
+  // included: do not ping while packets are in flight to this client.
   absl::StatusOr<Nanos> ping(Nanos timeout);
 
   void close();
 
  private:
   DerpClient() = default;
-  absl::Status readExact(uint8_t* out, size_t n, Nanos deadline);
-  absl::Status writeAll(std::span<const uint8_t> bytes);
+  absl::Status handshake(const ClientOptions& opts, Nanos deadline);
+  // Reads more bytes into rbuf_ (at least one) before the deadline.
+  absl::Status fill(Nanos deadline);
+  absl::Status readResponseHead(Nanos deadline);
+  absl::StatusOr<OwnedFrame> readFrame(Nanos deadline);
+  absl::Status writeAll(std::span<const uint8_t> bytes, Nanos deadline);
+  absl::Status writeFrame(derp::FrameType type, std::span<const uint8_t> prefix,
+                          std::span<const uint8_t> body);
 
   int fd_ = -1;
+  Nanos writeTimeout_ = 5 * kSecond;
   derp::PrivateKey key_;
   derp::NodeKey publicKey_;
   derp::NodeKey serverKey_;
   derp::ServerInfo serverInfo_;
-  std::vector<uint8_t> rbuf_;  // bytes read but not yet consumed
+  std::vector<uint8_t> rbuf_;  // rbuf_[rpos_, rend_) read but not yet consumed
   size_t rpos_ = 0;
+  size_t rend_ = 0;
+  std::vector<uint8_t> wbuf_;  // reused frame encoding buffer
+  // Frames that arrived during the handshake before ServerInfo; recv() returns
+  // them first.
+  std::deque<OwnedFrame> pending_;
 };
 
 }  // namespace derpd::client

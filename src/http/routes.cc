@@ -1,1 +1,278 @@
-// placeholder: being written
+#include "http/routes.h"
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <utility>
+
+#include "http/ascii.h"
+
+namespace derpd::http {
+namespace {
+
+constexpr std::string_view kTextPlain = "text/plain; charset=utf-8";
+constexpr std::string_view kTextHtml = "text/html; charset=utf-8";
+constexpr size_t kMaxChallengeLength = 64;
+
+constexpr std::string_view kHomePage =
+    "<!DOCTYPE html>\n"
+    "<html><head><meta charset=\"utf-8\"><title>DERP relay</title></head><body>\n"
+    "<h1>DERP</h1>\n"
+    "<p>\n"
+    "  This host runs derpd, a relay for the\n"
+    "  <a href=\"https://pkg.go.dev/tailscale.com/derp\">DERP</a>\n"
+    "  protocol that Tailscale clients fall back to when they cannot reach each\n"
+    "  other directly. There is nothing to browse here: clients talk to /derp.\n"
+    "</p>\n"
+    "</body></html>\n";
+
+std::string_view reasonPhrase(int status) {
+  switch (status) {
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 426:
+      return "Upgrade Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return {};
+  }
+}
+
+void appendStatusLine(std::string& out, int status) {
+  const std::string_view reason = reasonPhrase(status);
+  // Go's wording for codes it has no text for, so clients see what derper sends.
+  const std::string code = std::to_string(status);
+  out.append("HTTP/1.1 ").append(code).append(" ");
+  if (reason.empty()) {
+    out.append("status code ").append(code);
+  } else {
+    out.append(reason);
+  }
+  out.append("\r\n");
+}
+
+// Whether a comma-separated header (Connection, Sec-WebSocket-Protocol) lists
+// token, in any of its occurrences.
+bool hasListToken(const Request& request, std::string_view name, std::string_view token) {
+  for (const Header& h : request.headers) {
+    if (equalsIgnoreCase(h.name, name) && listHasToken(h.value, token)) return true;
+  }
+  return false;
+}
+
+// We never read request bodies, so after one the connection cannot be reused:
+// the body would be parsed as the next request.
+bool hasBody(const Request& request) {
+  if (request.hasHeader("Transfer-Encoding")) return true;
+  const std::string_view length = request.header("Content-Length");
+  return !length.empty() && length.find_first_not_of('0') != std::string_view::npos;
+}
+
+bool isChallengeChar(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+         c == '_' || c == ':' || c == '-';
+}
+
+bool isValidChallenge(std::string_view challenge) {
+  return !challenge.empty() && challenge.size() <= kMaxChallengeLength &&
+         std::all_of(challenge.begin(), challenge.end(), isChallengeChar);
+}
+
+// Builds a response the way Go's net/http lays one out, so that ours match
+// derper's byte for byte: the handler's headers sorted by name, then (Date,
+// which we leave out,) Content-Length, a sniffed Content-Type, Connection.
+class ResponseBuilder {
+ public:
+  ResponseBuilder(const Request& request, const RouteContext& ctx, int status)
+      : request_(request), status_(status) {
+    if (ctx.tls) {
+      // derper sets these over TLS on everything but the hijacked 101, to
+      // satisfy security scanners; browsers are the only ones who read them.
+      add("Content-Security-Policy",
+          "default-src 'none'; frame-ancestors 'none'; form-action 'none'; base-uri 'self'; "
+          "block-all-mixed-content; plugin-types 'none'");
+      add("Strict-Transport-Security", "max-age=63072000; includeSubDomains");
+    }
+  }
+
+  void add(std::string_view name, std::string_view value) { headers_[count_++] = {name, value}; }
+
+  // Content-Type as Go sniffs it from the body rather than as a handler sets it:
+  // it goes after Content-Length, not among the sorted headers.
+  void setSniffedContentType(std::string_view type) { sniffedContentType_ = type; }
+
+  RouteResult finish(std::string_view body) {
+    RouteResult result;
+    result.status = status_;
+    result.keepAlive = request_.keepAlive() && !hasBody(request_);
+    std::sort(headers_.begin(), headers_.begin() + count_);
+
+    std::string& out = result.response;
+    appendStatusLine(out, status_);
+    for (size_t i = 0; i < count_; ++i) {
+      out.append(headers_[i].first).append(": ").append(headers_[i].second).append("\r\n");
+    }
+    // A 204 must not carry Content-Length (RFC 9110 8.6); Go leaves it out too.
+    if (status_ != 204) {
+      out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+    }
+    if (!sniffedContentType_.empty()) {
+      out.append("Content-Type: ").append(sniffedContentType_).append("\r\n");
+    }
+    if (!result.keepAlive) {
+      out += "Connection: close\r\n";
+    } else if (request_.versionMinor == 0) {
+      // HTTP/1.0 closes by default; say that we did not.
+      out += "Connection: keep-alive\r\n";
+    }
+    out += "\r\n";
+    // HEAD gets GET's headers, Content-Length included, and no body.
+    if (request_.method != "HEAD") out += body;
+    return result;
+  }
+
+ private:
+  const Request& request_;
+  int status_;
+  std::array<std::pair<std::string_view, std::string_view>, 8> headers_;
+  size_t count_ = 0;
+  std::string_view sniffedContentType_;
+};
+
+// http.Error's shape: a plain-text body ending in a newline, never sniffed.
+RouteResult textError(const Request& request, const RouteContext& ctx, int status,
+                      std::string_view message) {
+  ResponseBuilder builder(request, ctx, status);
+  builder.add("Content-Type", kTextPlain);
+  builder.add("X-Content-Type-Options", "nosniff");
+  if (status == 405) builder.add("Allow", "GET, HEAD");
+  std::string body(message);
+  body += '\n';
+  return builder.finish(body);
+}
+
+bool isGetOrHead(const Request& request) {
+  return request.method == "GET" || request.method == "HEAD";
+}
+
+RouteResult routeDerp(const Request& request, const RouteContext& ctx) {
+  const std::string_view upgrade = request.header("Upgrade");
+  const bool isWebSocket = equalsIgnoreCase(upgrade, "websocket");
+  const bool upgrades = request.method == "GET" && hasListToken(request, "Connection", "upgrade") &&
+                        (isWebSocket || equalsIgnoreCase(upgrade, "derp"));
+  if (!upgrades) return textError(request, ctx, 426, "DERP requires connection upgrade");
+  // Browsers ask for DERP inside real RFC 6455 WebSocket frames; old native
+  // clients also say "websocket" but speak raw DERP, and never send this.
+  if (isWebSocket && hasListToken(request, "Sec-WebSocket-Protocol", "derp")) {
+    return textError(request, ctx, 501, "derpd does not support DERP over WebSocket framing");
+  }
+
+  RouteResult result;
+  result.status = 101;
+  // Go's Header.Get cannot tell an empty header from a missing one; neither can we.
+  result.idealNodeMismatch = !request.header("Ideal-Node").empty();
+  if (request.header("Derp-Fast-Start") == "1") {
+    // The client is not waiting for a 101 and already sent DERP bytes after it.
+    result.action = RouteAction::kUpgradeDerpFast;
+    return result;
+  }
+  result.action = RouteAction::kUpgradeDerp;
+  result.response
+      .append(
+          "HTTP/1.1 101 Switching Protocols\r\n"
+          "Upgrade: DERP\r\n"
+          "Connection: Upgrade\r\n"
+          "Derp-Version: 2\r\n"
+          "Derp-Public-Key: ")
+      .append(ctx.serverPublicKeyHex)
+      .append("\r\n\r\n");
+  return result;
+}
+
+RouteResult routeProbe(const Request& request, const RouteContext& ctx) {
+  // derper's own wording for this 405.
+  if (!isGetOrHead(request)) return textError(request, ctx, 405, "bogus probe method");
+  ResponseBuilder builder(request, ctx, 200);
+  builder.add("Access-Control-Allow-Origin", "*");
+  return builder.finish({});
+}
+
+RouteResult routeGenerate204(const Request& request, const RouteContext& ctx) {
+  if (!isGetOrHead(request)) return textError(request, ctx, 405, "method not allowed");
+  ResponseBuilder builder(request, ctx, 204);
+  // Captive-portal checks go through caching proxies; a cached 204 would hide
+  // the portal.
+  builder.add("Cache-Control", "no-cache, no-store, must-revalidate, no-transform, max-age=0");
+  // Echoing only a short, plain challenge keeps this from reflecting arbitrary
+  // bytes into a response header.
+  const std::string_view challenge = request.header("X-Tailscale-Challenge");
+  std::string answer;
+  if (isValidChallenge(challenge)) {
+    answer.append("response ").append(challenge);
+    builder.add("X-Tailscale-Response", answer);
+  }
+  return builder.finish({});
+}
+
+RouteResult routeRobots(const Request& request, const RouteContext& ctx) {
+  if (!isGetOrHead(request)) return textError(request, ctx, 405, "method not allowed");
+  ResponseBuilder builder(request, ctx, 200);
+  builder.setSniffedContentType(kTextPlain);
+  return builder.finish("User-agent: *\nDisallow: /\n");
+}
+
+RouteResult routeHome(const Request& request, const RouteContext& ctx) {
+  if (!isGetOrHead(request)) return textError(request, ctx, 405, "method not allowed");
+  ResponseBuilder builder(request, ctx, 200);
+  builder.add("Content-Type", kTextHtml);
+  return builder.finish(kHomePage);
+}
+
+}  // namespace
+
+RouteResult route(const Request& request, const RouteContext& ctx) {
+  const std::string_view path = request.path;
+  if (path == "/derp") return routeDerp(request, ctx);
+  if (path == "/derp/probe" || path == "/derp/latency-check") return routeProbe(request, ctx);
+  if (path == "/generate_204") return routeGenerate204(request, ctx);
+  if (path == "/robots.txt") return routeRobots(request, ctx);
+  if (path == "/") return routeHome(request, ctx);
+  // Go's http.NotFound text.
+  return textError(request, ctx, 404, "404 page not found");
+}
+
+std::string errorResponse(int status, std::string_view body) {
+  std::string out;
+  appendStatusLine(out, status);
+  out.append("Content-Type: ").append(kTextPlain);
+  out.append("\r\nContent-Length: ").append(std::to_string(body.size()));
+  out.append("\r\nConnection: close\r\n\r\n").append(body);
+  return out;
+}
+
+}  // namespace derpd::http

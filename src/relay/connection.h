@@ -38,6 +38,7 @@ struct ConnOp final : Completion {
 // PacketBuf::flags bits.
 constexpr uint8_t kBufIsPacket = 1;  // a RecvPacket frame: counted when written
 constexpr uint8_t kBufIsDisco = 2;
+constexpr uint8_t kBufHold = 4;  // the writer stops here until the flag is cleared
 
 struct Connection {
   enum class State : uint8_t { kHttp, kDerpHandshake, kDerp, kClosing };
@@ -57,6 +58,7 @@ struct Connection {
   bool registered = false;
   bool dupHealthSent = false;
   bool mayBeDuplicate = false;
+  uint16_t pendingAcks = 0;  // shards yet to apply this client's registration
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
 
   // HTTP phase: request bytes until the head is complete. Freed on upgrade.

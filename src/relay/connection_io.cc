@@ -236,12 +236,7 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   timers_.cancel(c.deadline);
   counters_.handshakes.add();
   counters_.currentConnections.add();
-
-  derp::ServerInfo si;
-  std::string json = derp::serverInfoJson(si);
-  std::vector<uint8_t> sealed = derp::sealBox(
-      shared_.config.serverKey, c.key, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
-  queueFrame(c, derp::ServerInfoFrame{sealed});
+  queueServerInfo(c);
 
   ConnRef me{id_, c.idx, c.gen};
   MailMessage m;
@@ -255,6 +250,24 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   if (change.instances > 1) counters_.duplicateKeys.add();
   applyDirectoryChange(c.key, change);
   armKeepAlive(c);
+}
+
+// ServerInfo is the client's signal that it is registered, so every shard must
+// be able to route to it before it leaves: it is queued now (after ServerKey,
+// before anything else) but held, with everything behind it, until each other
+// shard has acknowledged the registration.
+void ShardServer::queueServerInfo(Connection& c) {
+  derp::ServerInfo si;
+  std::string json = derp::serverInfoJson(si);
+  std::vector<uint8_t> sealed = derp::sealBox(
+      shared_.config.serverKey, c.key, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
+  c.pendingAcks = static_cast<uint16_t>(shared_.mailbox->shards() - 1);
+  queueFrame(c, derp::ServerInfoFrame{sealed}, c.pendingAcks > 0 ? kBufHold : 0);
+}
+
+void ShardServer::releaseServerInfo(Connection& c) {
+  for (PacketBuf* b = c.control.front(); b != nullptr; b = b->next) b->flags &= ~kBufHold;
+  markDirty(c);
 }
 
 void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint8_t> body) {
@@ -283,12 +296,12 @@ bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes) {
   return true;
 }
 
-bool ShardServer::queueFrame(Connection& c, const derp::Frame& f) {
+bool ShardServer::queueFrame(Connection& c, const derp::Frame& f, uint8_t flags) {
   size_t size = derp::encodedFrameSize(f);
   PacketBuf* b = pool_.allocate(size);
   if (b == nullptr) return false;
   b->length = static_cast<uint32_t>(derp::encodeFrame(f, {b->data(), size}));
-  b->flags = 0;
+  b->flags = flags;
   releaseChain(c.control.push(b));
   markDirty(c);
   return true;
@@ -318,7 +331,10 @@ bool ShardServer::gatherWrite(Connection& c) {
   bytes -= c.writeOffset;
   SendQueue* queues[] = {&c.control, &c.disco, &c.packets};
   for (SendQueue* q : queues) {
-    while (!q->empty() && c.writingCount < Connection::kMaxIov && bytes < kMaxWriteBytes) {
+    // Until ServerInfo may go, nothing but what precedes it is written.
+    if (c.pendingAcks > 0 && q != &c.control) break;
+    while (!q->empty() && c.writingCount < Connection::kMaxIov && bytes < kMaxWriteBytes &&
+           !(q->front()->flags & kBufHold)) {
       PacketBuf* b = q->pop();
       b->next = nullptr;
       if (c.writingTail) {

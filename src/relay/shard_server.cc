@@ -372,8 +372,20 @@ void ShardServer::onMail(const MailMessage& m) {
     case kMailReturnBuf:
       pool_.release(static_cast<PacketBuf*>(m.ptr));
       break;
-    case kMailRegister:
+    case kMailRegister: {
       applyDirectoryChange(key, directory_.add(key, ref));
+      MailMessage ack;
+      ack.kind = kMailRegisterAck;
+      ack.shard = id_;
+      ack.idx = m.idx;
+      ack.gen = m.gen;
+      outbox_.send(m.shard, ack);
+      break;
+    }
+    case kMailRegisterAck:
+      if (Connection* c = find(m.idx, m.gen); c != nullptr && c->pendingAcks > 0) {
+        if (--c->pendingAcks == 0) releaseServerInfo(*c);
+      }
       break;
     case kMailUnregister:
       applyDirectoryChange(key, directory_.remove(key, ref));

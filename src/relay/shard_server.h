@@ -38,6 +38,7 @@ enum MailKind : uint8_t {
   kMailUnregister,  // key's instance at (shard, idx, gen) left
   kMailActivate,    // key's instance at (shard, idx, gen) is now the one that receives
   kMailPeerGone,    // tell (idx, gen) that key is gone; aux: reason
+  kMailRegisterAck, // the sender applied the registration of (idx, gen)
 };
 
 struct RelayConfig {
@@ -108,6 +109,8 @@ class ShardServer {
   void finishFrame(Connection& c);
   void onClientInfo(Connection& c, std::span<const uint8_t> body);
   void onSendPacket(Connection& c, PacketBuf* b);
+  void queueServerInfo(Connection& c);
+  void releaseServerInfo(Connection& c);
   void onOtherFrame(Connection& c, uint8_t type, std::span<const uint8_t> body);
 
   // Relay.
@@ -123,7 +126,7 @@ class ShardServer {
 
   // Output.
   bool queueControl(Connection& c, std::span<const uint8_t> bytes);
-  bool queueFrame(Connection& c, const derp::Frame& f);
+  bool queueFrame(Connection& c, const derp::Frame& f, uint8_t flags = 0);
   void markDirty(Connection& c);
   void flushDirty();
   bool gatherWrite(Connection& c);

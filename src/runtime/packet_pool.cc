@@ -1,0 +1,95 @@
+#include "runtime/packet_pool.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstdlib>
+#include <new>
+
+namespace derpd {
+
+namespace {
+
+// Buffers per slab for each class. Small buffers come in large batches so warm-up is quick;
+// large ones in small batches so a shard that rarely sees 64 KiB frames does not hold megabytes
+// of them. Each slab is a few hundred KiB.
+constexpr std::array<size_t, PacketPool::kClassCount> kBuffersPerSlab = {64, 16, 4};
+
+// Slabs start on a cache line, and so do buffers, since every stride is a multiple of 64:
+// a buffer's header never shares a line with its neighbour's tail.
+constexpr size_t kSlabAlign = 64;
+
+constexpr size_t strideOf(size_t sizeClass) {
+  return (sizeof(PacketBuf) + PacketPool::kClassCapacities[sizeClass] + kSlabAlign - 1) &
+         ~(kSlabAlign - 1);
+}
+
+}  // namespace
+
+// Sits at the start of each slab, before its buffers.
+struct alignas(kSlabAlign) PacketPool::Slab {
+  Slab* next;
+};
+
+PacketPool::PacketPool(uint16_t shard, size_t maxBytes) : shard_(shard), maxBytes_(maxBytes) {}
+
+PacketPool::~PacketPool() {
+  while (slabs_ != nullptr) {
+    Slab* slab = slabs_;
+    slabs_ = slab->next;
+    std::free(slab);
+  }
+}
+
+PacketBuf* PacketPool::allocate(size_t bytes) {
+  size_t sizeClass = 0;
+  while (sizeClass < kClassCount && kClassCapacities[sizeClass] < bytes) ++sizeClass;
+  if (sizeClass == kClassCount) return nullptr;
+  if (freeLists_[sizeClass] == nullptr && !grow(sizeClass)) return nullptr;
+
+  PacketBuf* b = freeLists_[sizeClass];
+  freeLists_[sizeClass] = b->next;
+  b->next = nullptr;
+  b->length = 0;
+  b->flags = 0;
+  ++inUse_;
+  return b;
+}
+
+void PacketPool::release(PacketBuf* b) {
+  // Another shard's buffer here would corrupt both pools' accounting: a wiring bug, not input.
+  assert(b->ownerShard == shard_);
+  assert(b->sizeClass < kClassCount && inUse_ > 0);
+  b->next = freeLists_[b->sizeClass];
+  freeLists_[b->sizeClass] = b;
+  --inUse_;
+}
+
+bool PacketPool::grow(size_t sizeClass) {
+  const size_t stride = strideOf(sizeClass);
+  const size_t room = maxBytes_ > bytesAllocated_ ? maxBytes_ - bytesAllocated_ : 0;
+  if (room < sizeof(Slab) + stride) return false;
+  // Near the cap, a partial slab still lets the pool use the memory it is allowed.
+  const size_t count = std::min(kBuffersPerSlab[sizeClass], (room - sizeof(Slab)) / stride);
+  const size_t slabBytes = sizeof(Slab) + count * stride;
+
+  void* memory = std::aligned_alloc(kSlabAlign, slabBytes);  // slabBytes is a multiple of 64
+  if (memory == nullptr) return false;
+  auto* slab = new (memory) Slab{slabs_};
+  slabs_ = slab;
+  bytesAllocated_ += slabBytes;
+
+  auto* base = reinterpret_cast<uint8_t*>(slab + 1);
+  // Thread the buffers onto the free list back to front so they are handed out in address
+  // order, which keeps a burst of allocations walking memory forwards.
+  for (size_t i = count; i-- > 0;) {
+    auto* b = new (base + i * stride) PacketBuf{};
+    b->capacity = kClassCapacities[sizeClass];
+    b->ownerShard = shard_;
+    b->sizeClass = static_cast<uint8_t>(sizeClass);
+    b->next = freeLists_[sizeClass];
+    freeLists_[sizeClass] = b;
+  }
+  return true;
+}
+
+}  // namespace derpd

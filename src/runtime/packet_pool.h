@@ -1,0 +1,79 @@
+// PacketPool: a shard's allocator of packet buffers.
+//
+// Each shard owns one pool. Frames being reassembled, packets waiting in send queues and
+// packets handed to another shard all live in PacketBufs from the pool of the shard that
+// received them. Ownership of a buffer moves with it (to a send queue, through a cross-shard
+// ring), but only the owning shard's thread may call allocate() or release(): a buffer used up
+// on another shard travels back through the reverse ring before it is released.
+//
+// Buffers come in a few size classes and are carved from slabs (one allocation holding several
+// buffers of a class). Released buffers go onto the class's free list and are never handed back
+// to the system while the pool lives, so once the pool has grown to the shard's working set,
+// allocate() and release() are a few pointer moves and never call malloc.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+namespace derpd {
+
+// The header in front of a packet's bytes, in the same allocation. Not constructible by users:
+// only a PacketPool makes them.
+struct alignas(16) PacketBuf {
+  PacketBuf* next;      // intrusive link for free lists and queues; owned by whoever holds b
+  uint32_t capacity;    // bytes available at data()
+  uint32_t length;      // bytes in use; the holder maintains it
+  uint16_t ownerShard;  // which shard's pool it returns to
+  uint8_t sizeClass;    // index of the pool's class it came from
+  uint8_t flags;        // free for the user; cleared by allocate()
+
+  // The bytes, 16-byte aligned, right after the header.
+  uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
+  const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(this + 1); }
+};
+static_assert(sizeof(PacketBuf) % 16 == 0, "data() must stay 16-byte aligned");
+
+class PacketPool {
+ public:
+  // Data capacities of the classes, smallest first. 2 KiB holds a 1280 B packet inside a DERP
+  // frame with room for headers; the largest holds the largest DERP frame, a ForwardPacket
+  // (5 byte frame header + two 32 byte keys + 64 KiB payload), rounded up to 16.
+  static constexpr std::array<uint32_t, 3> kClassCapacities = {2048, 16384, 65536 + 128};
+  static constexpr size_t kClassCount = kClassCapacities.size();
+  static constexpr size_t kMaxBufferBytes = kClassCapacities.back();
+
+  // `maxBytes` caps the slab memory the pool may hold; allocate() fails beyond it.
+  explicit PacketPool(uint16_t shard, size_t maxBytes = 256 << 20);
+  // Frees every slab. Buffers still out (in queues or rings) become dangling, so the shard
+  // must collect them before destroying its pool.
+  ~PacketPool();
+  PacketPool(const PacketPool&) = delete;
+  PacketPool& operator=(const PacketPool&) = delete;
+
+  // A buffer with capacity >= bytes, length 0 and flags 0, or nullptr if bytes exceeds
+  // kMaxBufferBytes or growing would pass the cap.
+  PacketBuf* allocate(size_t bytes);
+  // Returns `b` to its class's free list. b->ownerShard must be this pool's shard.
+  void release(PacketBuf* b);
+
+  uint16_t shard() const { return shard_; }
+  // Slab memory obtained from the system so far (never decreases).
+  size_t bytesAllocated() const { return bytesAllocated_; }
+  // Buffers handed out and not yet released.
+  size_t inUse() const { return inUse_; }
+
+ private:
+  struct Slab;
+  // Adds a slab of class `sizeClass` to its free list; false if the cap forbids it.
+  bool grow(size_t sizeClass);
+
+  const uint16_t shard_;
+  const size_t maxBytes_;
+  size_t bytesAllocated_ = 0;
+  size_t inUse_ = 0;
+  std::array<PacketBuf*, kClassCount> freeLists_{};
+  Slab* slabs_ = nullptr;  // every slab, linked through its header, freed by the destructor
+};
+
+}  // namespace derpd

@@ -1,0 +1,59 @@
+// libFuzzer target: parseRequest over arbitrary bytes and, when a head parses,
+// route it over plain and TLS. Checks invariants rather than outputs.
+#include <cstdint>
+#include <cstdlib>
+#include <span>
+#include <string_view>
+
+#include "http/request_parser.h"
+#include "http/routes.h"
+
+namespace {
+
+constexpr std::string_view kServerKeyHex =
+    "07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c";
+
+// A violated invariant must crash so that libFuzzer keeps the input.
+void check(bool ok) {
+  if (!ok) std::abort();
+}
+
+bool within(std::string_view inner, std::span<const uint8_t> outer) {
+  const auto* begin = reinterpret_cast<const char*>(outer.data());
+  return inner.empty() ||
+         (inner.data() >= begin && inner.data() + inner.size() <= begin + outer.size());
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace derpd::http;
+  const std::span<const uint8_t> bytes(data, size);
+  // A small limit as well as the real one, so that the too-large paths get exercised.
+  for (size_t maxHead : {kMaxRequestHead, size_t{64}}) {
+    const ParseResult result = parseRequest(bytes, maxHead);
+    if (result.status == ParseStatus::kHeadTooLarge) check(size > maxHead);
+    if (result.status != ParseStatus::kComplete) continue;
+
+    const Request& request = result.request;
+    check(request.headLength > 0 && request.headLength <= size && request.headLength <= maxHead);
+    check(data[request.headLength - 1] == '\n');
+    check(within(request.method, bytes) && within(request.target, bytes) &&
+          within(request.path, bytes));
+    for (const Header& h : request.headers) check(within(h.name, bytes) && within(h.value, bytes));
+    // Whatever follows the head must not change how the head parses.
+    const ParseResult again = parseRequest(bytes.first(request.headLength), maxHead);
+    check(again.status == ParseStatus::kComplete && again.request.headLength == request.headLength);
+
+    for (bool tls : {false, true}) {
+      const RouteResult routed = route(request, RouteContext{kServerKeyHex, tls});
+      if (routed.action == RouteAction::kUpgradeDerpFast) {
+        check(routed.response.empty());
+      } else {
+        check(std::string_view(routed.response).starts_with("HTTP/1.1 "));
+        check(routed.response.find("\r\n\r\n") != std::string::npos);
+      }
+    }
+  }
+  return 0;
+}

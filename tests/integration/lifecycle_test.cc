@@ -1,0 +1,202 @@
+// derpd's life: clean shutdown on SIGTERM/SIGINT, key file handling, flag
+// errors, and derpctl against a live server.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "base/unique_fd.h"
+#include "client/derp_client.h"
+#include "gtest/gtest.h"
+#include "integration/derpd_process.h"
+#include "integration/test_support.h"
+
+namespace derpd::testing {
+namespace {
+
+using client::DerpClient;
+
+constexpr Nanos kWait = 5 * kSecond;
+constexpr Nanos kStartupFailureWait = 10 * kSecond;
+
+class ShutdownTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(ShutdownTest, ExitsZeroPromptlyAndClosesEveryClient) {
+  const int sig = GetParam();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start({}));
+  std::vector<std::unique_ptr<DerpClient>> clients;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto c, connectClient(derpd->port()));
+    clients.push_back(std::move(c));
+  }
+  // Everyone is being served right up to the signal.
+  ASSERT_OK(clients[0]->sendPacket(clients[9]->publicKey(), taggedPayload(1, 1, 40)));
+  ASSERT_OK(clients[9]->recvPacket(kWait).status());
+
+  RealClock clock;
+  Nanos start = clock.now();
+  ASSERT_OK(derpd->sendSignal(sig));
+  ASSERT_OK_AND_ASSIGN(int code, derpd->waitExit(kWait));
+  Nanos took = clock.now() - start;
+  std::printf("derpd exited %d after %.3f s\n", code, static_cast<double>(took) / kSecond);
+  EXPECT_EQ(code, 0) << derpd->logText();
+  for (size_t i = 0; i < clients.size(); ++i) {
+    absl::StatusOr<client::OwnedFrame> f;
+    do {
+      f = clients[i]->recv(kWait);
+    } while (f.ok());
+    EXPECT_TRUE(absl::IsUnavailable(f.status())) << "client " << i << ": " << f.status();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, ShutdownTest, ::testing::Values(SIGTERM, SIGINT),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return std::string(info.param == SIGTERM ? "SIGTERM" : "SIGINT");
+                         });
+
+// Runs derpd with extra args and expects it to stop by itself.
+absl::StatusOr<int> runToExit(DerpdOptions opts, std::string* log) {
+  absl::StatusOr<std::unique_ptr<DerpdProcess>> p = DerpdProcess::spawn(std::move(opts));
+  if (!p.ok()) return p.status();
+  absl::StatusOr<int> code = (*p)->waitExit(kStartupFailureWait);
+  (*p)->waitForOutputEnd(kWait);
+  *log = (*p)->logText();
+  return code;
+}
+
+TEST(StartupTest, MalformedKeyFileStopsStartupNamingThePath) {
+  ASSERT_OK_AND_ASSIGN(std::string dir, makeTempDir());
+  std::string path = dir + "/broken.key";
+  std::ofstream(path) << "{\"PrivateKey\": \"privkey:nothex\"}";
+  DerpdOptions opts;
+  opts.keyPath = path;
+  std::string log;
+  absl::StatusOr<int> code = runToExit(opts, &log);
+  removeTree(dir);
+  ASSERT_OK(code.status());
+  EXPECT_EQ(*code, 1) << log;
+  EXPECT_NE(log.find(path), std::string::npos) << "message does not name " << path << ":\n" << log;
+}
+
+TEST(StartupTest, MissingKeyFileIsCreatedPrivateAndMatchesDerpctl) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start({}));
+  struct stat st {};
+  ASSERT_EQ(::stat(derpd->keyPath().c_str(), &st), 0) << "no key file at " << derpd->keyPath();
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "mode " << std::oct << (st.st_mode & 0777);
+
+  std::optional<std::string> line = derpd->findLog("public key nodekey:");
+  ASSERT_TRUE(line.has_value()) << derpd->logText();
+  std::string logged = line->substr(line->find("nodekey:"), 8 + 64);
+
+  ASSERT_OK_AND_ASSIGN(std::string derpctl, binaryFromEnv("DERPCTL_BINARY"));
+  ASSERT_OK_AND_ASSIGN(CommandResult r,
+                       runCommand({derpctl, "key", "-c", derpd->keyPath()}, {}, kWait));
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ(std::string(absl::StripAsciiWhitespace(r.out)), logged);
+
+  // A client sees the same key in the handshake.
+  ASSERT_OK_AND_ASSIGN(auto c, connectClient(derpd->port()));
+  EXPECT_EQ(c->serverKey().toString(), logged);
+}
+
+TEST(StartupTest, RestartKeepsTheKey) {
+  ASSERT_OK_AND_ASSIGN(std::string dir, makeTempDir());
+  DerpdOptions opts;
+  opts.keyPath = dir + "/derper.key";
+  std::string first;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start(opts));
+    ASSERT_OK_AND_ASSIGN(auto c, connectClient(derpd->port()));
+    first = c->serverKey().toString();
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start(opts));
+  ASSERT_OK_AND_ASSIGN(auto c, connectClient(derpd->port()));
+  EXPECT_EQ(c->serverKey().toString(), first);
+  removeTree(dir);
+}
+
+struct RejectedArgs {
+  std::vector<std::string> args;
+  std::string named;  // the message must contain this
+};
+
+class RejectedFlagTest : public ::testing::TestWithParam<RejectedArgs> {};
+
+TEST_P(RejectedFlagTest, ExitsTwoNamingTheFlag) {
+  DerpdOptions opts;
+  opts.extraArgs = GetParam().args;
+  std::string log;
+  ASSERT_OK_AND_ASSIGN(int code, runToExit(opts, &log));
+  EXPECT_EQ(code, 2) << log;
+  EXPECT_NE(log.find(GetParam().named), std::string::npos)
+      << "message does not name " << GetParam().named << ":\n"
+      << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(Flags, RejectedFlagTest,
+                         ::testing::Values(RejectedArgs{{"-no-such-flag"}, "no-such-flag"},
+                                           RejectedArgs{{"--no-such-flag=3"}, "no-such-flag"},
+                                           RejectedArgs{{"-mesh-with", "derp2.example.com"},
+                                                        "mesh-with"},
+                                           RejectedArgs{{"-certmode", "manual"}, "certmode"},
+                                           RejectedArgs{{"-verify-clients"}, "verify-clients"}));
+
+TEST(DerpctlTest, ProbeSucceedsAgainstDerpd) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start({}));
+  ASSERT_OK_AND_ASSIGN(std::string derpctl, binaryFromEnv("DERPCTL_BINARY"));
+  for (const std::string& url : {absl::StrCat("http://127.0.0.1:", derpd->port()),
+                                 absl::StrCat("http://127.0.0.1:", derpd->port(), "/derp")}) {
+    ASSERT_OK_AND_ASSIGN(CommandResult r, runCommand({derpctl, "probe", url}, {}, 3 * kWait));
+    std::printf("%s%s", r.out.c_str(), r.err.c_str());
+    EXPECT_EQ(r.exitCode, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("relay A -> B"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("ping"), std::string::npos) << r.out;
+  }
+}
+
+TEST(DerpctlTest, ProbeFailsCleanlyWithNothingListening) {
+  // A port that was just free: connecting to it is refused.
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(s.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+  s.reset();
+
+  ASSERT_OK_AND_ASSIGN(std::string derpctl, binaryFromEnv("DERPCTL_BINARY"));
+  ASSERT_OK_AND_ASSIGN(CommandResult r, runCommand({derpctl, "probe", "--timeout", "2s",
+                                                    absl::StrCat("http://127.0.0.1:", port)},
+                                                   {}, 3 * kWait));
+  EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("connect"), std::string::npos) << r.err;
+}
+
+TEST(DerpctlTest, ProbeRejectsHttps) {
+  ASSERT_OK_AND_ASSIGN(std::string derpctl, binaryFromEnv("DERPCTL_BINARY"));
+  ASSERT_OK_AND_ASSIGN(CommandResult r,
+                       runCommand({derpctl, "probe", "https://derp.example.com"}, {}, kWait));
+  EXPECT_EQ(r.exitCode, 1);
+  EXPECT_NE(r.err.find("TLS not supported yet"), std::string::npos) << r.err;
+}
+
+TEST(DerpctlTest, KeyFailsOnMissingFile) {
+  ASSERT_OK_AND_ASSIGN(std::string derpctl, binaryFromEnv("DERPCTL_BINARY"));
+  ASSERT_OK_AND_ASSIGN(CommandResult r,
+                       runCommand({derpctl, "key", "-c", "/nonexistent/derper.key"}, {}, kWait));
+  EXPECT_EQ(r.exitCode, 1);
+  EXPECT_NE(r.err.find("/nonexistent/derper.key"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace derpd::testing

@@ -1,0 +1,152 @@
+#include "runtime/packet_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <vector>
+
+namespace derpd {
+namespace {
+
+TEST(PacketPoolTest, PicksTheSmallestClassThatFits) {
+  PacketPool pool(3);
+  struct Case {
+    size_t bytes;
+    uint32_t capacity;
+  };
+  const Case cases[] = {
+      {0, 2048},
+      {1, 2048},
+      {1280 + 5 + 32, 2048},
+      {2048, 2048},
+      {2049, 16384},
+      {16384, 16384},
+      {16385, 65536 + 128},
+      {5 + 64 + 65536, 65536 + 128},
+      {65536 + 128, 65536 + 128},
+  };
+  for (const Case& c : cases) {
+    PacketBuf* b = pool.allocate(c.bytes);
+    ASSERT_NE(b, nullptr) << c.bytes;
+    EXPECT_EQ(b->capacity, c.capacity) << c.bytes;
+    EXPECT_EQ(b->length, 0u);
+    EXPECT_EQ(b->flags, 0u);
+    EXPECT_EQ(b->next, nullptr);
+    EXPECT_EQ(b->ownerShard, 3u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b->data()) % 16, 0u);
+    // The whole capacity is writable (ASan/valgrind would catch an overrun into a neighbour).
+    std::memset(b->data(), 0xab, b->capacity);
+    pool.release(b);
+  }
+  EXPECT_EQ(pool.inUse(), 0u);
+}
+
+TEST(PacketPoolTest, RejectsMoreThanTheLargestClass) {
+  PacketPool pool(0);
+  EXPECT_EQ(pool.allocate(PacketPool::kMaxBufferBytes + 1), nullptr);
+  EXPECT_EQ(pool.bytesAllocated(), 0u);
+  EXPECT_GE(PacketPool::kMaxBufferBytes, 5u + 64 + 65536);
+}
+
+TEST(PacketPoolTest, BuffersDoNotOverlap) {
+  PacketPool pool(0);
+  std::vector<PacketBuf*> bufs;
+  for (int i = 0; i < 200; ++i) bufs.push_back(pool.allocate(1500));
+  std::set<uintptr_t> starts;
+  for (PacketBuf* b : bufs) {
+    ASSERT_NE(b, nullptr);
+    starts.insert(reinterpret_cast<uintptr_t>(b));
+  }
+  ASSERT_EQ(starts.size(), bufs.size());
+  // Sorted starts must be at least header + capacity apart.
+  uintptr_t prev = 0;
+  for (uintptr_t s : starts) {
+    if (prev != 0) {
+      EXPECT_GE(s - prev, sizeof(PacketBuf) + 2048);
+    }
+    prev = s;
+  }
+  for (PacketBuf* b : bufs) pool.release(b);
+  EXPECT_EQ(pool.inUse(), 0u);
+}
+
+TEST(PacketPoolTest, ReusesFreedBuffersWithoutGrowing) {
+  PacketPool pool(1);
+  std::vector<PacketBuf*> bufs;
+  for (int i = 0; i < 100; ++i) bufs.push_back(pool.allocate(1300));
+  for (int i = 0; i < 20; ++i) bufs.push_back(pool.allocate(9000));
+  for (int i = 0; i < 5; ++i) bufs.push_back(pool.allocate(65000));
+  EXPECT_EQ(pool.inUse(), 125u);
+  const size_t warmed = pool.bytesAllocated();
+  EXPECT_GT(warmed, 0u);
+
+  // Steady state: the same working set churns many times and memory stays put.
+  for (int round = 0; round < 1000; ++round) {
+    for (PacketBuf* b : bufs) pool.release(b);
+    EXPECT_EQ(pool.inUse(), 0u);
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      const size_t bytes = i < 100 ? 1300 : i < 120 ? 9000 : 65000;
+      bufs[i] = pool.allocate(bytes);
+      ASSERT_NE(bufs[i], nullptr);
+    }
+  }
+  EXPECT_EQ(pool.bytesAllocated(), warmed);
+  for (PacketBuf* b : bufs) pool.release(b);
+}
+
+TEST(PacketPoolTest, ReleasedBufferIsHandedOutAgain) {
+  PacketPool pool(0);
+  PacketBuf* a = pool.allocate(100);
+  a->length = 77;
+  a->flags = 5;
+  pool.release(a);
+  PacketBuf* b = pool.allocate(100);
+  EXPECT_EQ(a, b);  // LIFO: the most recently used buffer is the one still in cache
+  EXPECT_EQ(b->length, 0u);
+  EXPECT_EQ(b->flags, 0u);
+  pool.release(b);
+}
+
+TEST(PacketPoolTest, CapStopsGrowthButNotReuse) {
+  constexpr size_t kCap = 300 << 10;
+  PacketPool pool(0, kCap);
+  std::vector<PacketBuf*> bufs;
+  while (PacketBuf* b = pool.allocate(2000)) {
+    bufs.push_back(b);
+    ASSERT_LT(bufs.size(), 10000u) << "cap not enforced";
+  }
+  EXPECT_LE(pool.bytesAllocated(), kCap);
+  // Nearly the whole cap is usable, partial slabs included.
+  EXPECT_GT(bufs.size() * 2048, kCap * 9 / 10);
+  EXPECT_EQ(pool.allocate(60000), nullptr);
+  EXPECT_EQ(pool.inUse(), bufs.size());
+
+  pool.release(bufs.back());
+  bufs.pop_back();
+  PacketBuf* again = pool.allocate(10);
+  ASSERT_NE(again, nullptr);
+  bufs.push_back(again);
+  for (PacketBuf* b : bufs) pool.release(b);
+  EXPECT_EQ(pool.inUse(), 0u);
+}
+
+TEST(PacketPoolTest, TinyCapAllowsNothing) {
+  PacketPool pool(0, 1024);
+  EXPECT_EQ(pool.allocate(1), nullptr);
+  EXPECT_EQ(pool.bytesAllocated(), 0u);
+}
+
+#ifndef NDEBUG
+TEST(PacketPoolDeathTest, ReleaseToTheWrongShardCrashes) {
+  PacketPool mine(1);
+  PacketPool other(2);
+  PacketBuf* b = other.allocate(10);
+  EXPECT_DEATH(mine.release(b), "ownerShard");
+  other.release(b);
+}
+#endif
+
+}  // namespace
+}  // namespace derpd

@@ -1,0 +1,340 @@
+// derpctl: operator's tool for derpd (and any DERP server).
+//
+//   derpctl key -c FILE          print the public key of a derper key file
+//   derpctl probe [--timeout D] URL
+//                                connect two clients, relay a packet each way,
+//                                ping, print each step's latency
+//
+// Flags use Go's syntax (-c X, -c=X, --c X) like derper's.
+#include <sodium.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/clock.h"
+#include "client/derp_client.h"
+#include "derp/key.h"
+#include "derp/key_file.h"
+#include "derpd_config.h"
+
+namespace derpd {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr Nanos kDefaultProbeTimeout = 5 * kSecond;
+constexpr size_t kProbePayloadLen = 64;
+
+constexpr const char* kUsage =
+    "usage: derpctl <command> [flags]\n"
+    "\n"
+    "commands:\n"
+    "  key -c FILE                 print the public key (nodekey:<hex>) of a derper key file\n"
+    "  probe [--timeout D] URL     check a DERP server: connect two clients, relay a packet\n"
+    "                              each way, ping; print each step's latency. URL is\n"
+    "                              http://host:port[/derp]. D is a Go duration (default 5s)\n"
+    "                              bounding the whole probe. Exit 0 on success, 1 on failure.\n"
+    "  help, --help                this text\n"
+    "\n"
+    "Flags take Go's forms: -c X, -c=X, --c X.\n";
+
+int usageError(absl::string_view msg) {
+  std::fprintf(stderr, "derpctl: %.*s\n\n%s", static_cast<int>(msg.size()), msg.data(), kUsage);
+  return kExitUsage;
+}
+
+// Parsed "-name value" style arguments of one command.
+struct CommandLine {
+  std::vector<std::pair<std::string, std::string>> flags;
+  std::vector<std::string> positional;
+};
+
+// Splits args into flags and positionals. Every flag in valueFlags takes a
+// value; any other flag is an error naming it.
+absl::StatusOr<CommandLine> parseArgs(const std::vector<std::string>& args,
+                                      const std::vector<std::string>& valueFlags) {
+  CommandLine cl;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.size() < 2 || a[0] != '-') {
+      cl.positional.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(a[1] == '-' ? 2 : 1);
+    std::optional<std::string> value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    if (std::find(valueFlags.begin(), valueFlags.end(), name) == valueFlags.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag: ", a));
+    }
+    if (!value.has_value()) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("flag needs a value: -", name));
+      }
+      value = args[++i];
+    }
+    cl.flags.emplace_back(name, *value);
+  }
+  return cl;
+}
+
+std::optional<std::string> flagValue(const CommandLine& cl, std::string_view name) {
+  std::optional<std::string> v;
+  for (const auto& [n, value] : cl.flags) {
+    if (n == name) v = value;  // last one wins, as in Go
+  }
+  return v;
+}
+
+// A Go duration such as "5s", "1.5s", "300ms", "1m30s".
+std::optional<Nanos> parseDuration(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  if (s == "0") return 0;
+  Nanos total = 0;
+  while (!s.empty()) {
+    size_t n = 0;
+    while (n < s.size() && (std::isdigit(static_cast<unsigned char>(s[n])) || s[n] == '.')) ++n;
+    if (n == 0) return std::nullopt;
+    double number = 0;
+    if (!absl::SimpleAtod(std::string(s.substr(0, n)), &number)) return std::nullopt;
+    s.remove_prefix(n);
+    size_t u = 0;
+    while (u < s.size() && !std::isdigit(static_cast<unsigned char>(s[u])) && s[u] != '.') ++u;
+    std::string_view unit = s.substr(0, u);
+    s.remove_prefix(u);
+    double scale;
+    if (unit == "ns") {
+      scale = 1;
+    } else if (unit == "us" || unit == "\xc2\xb5s") {
+      scale = kMicrosecond;
+    } else if (unit == "ms") {
+      scale = kMillisecond;
+    } else if (unit == "s") {
+      scale = kSecond;
+    } else if (unit == "m") {
+      scale = 60.0 * kSecond;
+    } else if (unit == "h") {
+      scale = 3600.0 * kSecond;
+    } else {
+      return std::nullopt;
+    }
+    total += static_cast<Nanos>(number * scale);
+  }
+  return total;
+}
+
+std::string formatLatency(Nanos d) {
+  if (d < kMillisecond) return absl::StrFormat("%.0fµs", static_cast<double>(d) / kMicrosecond);
+  if (d < kSecond) return absl::StrFormat("%.2fms", static_cast<double>(d) / kMillisecond);
+  return absl::StrFormat("%.3fs", static_cast<double>(d) / kSecond);
+}
+
+int runKey(const std::vector<std::string>& args) {
+  absl::StatusOr<CommandLine> cl = parseArgs(args, {"c"});
+  if (!cl.ok()) return usageError(cl.status().message());
+  std::optional<std::string> path = flagValue(*cl, "c");
+  if (!path.has_value() || !cl->positional.empty()) {
+    return usageError("key: usage: derpctl key -c FILE");
+  }
+  std::ifstream in(*path, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "derpctl key: cannot read %s: %s\n", path->c_str(), strerror(errno));
+    return kExitFailure;
+  }
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<derp::PrivateKey> key = derp::parseKeyFile(content);
+  if (!key.ok()) {
+    std::fprintf(stderr, "derpctl key: %s: %s\n", path->c_str(),
+                 std::string(key.status().message()).c_str());
+    return kExitFailure;
+  }
+  std::printf("%s\n", key->publicKey().toString().c_str());
+  return 0;
+}
+
+struct ProbeTarget {
+  std::string host;
+  uint16_t port = 80;
+};
+
+absl::StatusOr<ProbeTarget> parseProbeUrl(std::string_view url) {
+  if (url.starts_with("https://")) {
+    return absl::UnimplementedError("TLS not supported yet: use an http:// URL");
+  }
+  if (!url.starts_with("http://")) {
+    return absl::InvalidArgumentError(absl::StrCat("not an http:// URL: ", std::string(url)));
+  }
+  std::string_view rest = url.substr(7);
+  std::string_view authority = rest.substr(0, rest.find('/'));
+  std::string_view path = rest.substr(authority.size());
+  if (!path.empty() && path != "/" && path != "/derp") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("URL path must be /derp, not ", std::string(path)));
+  }
+  ProbeTarget t;
+  std::string_view portText;
+  if (authority.starts_with("[")) {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) {
+      return absl::InvalidArgumentError("unterminated [ in URL host");
+    }
+    t.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return absl::InvalidArgumentError("junk after ] in URL host");
+      portText = after.substr(1);
+    }
+  } else {
+    size_t colon = authority.rfind(':');
+    t.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) portText = authority.substr(colon + 1);
+  }
+  if (t.host.empty()) return absl::InvalidArgumentError("URL has no host");
+  if (!portText.empty()) {
+    uint32_t port = 0;
+    if (!absl::SimpleAtoi(std::string(portText), &port) || port == 0 || port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("bad port in URL: ", std::string(portText)));
+    }
+    t.port = static_cast<uint16_t>(port);
+  }
+  return t;
+}
+
+// Each probe step runs against one overall deadline.
+class Prober {
+ public:
+  Prober(ProbeTarget target, Nanos timeout)
+      : target_(std::move(target)), deadline_(clock_.now() + timeout) {}
+
+  absl::Status run() {
+    absl::StatusOr<std::unique_ptr<client::DerpClient>> a = connectClient("connect client A");
+    if (!a.ok()) return a.status();
+    std::printf("server key %s\n", (*a)->serverKey().toString().c_str());
+    absl::StatusOr<std::unique_ptr<client::DerpClient>> b = connectClient("connect client B");
+    if (!b.ok()) return b.status();
+    if (absl::Status st = relay("relay A -> B", **a, **b); !st.ok()) return st;
+    if (absl::Status st = relay("relay B -> A", **b, **a); !st.ok()) return st;
+    absl::StatusOr<Nanos> rtt = (*a)->ping(remaining());
+    if (!rtt.ok()) return stepError("ping", rtt.status());
+    report("ping round trip", *rtt);
+    return absl::OkStatus();
+  }
+
+ private:
+  Nanos remaining() const { return std::max<Nanos>(deadline_ - clock_.now(), 0); }
+
+  static absl::Status stepError(std::string_view step, const absl::Status& st) {
+    return absl::Status(st.code(), absl::StrCat(std::string(step), ": ", st.message()));
+  }
+
+  static void report(std::string_view step, Nanos d) {
+    std::printf("%-18.*s %s\n", static_cast<int>(step.size()), step.data(),
+                formatLatency(d).c_str());
+    std::fflush(stdout);
+  }
+
+  absl::StatusOr<std::unique_ptr<client::DerpClient>> connectClient(std::string_view step) {
+    client::ClientOptions opts;
+    opts.host = target_.host;
+    opts.port = target_.port;
+    opts.isProber = true;
+    opts.timeout = remaining();
+    Nanos start = clock_.now();
+    absl::StatusOr<std::unique_ptr<client::DerpClient>> c = client::DerpClient::connect(opts);
+    if (!c.ok()) return stepError(step, c.status());
+    report(step, clock_.now() - start);
+    return c;
+  }
+
+  absl::Status relay(std::string_view step, client::DerpClient& from, client::DerpClient& to) {
+    std::vector<uint8_t> payload(kProbePayloadLen);
+    randombytes_buf(payload.data(), payload.size());
+    Nanos start = clock_.now();
+    if (absl::Status st = from.sendPacket(to.publicKey(), payload); !st.ok()) {
+      return stepError(step, st);
+    }
+    absl::StatusOr<client::DerpClient::Packet> p = to.recvPacket(remaining());
+    if (!p.ok()) return stepError(step, p.status());
+    if (p->src != from.publicKey()) {
+      return stepError(
+          step, absl::DataLossError(absl::StrCat("packet came from ", p->src.toString(),
+                                                 ", expected ", from.publicKey().toString())));
+    }
+    if (p->payload != payload) {
+      return stepError(step, absl::DataLossError("packet payload differs from what was sent"));
+    }
+    report(step, clock_.now() - start);
+    return absl::OkStatus();
+  }
+
+  RealClock clock_;
+  ProbeTarget target_;
+  Nanos deadline_;
+};
+
+int runProbe(const std::vector<std::string>& args) {
+  absl::StatusOr<CommandLine> cl = parseArgs(args, {"timeout"});
+  if (!cl.ok()) return usageError(cl.status().message());
+  if (cl->positional.size() != 1)
+    return usageError("probe: usage: derpctl probe [--timeout D] URL");
+  Nanos timeout = kDefaultProbeTimeout;
+  if (std::optional<std::string> t = flagValue(*cl, "timeout"); t.has_value()) {
+    std::optional<Nanos> d = parseDuration(*t);
+    if (!d.has_value() || *d <= 0) {
+      return usageError(absl::StrCat("invalid value for -timeout: ", *t));
+    }
+    timeout = *d;
+  }
+  absl::StatusOr<ProbeTarget> target = parseProbeUrl(cl->positional[0]);
+  if (!target.ok()) {
+    std::fprintf(stderr, "derpctl probe: %s\n", std::string(target.status().message()).c_str());
+    return kExitFailure;
+  }
+  std::printf("probing %s (timeout %s)\n", cl->positional[0].c_str(),
+              formatLatency(timeout).c_str());
+  absl::Status st = Prober(*std::move(target), timeout).run();
+  if (!st.ok()) {
+    std::fprintf(stderr, "derpctl probe: FAILED: %s\n", std::string(st.message()).c_str());
+    return kExitFailure;
+  }
+  std::printf("ok\n");
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 2) return usageError("no command given");
+  std::string_view command = argv[1];
+  std::vector<std::string> rest(argv + 2, argv + argc);
+  if (command == "help" || command == "-h" || command == "-help" || command == "--help") {
+    std::printf("derpctl %s\n\n%s", DERPD_VERSION, kUsage);
+    return 0;
+  }
+  if (sodium_init() < 0) {
+    std::fprintf(stderr, "derpctl: libsodium failed to initialise\n");
+    return kExitFailure;
+  }
+  if (command == "key") return runKey(rest);
+  if (command == "probe") return runProbe(rest);
+  return usageError(absl::StrCat("unknown command: ", std::string(command)));
+}
+
+}  // namespace
+}  // namespace derpd
+
+int main(int argc, char** argv) { return derpd::run(argc, argv); }
