@@ -63,6 +63,7 @@ struct Connection {
 
   // HTTP phase: request bytes until the head is complete. Freed on upgrade.
   std::vector<uint8_t> httpBuf;
+  bool httpFirstLineChecked = false;
 
   // DERP frame reader.
   uint8_t hdr[5] = {};

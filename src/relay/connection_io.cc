@@ -36,13 +36,38 @@ void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
   }
 }
 
+// The parser reads the head from its start, so calling it on every read would
+// let a client that sends its head a few bytes at a time cost O(n^2). Parse only
+// once the blank line that ends a head has arrived, the buffer is over the
+// limit, or the first line is complete (to refuse garbage early).
+bool ShardServer::headMayBeComplete(Connection& c, size_t oldSize) {
+  const std::vector<uint8_t>& b = c.httpBuf;
+  if (b.size() > http::kMaxRequestHead) return true;
+  size_t from = oldSize >= 3 ? oldSize - 3 : 0;
+  bool sawLf = false;
+  for (size_t i = from; i < b.size(); i++) {
+    if (b[i] != '\n') continue;
+    sawLf = true;
+    if ((i >= 1 && b[i - 1] == '\n') || (i >= 2 && b[i - 1] == '\r' && b[i - 2] == '\n')) {
+      return true;
+    }
+  }
+  if (!c.httpFirstLineChecked && sawLf) {
+    c.httpFirstLineChecked = true;
+    return true;
+  }
+  return false;
+}
+
 // Returns how many of the n bytes belong to the HTTP phase; the rest (bytes
 // pipelined behind an upgrade) are DERP bytes.
 size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
   if (c.closeAfterWrite) return n;  // answered and closing: ignore the rest
-  size_t before = c.httpBuf.size();
+  size_t before = c.httpBuf.size();  // bytes from earlier reads
+  size_t scanFrom = before;
   c.httpBuf.insert(c.httpBuf.end(), data, data + n);
   for (;;) {
+    if (!headMayBeComplete(c, scanFrom)) return n;
     http::ParseResult r = http::parseRequest(c.httpBuf);
     if (r.status == http::ParseStatus::kNeedMore) return n;
     if (r.status != http::ParseStatus::kComplete) {
@@ -89,7 +114,9 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     if (c.closeAfterWrite) return n;
     // Keep-alive: drop this request's head and look for a pipelined one.
     c.httpBuf.erase(c.httpBuf.begin(), c.httpBuf.begin() + static_cast<ptrdiff_t>(head));
+    c.httpFirstLineChecked = false;
     before = before > head ? before - head : 0;
+    scanFrom = 0;  // what is left is a new head: scan it from its start
     timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
     if (c.httpBuf.empty()) return n;
   }

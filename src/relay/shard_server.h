@@ -104,6 +104,7 @@ class ShardServer {
   // Input.
   void onBytes(Connection& c, const uint8_t* data, size_t n);
   size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n);
+  bool headMayBeComplete(Connection& c, size_t oldSize);
   void onDerpBytes(Connection& c, const uint8_t* data, size_t n);
   bool startFrame(Connection& c);
   void finishFrame(Connection& c);

@@ -1,4 +1,6 @@
 // derpd's HTTP front against a live server (PROTOCOL.md "HTTP endpoints").
+#include <unistd.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -123,6 +125,28 @@ TEST_F(HttpEndpointsTest, TwoRequestsOnOneKeepAliveConnection) {
   ASSERT_OK_AND_ASSIGN(HttpResponse second, readHttpResponse(conn));
   EXPECT_EQ(second.status, 204);
   EXPECT_EQ(second.header("X-Tailscale-Response"), "response second");
+}
+
+// A head that arrives a few bytes at a time (each write a separate segment) is
+// answered once complete, and garbage on the first line is refused before the
+// head is complete.
+TEST_F(HttpEndpointsTest, HeadArrivingInSmallPiecesIsAnswered) {
+  ASSERT_OK_AND_ASSIGN(TcpConn conn, TcpConn::connect(port()));
+  std::string req =
+      "GET /generate_204 HTTP/1.1\r\nHost: x\r\nX-Tailscale-Challenge: slow\r\n"
+      "Connection: close\r\n\r\n";
+  for (size_t i = 0; i < req.size(); i += 3) {
+    ASSERT_OK(conn.writeAll(std::string_view(req).substr(i, 3)));
+    ::usleep(1000);
+  }
+  ASSERT_OK_AND_ASSIGN(HttpResponse r, readHttpResponse(conn));
+  EXPECT_EQ(r.status, 204);
+  EXPECT_EQ(r.header("X-Tailscale-Response"), "response slow");
+
+  ASSERT_OK_AND_ASSIGN(TcpConn bad, TcpConn::connect(port()));
+  ASSERT_OK(bad.writeAll("\x16\x03\x01 not http\r\nHost: x\r\n"));
+  ASSERT_OK_AND_ASSIGN(HttpResponse refused, readHttpResponse(bad));
+  EXPECT_EQ(refused.status, 400);
 }
 
 TEST_F(HttpEndpointsTest, PipelinedRequestsAreAnsweredInOrder) {
