@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/deps.sh
 [ -d build ] || meson setup build --buildtype=debugoptimized >/dev/null
-ninja -C build
+ninja -C build src/derpd/derpd tools/derpctl
 mkdir -p .dev
 echo "derpd: http://127.0.0.1:3340  (try: ./build/tools/derpctl probe http://127.0.0.1:3340)"
 exec ./build/src/derpd/derpd -dev -c .dev/derper.key -stun=false "$@"

@@ -423,7 +423,14 @@ void ShardServer::enqueuePacket(Connection& c, PacketBuf* b) {
   SendQueue& q = disco ? c.disco : c.packets;
   // A full queue is written out now, if the socket takes it, before anything
   // is dropped: a burst of receives in one turn must not overrun it.
-  if (q.size() >= q.maxPackets() && !c.sending) startWrite(c);
+  if (q.size() >= q.maxPackets() && !c.sending) {
+    startWrite(c);
+    if (c.state == Connection::State::kClosing) {  // the write failed
+      counters_.drop(DropReason::kWriteError, disco);
+      releaseBuf(b);
+      return;
+    }
+  }
   PacketBuf* dropped = q.push(b);
   while (dropped != nullptr) {
     PacketBuf* next = dropped->next;
