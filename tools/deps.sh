@@ -7,6 +7,8 @@ packages=(
   liburing-dev android-libboringssl-dev libsodium-dev libabsl-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl
+  stun-client coturn   # real STUN clients for the integration tests
+  clang                # libFuzzer targets
 )
 missing=()
 for p in "${packages[@]}"; do

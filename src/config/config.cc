@@ -84,14 +84,13 @@ const std::vector<FlagSpec>& flagSpecs() {
          c.hostname = std::string(v);
          return std::string();
        }},
-      {"stun", Kind::kBool, "stun", "run a STUN server",
+      {"stun", Kind::kBool, "stun", "run a STUN server (UDP, on the IP of -a)",
        [](Config& c, absl::string_view v) {
-         if (v == "true") return notYet("the STUN server (-stun=true)");
-         c.stun = false;
+         c.stun = v == "true";
          return std::string();
        }},
-      {"stun-port", Kind::kInt, "stun", "UDP port for STUN",
-       [](Config& c, absl::string_view v) { return setInt(c.stunPort, v, 1, 65535); }},
+      {"stun-port", Kind::kInt, "stun", "UDP port for STUN (0 picks a free one)",
+       [](Config& c, absl::string_view v) { return setInt(c.stunPort, v, 0, 65535); }},
       {"derp", Kind::kBool, "derp", "run the DERP server",
        [](Config&, absl::string_view v) {
          if (v == "false") return notYet("-derp=false (STUN-only mode)");

@@ -54,15 +54,25 @@ int runServer(const derpd::Config& cfg) {
   opts.relay.tcp.userTimeoutMs = static_cast<int>(cfg.tcpUserTimeout / kMillisecond);
   opts.listen = *addr;
   opts.shards = static_cast<size_t>(cfg.shards);
+  if (cfg.stun) {
+    // STUN listens on the IP of -a (both families when that is a wildcard).
+    net::SocketAddress stunAddr = *addr;
+    stunAddr.setPort(static_cast<uint16_t>(cfg.stunPort));
+    opts.stunListen = stunAddr;
+  }
   relay::Server server(opts);
   if (absl::Status st = server.start(); !st.ok()) {
     logError("start: %s", st.message());
     return 1;
   }
   logInfo("derpd %s: public key %s", DERPD_VERSION, server.publicKey().toString());
+  // STUN first: the HTTP line is what scripts wait for, so all is up by then.
+  if (server.stunAddress()) {
+    logInfo("derpd %s: STUN listening on udp://%s", DERPD_VERSION,
+            server.stunAddress()->toString());
+  }
   logInfo("derpd %s: %d shards; listening on http://%s", DERPD_VERSION, server.shardCount(),
           server.boundAddress().toString());
-  if (cfg.stun) logInfo("STUN server not built yet: no UDP listener (pass -stun=false to silence)");
 
   for (;;) {
     int sig = 0;

@@ -11,8 +11,8 @@
 namespace derpd::net {
 namespace {
 
-absl::StatusOr<UniqueFd> bindOne(const SocketAddress& addr, int backlog) {
-  UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+absl::StatusOr<UniqueFd> bindOne(const SocketAddress& addr, int type, int backlog) {
+  UniqueFd fd(::socket(addr.family(), type | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
   int one = 1;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -27,20 +27,19 @@ absl::StatusOr<UniqueFd> bindOne(const SocketAddress& addr, int backlog) {
     return absl::UnavailableError(
         absl::StrCat("bind ", addr.toString(), ": ", strerror(errno)));
   }
-  if (::listen(fd.get(), backlog) != 0) {
+  if (type == SOCK_STREAM && ::listen(fd.get(), backlog) != 0) {
     return absl::UnavailableError(
         absl::StrCat("listen ", addr.toString(), ": ", strerror(errno)));
   }
   return fd;
 }
 
-}  // namespace
-
-absl::StatusOr<ListenerSet> listenTcp(const SocketAddress& addr, size_t count, int backlog) {
+absl::StatusOr<ListenerSet> bindSet(const SocketAddress& addr, size_t count, int type,
+                                    int backlog) {
   ListenerSet set;
   SocketAddress want = addr;
   for (size_t i = 0; i < count; i++) {
-    auto fd = bindOne(want, backlog);
+    auto fd = bindOne(want, type, backlog);
     if (!fd.ok()) return fd.status();
     if (i == 0) {
       sockaddr_storage ss{};
@@ -52,6 +51,16 @@ absl::StatusOr<ListenerSet> listenTcp(const SocketAddress& addr, size_t count, i
     set.fds.push_back(std::move(*fd));
   }
   return set;
+}
+
+}  // namespace
+
+absl::StatusOr<ListenerSet> listenTcp(const SocketAddress& addr, size_t count, int backlog) {
+  return bindSet(addr, count, SOCK_STREAM, backlog);
+}
+
+absl::StatusOr<ListenerSet> listenUdp(const SocketAddress& addr, size_t count) {
+  return bindSet(addr, count, SOCK_DGRAM, 0);
 }
 
 void applyTcpOptions(int fd, const TcpOptions& opts) {

@@ -19,6 +19,10 @@ struct ListenerSet {
 };
 absl::StatusOr<ListenerSet> listenTcp(const SocketAddress& addr, size_t count, int backlog = 4096);
 
+// Binds `count` UDP sockets with SO_REUSEPORT on the same address, like
+// listenTcp: the kernel spreads datagrams across them by source.
+absl::StatusOr<ListenerSet> listenUdp(const SocketAddress& addr, size_t count);
+
 struct TcpOptions {
   int keepAliveSeconds = 600;   // TCP_KEEPIDLE; 0 disables keep-alive
   int userTimeoutMs = 15000;    // TCP_USER_TIMEOUT; 0 leaves the kernel default

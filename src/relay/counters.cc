@@ -64,6 +64,20 @@ void total(std::string& out, std::span<ShardCounters* const> shards, absl::strin
   absl::StrAppend(&out, name, " ", sum, "\n");
 }
 
+// One counter family labelled by the reasons of enum R, summed over shards.
+template <typename R, size_t N>
+void byReason(std::string& out, std::span<ShardCounters* const> shards, absl::string_view name,
+              absl::string_view help, std::array<Counter, N> ShardCounters::*counters,
+              const char* (*reasonName)(R)) {
+  family(out, name, "counter", help);
+  for (size_t r = 0; r < N; r++) {
+    uint64_t sum = 0;
+    for (ShardCounters* s : shards) sum += (s->*counters)[r].get();
+    absl::StrAppend(&out, name, "{reason=\"", reasonName(static_cast<R>(r)), "\"} ", sum,
+                    "\n");
+  }
+}
+
 }  // namespace
 
 std::string renderMetrics(std::span<ShardCounters* const> shards) {
@@ -113,13 +127,19 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   total(out, shards, "derpd_ideal_node_header_total", "counter",
         "upgrades that carried an Ideal-Node header",
         [](const ShardCounters& c) { return c.idealNodeMismatch.get(); });
-  family(out, "derpd_connections_closed_total", "counter", "connections closed, by reason");
-  for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); r++) {
-    uint64_t sum = 0;
-    for (ShardCounters* s : shards) sum += s->closed[r].get();
-    absl::StrAppend(&out, "derpd_connections_closed_total{reason=\"",
-                    closeReasonName(static_cast<CloseReason>(r)), "\"} ", sum, "\n");
-  }
+  perShard(out, shards, "derpd_stun_requests_total", "counter", "STUN datagrams received",
+           [](const ShardCounters& c) { return c.stunRequests.get(); });
+  perShard(out, shards, "derpd_stun_responses_total", "counter", "STUN binding responses sent",
+           [](const ShardCounters& c) { return c.stunResponses.get(); });
+  total(out, shards, "derpd_stun_send_errors_total", "counter",
+        "STUN responses the socket refused",
+        [](const ShardCounters& c) { return c.stunSendErrors.get(); });
+  byReason<stun::DropReason>(out, shards, "derpd_stun_dropped_total",
+                             "STUN datagrams ignored, by reason", &ShardCounters::stunDropped,
+                             stun::dropReasonName);
+  byReason<CloseReason>(out, shards, "derpd_connections_closed_total",
+                        "connections closed, by reason", &ShardCounters::closed,
+                        closeReasonName);
   family(out, "derpd_packets_dropped_total", "counter", "packets dropped, by reason and kind");
   for (size_t r = 0; r < static_cast<size_t>(DropReason::kCount); r++) {
     for (int k = 0; k < 2; k++) {

@@ -11,6 +11,8 @@
 #include <span>
 #include <string>
 
+#include "stun/stun.h"
+
 namespace derpd::relay {
 
 enum class CloseReason : uint8_t {
@@ -72,12 +74,17 @@ struct alignas(64) ShardCounters {
   Counter unknownFrames;
   Counter peerGoneSent;
   Counter idealNodeMismatch;
+  Counter stunRequests;
+  Counter stunResponses;
+  Counter stunSendErrors;
+  std::array<Counter, static_cast<size_t>(stun::DropReason::kCount)> stunDropped;
   std::array<Counter, static_cast<size_t>(CloseReason::kCount)> closed;
   // [reason][0: other, 1: disco]
   std::array<std::array<Counter, 2>, static_cast<size_t>(DropReason::kCount)> dropped;
 
   void drop(DropReason r, bool disco) { dropped[static_cast<size_t>(r)][disco ? 1 : 0].add(); }
   void close(CloseReason r) { closed[static_cast<size_t>(r)].add(); }
+  void stunDrop(stun::DropReason r) { stunDropped[static_cast<size_t>(r)].add(); }
 };
 
 // Prometheus text exposition of every shard's counters.

@@ -37,6 +37,15 @@ absl::Status Server::start() {
   auto listeners = net::listenTcp(opts_.listen, n);
   if (!listeners.ok()) return listeners.status();
   bound_ = listeners->bound;
+  std::vector<UniqueFd> stunSockets(n);
+  if (opts_.stunListen) {
+    auto udp = net::listenUdp(*opts_.stunListen, n);
+    if (!udp.ok()) {
+      return absl::Status(udp.status().code(), absl::StrCat("STUN: ", udp.status().message()));
+    }
+    stunBound_ = udp->bound;
+    stunSockets = std::move(udp->fds);
+  }
 
   mailbox_ = std::make_unique<Mailbox>(n);
   shared_ = std::make_unique<SharedState>();
@@ -55,7 +64,8 @@ absl::Status Server::start() {
   for (size_t i = 0; i < n; i++) {
     shards_.push_back(std::make_unique<ShardServer>(static_cast<uint16_t>(i), *shared_,
                                                     std::move(listeners->fds[i]),
-                                                    *counters_[i], clock_));
+                                                    std::move(stunSockets[i]), *counters_[i],
+                                                    clock_));
   }
 
   // Every ring must exist (its fd published for MSG_RING) before any shard

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,7 @@ class Server {
     RelayConfig relay;
     net::SocketAddress listen;
     size_t shards = 0;  // 0: one per CPU in the affinity mask
+    std::optional<net::SocketAddress> stunListen;  // UDP address for STUN, if on
   };
 
   explicit Server(Options opts);
@@ -30,6 +32,7 @@ class Server {
   void stop();
 
   const net::SocketAddress& boundAddress() const { return bound_; }
+  const std::optional<net::SocketAddress>& stunAddress() const { return stunBound_; }
   size_t shardCount() const { return shards_.size(); }
   const derp::NodeKey& publicKey() const { return shared_->serverPublic; }
 
@@ -37,6 +40,7 @@ class Server {
   Options opts_;
   RealClock clock_;
   net::SocketAddress bound_;
+  std::optional<net::SocketAddress> stunBound_;
   std::unique_ptr<Mailbox> mailbox_;
   std::unique_ptr<SharedState> shared_;
   std::vector<std::unique_ptr<ShardCounters>> counters_;

@@ -13,6 +13,7 @@ namespace derpd::relay {
 namespace {
 
 constexpr uint16_t kBufferGroup = 1;
+constexpr uint16_t kStunBufferGroup = 2;
 constexpr uint16_t kRecvBuffers = 512;
 constexpr uint32_t kRecvBufferSize = 16 * 1024;
 // Completions handled per loop turn before queued writes are submitted: small
@@ -52,7 +53,7 @@ void ShardServer::WakeOp::complete(int res, uint32_t) {
 }
 
 ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
-                         ShardCounters& counters, const Clock& clock)
+                         UniqueFd stunSocket, ShardCounters& counters, const Clock& clock)
     : id_(id),
       shared_(shared),
       listener_(std::move(listener)),
@@ -64,6 +65,7 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
       acceptRetry_([](Timer*, void* ctx) { static_cast<ShardServer*>(ctx)->armAccept(); }, this),
       rng_(0x9e3779b9u + id) {
   dirty_.reserve(4096);
+  if (stunSocket.valid()) stun_ = std::make_unique<StunServer>(std::move(stunSocket), counters);
 }
 
 ShardServer::~ShardServer() {
@@ -84,6 +86,9 @@ absl::Status ShardServer::init() {
   auto buffers = BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffers, kRecvBufferSize);
   if (!buffers.ok()) return buffers.status();
   buffers_ = std::move(*buffers);
+  if (stun_) {
+    if (absl::Status st = stun_->init(*ring_, kStunBufferGroup); !st.ok()) return st;
+  }
   shared_.ringFds[id_].store(ring_->fd(), std::memory_order_release);
   return absl::OkStatus();
 }
@@ -112,6 +117,7 @@ void ShardServer::run() {
   logDebug("shard %d: ring %s", id_, ring_->features().describe());
   armWakeRead();
   armAccept();
+  if (stun_) stun_->start();
   if (stopRequested_.load(std::memory_order_acquire)) beginShutdown();
   for (;;) {
     Nanos timeout = -1;
@@ -125,6 +131,7 @@ void ShardServer::run() {
     timers_.expire();
     buffers_->commit();
     flushDirty();
+    if (stun_) stun_->flush();
     reapClosed();
     outbox_.flush([this](size_t to) {
       if (ring_->features().msgRing) {
@@ -144,6 +151,7 @@ void ShardServer::run() {
 void ShardServer::beginShutdown() {
   if (stopping_) return;
   stopping_ = true;
+  if (stun_) stun_->stop();
   // Closing the listener ends the multishot accept; connections are closed below.
   ::shutdown(listener_.get(), SHUT_RDWR);
   for (auto& c : conns_) {

@@ -22,6 +22,7 @@
 #include "relay/connection.h"
 #include "relay/counters.h"
 #include "relay/key_directory.h"
+#include "relay/stun_server.h"
 #include "runtime/buffer_ring.h"
 #include "runtime/io_ring.h"
 #include "runtime/mailbox.h"
@@ -66,8 +67,9 @@ struct SharedState {
 
 class ShardServer {
  public:
-  ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, ShardCounters& counters,
-              const Clock& clock);
+  // stunSocket: this shard's UDP socket for STUN, or an invalid fd for none.
+  ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, UniqueFd stunSocket,
+              ShardCounters& counters, const Clock& clock);
   ~ShardServer();
 
   // On the shard thread, before run(): creates the ring and buffers and
@@ -153,6 +155,7 @@ class ShardServer {
   const Clock& clock_;
   std::unique_ptr<IoRing> ring_;
   std::unique_ptr<BufferRing> buffers_;
+  std::unique_ptr<StunServer> stun_;
   PacketPool pool_;
   TimerWheel timers_;
   KeyDirectory directory_;

@@ -58,6 +58,10 @@ TEST(ConfigTest, GoFlagForms) {
   EXPECT_EQ(c->tcpKeepAliveTime, 0);
   EXPECT_EQ(c->tcpUserTimeout, 3 * kSecond);
   EXPECT_FALSE(c->stun);
+  auto s = parse({"-stun", "-stun-port", "0"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->stun);
+  EXPECT_EQ(s->stunPort, 0);
   EXPECT_TRUE(c->dev);
 }
 
@@ -74,11 +78,12 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
       {{"-shards", "-3"}, "-shards"},
       {{"-a"}, "-a"},
       {{"-stun=maybe"}, "-stun"},
+      {{"-stun-port", "65536"}, "-stun-port"},
+      {{"-stun-port", "x"}, "-stun-port"},
       {{"-mesh-with", "a,b"}, "-mesh-with"},
       {{"-verify-clients"}, "-verify-clients"},
       {{"-certmode", "manual"}, "-certmode"},
       {{"-certmode", "bogus"}, "-certmode"},
-      {{"-stun"}, "-stun"},
       {{"-derp=false"}, "-derp"},
       {{"positional"}, "positional"},
   };

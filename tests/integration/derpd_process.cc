@@ -166,8 +166,9 @@ absl::Status DerpdProcess::launch(const DerpdOptions& opts) {
 
   std::vector<std::string> argv = {*binary};
   if (opts.defaultArgs) {
-    argv.insert(argv.end(), {"-a", "127.0.0.1:0", "-http-port", "-1", "-c", keyPath_, "--shards",
-                             std::to_string(opts.shards)});
+    // STUN on a free port: tests run side by side and must not share 3478.
+    argv.insert(argv.end(), {"-a", "127.0.0.1:0", "-http-port", "-1", "-stun-port", "0", "-c",
+                             keyPath_, "--shards", std::to_string(opts.shards)});
   }
   argv.insert(argv.end(), opts.extraArgs.begin(), opts.extraArgs.end());
 
