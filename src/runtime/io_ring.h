@@ -72,6 +72,7 @@ class IoRing {
  private:
   IoRing() = default;
   size_t dispatchReady(size_t max);
+  bool waitForValgrind(Nanos timeout);
 
   io_uring ring_{};
   RingFeatures features_;

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Instructions per relayed packet, from valgrind's callgrind: a number that
+# does not depend on the machine's noise. Runs derpd (1 shard) under callgrind
+# twice for the same time, relaying N1 and then N2 packets of SIZE bytes with relay_throughput,
+# and reports (I2 - I1) / (N2 - N1), which cancels start-up and handshakes.
+#
+#   bench/callgrind.sh [BUILD_DIR] [SIZE]
+set -euo pipefail
+build=${1:-build}
+size=${2:-1280}
+derpd=$build/src/derpd/derpd
+gen=$build/bench/relay_throughput
+command -v valgrind >/dev/null || { echo "valgrind not installed"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+run() {  # packets -> prints total instructions and delivered packets
+  local rate=$1 seconds=$2 out=$tmp/cg.$1
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$derpd" -a 127.0.0.1:0 \
+    -c "$tmp/k.key" --shards 1 -stun=false >"$tmp/log.$1" 2>&1 &
+  local pid=$! port=""
+  for _ in $(seq 1 200); do
+    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log.$1" | sed 's/.*://' || true)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "derpd did not start"; cat "$tmp/log.$1"; exit 1; }
+  local delivered
+  delivered=$("$gen" --port "$port" --pairs 1 --size "$size" --seconds "$seconds" \
+    --rate "$rate" --burst 8 | sed 's/.*"delivered":\([0-9]*\).*/\1/')
+  kill -TERM $pid
+  wait $pid || true
+  local instr
+  instr=$(grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}')
+  echo "$instr $delivered"
+}
+
+# Same duration, different rates: start-up, handshakes and idle wake-ups cancel.
+read -r i1 n1 < <(run 1000 4)
+read -r i2 n2 < <(run 3000 4)
+echo "run 1: $n1 packets, $i1 instructions"
+echo "run 2: $n2 packets, $i2 instructions"
+awk -v i1="$i1" -v i2="$i2" -v n1="$n1" -v n2="$n2" -v s="$size" \
+  'BEGIN { printf "instructions per relayed %d-byte packet: %.0f\n", s, (i2 - i1) / (n2 - n1) }'
