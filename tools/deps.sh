@@ -10,6 +10,11 @@ packages=(
   stun-client coturn   # real STUN clients for the integration tests
   clang                # libFuzzer targets
 )
+# --list prints the packages, one line, for scripts that install them themselves.
+if [ "${1:-}" = "--list" ]; then
+  echo "${packages[*]}"
+  exit 0
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -266,13 +266,7 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   queueServerInfo(c);
 
   ConnRef me{id_, c.idx, c.gen};
-  MailMessage m;
-  m.kind = kMailRegister;
-  m.shard = id_;
-  m.idx = c.idx;
-  m.gen = c.gen;
-  m.key = c.key.bytes;
-  broadcast(m);
+  broadcastDirectory(kMailRegister, c);
   KeyDirectory::Change change = directory_.add(c.key, me);
   if (change.instances > 1) counters_.duplicateKeys.add();
   applyDirectoryChange(c.key, change);

@@ -286,13 +286,7 @@ void ShardServer::unregister(Connection& c) {
   c.registered = false;
   counters_.currentConnections.sub();
   ConnRef ref{id_, c.idx, c.gen};
-  MailMessage m;
-  m.kind = kMailUnregister;
-  m.shard = id_;
-  m.idx = c.idx;
-  m.gen = c.gen;
-  m.key = c.key.bytes;
-  broadcast(m);
+  broadcastDirectory(kMailUnregister, c);
   KeyDirectory::Change change = directory_.remove(c.key, ref);
   applyDirectoryChange(c.key, change);
   if (change.instances == 0) {
@@ -305,6 +299,23 @@ void ShardServer::unregister(Connection& c) {
     }
   }
   absl::flat_hash_set<derp::NodeKey>().swap(c.sentTo);
+}
+
+MailMessage ShardServer::mail(MailKind kind, uint32_t idx, uint32_t gen, void* ptr) const {
+  MailMessage m;
+  m.kind = kind;
+  m.shard = id_;
+  m.idx = idx;
+  m.gen = gen;
+  m.ptr = ptr;
+  return m;
+}
+
+// Tells every other shard about a change to c's directory entry.
+void ShardServer::broadcastDirectory(MailKind kind, const Connection& c) {
+  MailMessage m = mail(kind, c.idx, c.gen);
+  m.key = c.key.bytes;
+  broadcast(m);
 }
 
 void ShardServer::broadcast(const MailMessage& m) {
@@ -346,11 +357,7 @@ void ShardServer::sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone,
     }
     return;
   }
-  MailMessage m;
-  m.kind = kMailPeerGone;
-  m.shard = id_;
-  m.idx = ref.idx;
-  m.gen = ref.gen;
+  MailMessage m = mail(kMailPeerGone, ref.idx, ref.gen);
   m.aux = static_cast<uint32_t>(reason);
   m.key = gone.bytes;
   outbox_.send(ref.shard, m);
@@ -382,12 +389,7 @@ void ShardServer::onMail(const MailMessage& m) {
       break;
     case kMailRegister: {
       applyDirectoryChange(key, directory_.add(key, ref));
-      MailMessage ack;
-      ack.kind = kMailRegisterAck;
-      ack.shard = id_;
-      ack.idx = m.idx;
-      ack.gen = m.gen;
-      outbox_.send(m.shard, ack);
+      outbox_.send(m.shard, mail(kMailRegisterAck, m.idx, m.gen));
       break;
     }
     case kMailRegisterAck:
@@ -454,11 +456,7 @@ void ShardServer::releaseBuf(PacketBuf* b) {
     pool_.release(b);
     return;
   }
-  MailMessage m;
-  m.kind = kMailReturnBuf;
-  m.shard = id_;
-  m.ptr = b;
-  outbox_.send(b->ownerShard, m);
+  outbox_.send(b->ownerShard, mail(kMailReturnBuf, 0, 0, b));
 }
 
 void ShardServer::releaseChain(PacketBuf* b) {
@@ -490,13 +488,7 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
     ConnRef me{id_, c.idx, c.gen};
     const ConnRef* active = directory_.lookup(c.key);
     if (active != nullptr && !(*active == me)) {
-      MailMessage m;
-      m.kind = kMailActivate;
-      m.shard = id_;
-      m.idx = c.idx;
-      m.gen = c.gen;
-      m.key = c.key.bytes;
-      broadcast(m);
+      broadcastDirectory(kMailActivate, c);
       applyDirectoryChange(c.key, directory_.activate(c.key, me));
     }
   }
@@ -528,13 +520,7 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
     return;
   }
   counters_.relayedCrossShard.add();
-  MailMessage m;
-  m.kind = kMailPacket;
-  m.shard = id_;
-  m.idx = to->idx;
-  m.gen = to->gen;
-  m.ptr = b;
-  outbox_.send(to->shard, m);
+  outbox_.send(to->shard, mail(kMailPacket, to->idx, to->gen, b));
 }
 
 void ShardServer::armKeepAlive(Connection& c) {

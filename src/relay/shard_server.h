@@ -122,6 +122,8 @@ class ShardServer {
   void releaseBuf(PacketBuf* b);
   void releaseChain(PacketBuf* b);
   void sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone, derp::PeerGoneReason reason);
+  MailMessage mail(MailKind kind, uint32_t idx, uint32_t gen, void* ptr = nullptr) const;
+  void broadcastDirectory(MailKind kind, const Connection& c);
   void broadcast(const MailMessage& m);
   void applyDirectoryChange(const derp::NodeKey& key, const KeyDirectory::Change& change);
   void drainMailbox();
