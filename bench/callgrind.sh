@@ -11,6 +11,9 @@ size=${2:-1280}
 derpd=$build/src/derpd/derpd
 gen=$build/bench/relay_throughput
 command -v valgrind >/dev/null || { echo "valgrind not installed"; exit 77; }
+grep -q 'DERPD_HAVE_VALGRIND_H 1' "$build/derpd_config.h" || {
+  echo "$build was configured without valgrind/valgrind.h: derpd would hang under valgrind;"
+  echo "install valgrind and reconfigure (meson setup --reconfigure $build)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -9,6 +9,7 @@ packages=(
   curl
   stun-client coturn   # real STUN clients for the integration tests
   clang                # libFuzzer targets
+  valgrind             # bench/callgrind.sh (valgrind.h is found at configure time)
 )
 # --list prints the packages, one line, for scripts that install them themselves.
 if [ "${1:-}" = "--list" ]; then
