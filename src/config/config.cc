@@ -103,6 +103,9 @@ const std::vector<FlagSpec>& flagSpecs() {
        [](Config& c, absl::string_view v) { return setDuration(c.tcpKeepAliveTime, v); }},
       {"tcp-user-timeout", Kind::kDuration, "tcp", "TCP_USER_TIMEOUT (0 keeps the kernel's)",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpUserTimeout, v); }},
+      {"drain-timeout", Kind::kDuration, "lifecycle",
+       "on SIGTERM: how long clients told Restarting may stay before they are closed",
+       [](Config& c, absl::string_view v) { return setDuration(c.drainTimeout, v); }},
   };
   return specs;
 }

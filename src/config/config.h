@@ -25,6 +25,7 @@ struct Config {
   Nanos tcpWriteTimeout = 2 * kSecond;             // -tcp-write-timeout
   Nanos tcpKeepAliveTime = 600 * kSecond;          // -tcp-keepalive-time
   Nanos tcpUserTimeout = 15 * kSecond;             // -tcp-user-timeout
+  Nanos drainTimeout = 10 * kSecond;               // --drain-timeout
 };
 
 enum class CommandLineAction { kRun, kHelp, kVersion };

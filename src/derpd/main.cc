@@ -81,7 +81,23 @@ int runServer(const derpd::Config& cfg) {
       logInfo("SIGHUP: nothing to reload in this build");
       continue;
     }
-    logInfo("%s: closing connections and stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (sig == SIGINT) {
+      logInfo("SIGINT: closing connections and stopping");
+      break;
+    }
+    // SIGTERM is how systemd and Kubernetes restart a service: tell clients to
+    // come back shortly and let them leave on their own, within the drain time.
+    logInfo("SIGTERM: sending Restarting to every client; draining for up to %.1fs (a second "
+            "signal stops at once)", static_cast<double>(cfg.drainTimeout) / kSecond);
+    server.requestDrain(cfg.drainTimeout);
+    while (!server.finished()) {
+      timespec tick{0, 50 * 1000 * 1000};
+      int again = sigtimedwait(&sigs, nullptr, &tick);
+      if (again == SIGINT || again == SIGTERM) {
+        logInfo("second signal: closing connections now");
+        break;
+      }
+    }
     break;
   }
   server.stop();

@@ -91,6 +91,7 @@ absl::Status Server::start() {
       startup->ready.arrive_and_wait();
       if (!st.ok()) return;
       shards_[i]->run();
+      exited_.fetch_add(1, std::memory_order_release);
     });
   }
   startup->ready.arrive_and_wait();
@@ -104,8 +105,20 @@ absl::Status Server::start() {
   return absl::OkStatus();
 }
 
+void Server::requestDrain(Nanos timeout) {
+  for (auto& s : shards_) s->requestDrain(timeout);
+}
+
+bool Server::finished() const {
+  return exited_.load(std::memory_order_acquire) == threads_.size();
+}
+
 void Server::stop() {
   for (auto& s : shards_) s->requestStop();
+  join();
+}
+
+void Server::join() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }

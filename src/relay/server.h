@@ -2,6 +2,7 @@
 // shard, and stops them. Owned and called by the main thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -30,6 +31,11 @@ class Server {
   absl::Status start();
   // Closes every connection, joins the shards.
   void stop();
+  // Graceful restart: every shard stops accepting, sends its clients
+  // Restarting, serves them until they leave or `timeout` passes, then closes
+  // the rest and returns. finished() says when all have; stop() then joins.
+  void requestDrain(Nanos timeout);
+  bool finished() const;
 
   const net::SocketAddress& boundAddress() const { return bound_; }
   const std::optional<net::SocketAddress>& stunAddress() const { return stunBound_; }
@@ -37,6 +43,8 @@ class Server {
   const derp::NodeKey& publicKey() const { return shared_->serverPublic; }
 
  private:
+  void join();
+
   Options opts_;
   RealClock clock_;
   net::SocketAddress bound_;
@@ -46,6 +54,7 @@ class Server {
   std::vector<std::unique_ptr<ShardCounters>> counters_;
   std::vector<std::unique_ptr<ShardServer>> shards_;
   std::vector<std::thread> threads_;
+  std::atomic<size_t> exited_{0};
 };
 
 // CPUs in this process's affinity mask, in order.

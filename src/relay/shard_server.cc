@@ -19,6 +19,8 @@ constexpr uint32_t kRecvBufferSize = 16 * 1024;
 // Completions handled per loop turn before queued writes are submitted: small
 // enough that a receive flood cannot starve the writers, large enough to batch.
 constexpr size_t kCompletionsPerTurn = 32;
+// Restarting's hint: how long a client waits before reconnecting.
+constexpr uint32_t kRestartReconnectInMs = 1500;
 
 }  // namespace
 
@@ -48,6 +50,8 @@ void ShardServer::WakeOp::complete(int res, uint32_t) {
   if (res < 0 && res != -EINTR && res != -EAGAIN) return;
   if (server->stopRequested_.load(std::memory_order_acquire) && !server->stopping_) {
     server->beginShutdown();
+  } else if (server->drainRequested_.load(std::memory_order_acquire) && !server->draining_) {
+    server->beginDrain();
   }
   if (!server->stopping_) server->armWakeRead();
 }
@@ -63,6 +67,7 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
       timers_(clock),
       outbox_(*shared.mailbox, id),
       acceptRetry_([](Timer*, void* ctx) { static_cast<ShardServer*>(ctx)->armAccept(); }, this),
+      drainDeadline_(&ShardServer::onDrainDeadline, this),
       rng_(0x9e3779b9u + id) {
   dirty_.reserve(4096);
   if (stunSocket.valid()) stun_ = std::make_unique<StunServer>(std::move(stunSocket), counters);
@@ -77,6 +82,7 @@ ShardServer::~ShardServer() {
     }
   }
   timers_.cancel(acceptRetry_);
+  timers_.cancel(drainDeadline_);
 }
 
 absl::Status ShardServer::init() {
@@ -91,6 +97,14 @@ absl::Status ShardServer::init() {
   }
   shared_.ringFds[id_].store(ring_->fd(), std::memory_order_release);
   return absl::OkStatus();
+}
+
+void ShardServer::requestDrain(Nanos timeout) {
+  drainTimeout_.store(timeout, std::memory_order_relaxed);
+  drainRequested_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t unused = ::write(shared_.wakeFds[id_], &one, sizeof(one));
+  (void)unused;
 }
 
 void ShardServer::requestStop() {
@@ -119,6 +133,7 @@ void ShardServer::run() {
   armAccept();
   if (stun_) stun_->start();
   if (stopRequested_.load(std::memory_order_acquire)) beginShutdown();
+  if (drainRequested_.load(std::memory_order_acquire)) beginDrain();
   for (;;) {
     Nanos timeout = -1;
     if (auto next = timers_.nextDeadline()) {
@@ -142,7 +157,7 @@ void ShardServer::run() {
         (void)unused;
       }
     });
-    if (stopping_ && liveConnections_ == 0) break;
+    if ((stopping_ || draining_) && liveConnections_ == 0) break;
   }
   // Let the kernel finish what we submitted (wake-ups to other shards).
   ring_->runOnce(0);
@@ -159,9 +174,35 @@ void ShardServer::beginShutdown() {
   }
 }
 
+// Graceful restart: no new connections; every DERP client is told to come back
+// shortly (to this node's successor or another node of the region) and keeps
+// being served until it leaves; anything else is closed now.
+void ShardServer::beginDrain() {
+  if (draining_ || stopping_) return;
+  draining_ = true;
+  if (stun_) stun_->stop();
+  ::shutdown(listener_.get(), SHUT_RDWR);
+  const Nanos timeout = drainTimeout_.load(std::memory_order_relaxed);
+  derp::RestartingFrame restarting{kRestartReconnectInMs,
+                                   static_cast<uint32_t>(timeout / kMillisecond) + 10000};
+  for (auto& c : conns_) {
+    if (!c || c->state == Connection::State::kClosing) continue;
+    if (c->registered) {
+      queueFrame(*c, restarting);
+    } else {
+      close(*c, CloseReason::kShutdown);
+    }
+  }
+  timers_.arm(drainDeadline_, clock_.now() + timeout);
+}
+
+void ShardServer::onDrainDeadline(Timer*, void* ctx) {
+  static_cast<ShardServer*>(ctx)->beginShutdown();
+}
+
 void ShardServer::onAccept(int res, uint32_t flags) {
   if (res >= 0) {
-    if (stopping_) {
+    if (stopping_ || draining_) {
       ::close(res);
     } else {
       counters_.accepts.add();
@@ -186,7 +227,7 @@ void ShardServer::onAccept(int res, uint32_t flags) {
       armRecv(c);
     }
   }
-  if (!(flags & IORING_CQE_F_MORE) && !stopping_) {
+  if (!(flags & IORING_CQE_F_MORE) && !stopping_ && !draining_) {
     if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
       logWarn("shard %d: accept: %s; retrying in 100ms", id_, strerror(-res));
       timers_.arm(acceptRetry_, clock_.now() + 100 * kMillisecond);

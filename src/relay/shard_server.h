@@ -78,8 +78,11 @@ class ShardServer {
   // On the shard thread: serves until requestStop(), then closes every
   // connection and returns.
   void run();
-  // Any thread.
+  // Any thread. Stop: close every connection now. Drain (graceful restart):
+  // stop accepting, send every client Restarting, keep relaying until the
+  // clients have left or `timeout` has passed, then close the rest.
   void requestStop();
+  void requestDrain(Nanos timeout);
 
   // Completion entry points (shard thread).
   void onRecv(Connection& c, int res, uint32_t flags);
@@ -149,6 +152,8 @@ class ShardServer {
   static void onWriteTimeout(Timer* t, void* ctx);
   void armKeepAlive(Connection& c);
   void beginShutdown();
+  void beginDrain();
+  static void onDrainDeadline(Timer* t, void* ctx);
 
   uint16_t id_;
   SharedState& shared_;
@@ -166,6 +171,10 @@ class ShardServer {
   WakeOp wakeOp_{this};
   Timer acceptRetry_;
   std::atomic<bool> stopRequested_{false};
+  std::atomic<bool> drainRequested_{false};
+  std::atomic<Nanos> drainTimeout_{0};
+  bool draining_ = false;
+  Timer drainDeadline_;
   bool stopping_ = false;
   size_t liveConnections_ = 0;
 

@@ -191,7 +191,8 @@ absl::Status DerpdProcess::launch(const DerpdOptions& opts) {
 
 DerpdProcess::~DerpdProcess() {
   if (pid_ > 0 && running()) {
-    ::kill(pid_, SIGTERM);
+    // SIGINT closes everything at once; SIGTERM would drain (graceful restart).
+    ::kill(pid_, SIGINT);
     if (!waitExit(kStopGrace).ok()) {
       ::kill(pid_, SIGKILL);
       (void)waitExit(kStopGrace);

@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "base/unique_fd.h"
 #include "client/derp_client.h"
+#include "derp/frame.h"
 #include "gtest/gtest.h"
 #include "integration/derpd_process.h"
 #include "integration/test_support.h"
@@ -57,9 +58,63 @@ TEST_P(ShutdownTest, ExitsZeroPromptlyAndClosesEveryClient) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Signals, ShutdownTest, ::testing::Values(SIGTERM, SIGINT),
+// SIGTERM is a graceful restart: every client gets Restarting (reconnect hint
+// 1.5 s, try for the drain time + 10 s), keeps being served, and derpd exits 0
+// as soon as the last one has left. No new connection is accepted meanwhile.
+TEST(GracefulRestartTest, SigtermSendsRestartingAndExitsWhenClientsLeave) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start({}));
+  std::vector<std::unique_ptr<DerpClient>> clients;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto c, connectClient(derpd->port()));
+    clients.push_back(std::move(c));
+  }
+  ASSERT_OK(derpd->sendSignal(SIGTERM));
+  for (size_t i = 0; i < clients.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(client::OwnedFrame f, clients[i]->recv(kWait));
+    ASSERT_EQ(f.frameType(), derp::FrameType::kRestarting) << "client " << i;
+    ASSERT_OK_AND_ASSIGN(derp::Frame parsed, f.parse());
+    const auto& r = std::get<derp::RestartingFrame>(parsed);
+    EXPECT_EQ(r.reconnectInMs, 1500u);
+    EXPECT_EQ(r.tryForMs, 20000u);  // default drain time 10 s + 10 s
+  }
+  // Still relaying while draining.
+  ASSERT_OK(clients[0]->sendPacket(clients[9]->publicKey(), taggedPayload(2, 1, 40)));
+  ASSERT_OK(clients[9]->recvPacket(kWait).status());
+  // No new clients.
+  EXPECT_FALSE(connectClient(derpd->port()).ok());
+  ASSERT_TRUE(derpd->running());
+  RealClock clock;
+  clients.clear();  // every client leaves, as Tailscale clients do on Restarting
+  Nanos start = clock.now();
+  ASSERT_OK_AND_ASSIGN(int code, derpd->waitExit(kWait));
+  EXPECT_EQ(code, 0) << derpd->logText();
+  std::printf("derpd exited %.3f s after the last client left\n",
+              static_cast<double>(clock.now() - start) / kSecond);
+}
+
+// A client that ignores Restarting is closed when the drain time is up.
+TEST(GracefulRestartTest, SigtermClosesStayingClientsAfterDrainTimeout) {
+  DerpdOptions opts;
+  opts.extraArgs = {"--drain-timeout", "1s"};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start(opts));
+  ASSERT_OK_AND_ASSIGN(auto c, connectClient(derpd->port()));
+  RealClock clock;
+  Nanos start = clock.now();
+  ASSERT_OK(derpd->sendSignal(SIGTERM));
+  ASSERT_OK_AND_ASSIGN(client::OwnedFrame f, c->recv(kWait));
+  EXPECT_EQ(f.frameType(), derp::FrameType::kRestarting);
+  absl::StatusOr<client::OwnedFrame> next = c->recv(kWait);
+  EXPECT_TRUE(absl::IsUnavailable(next.status())) << next.status();
+  Nanos took = clock.now() - start;
+  EXPECT_GE(took, 900 * kMillisecond);
+  EXPECT_LE(took, 4 * kSecond);
+  ASSERT_OK_AND_ASSIGN(int code, derpd->waitExit(kWait));
+  EXPECT_EQ(code, 0) << derpd->logText();
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, ShutdownTest, ::testing::Values(SIGINT),
                          [](const ::testing::TestParamInfo<int>& info) {
-                           return std::string(info.param == SIGTERM ? "SIGTERM" : "SIGINT");
+                           return std::string(info.param == SIGINT ? "SIGINT" : "other");
                          });
 
 // Runs derpd with extra args and expects it to stop by itself.
