@@ -128,10 +128,57 @@ std::string normalizeBool(absl::string_view v) {
   return std::string(v);
 }
 
+// The DERP_* variables of the popular derper container images and the flag
+// each one stands for.
+struct EnvFlag {
+  absl::string_view var;
+  absl::string_view flag;
+};
+constexpr EnvFlag kEnvFlags[] = {
+    {"DERP_DOMAIN", "hostname"},         {"DERP_HOSTNAME", "hostname"},
+    {"DERP_CERT_MODE", "certmode"},      {"DERP_CERTMODE", "certmode"},
+    {"DERP_CERT_DIR", "certdir"},        {"DERP_ADDR", "a"},
+    {"DERP_HTTP_PORT", "http-port"},     {"DERP_STUN", "stun"},
+    {"DERP_STUN_PORT", "stun-port"},     {"DERP_VERIFY_CLIENTS", "verify-clients"},
+    {"DERP_VERIFY_CLIENT_URL", "verify-client-url"},
+};
+
+absl::Status applyFlags(const std::vector<std::string>& args, ParsedCommandLine& out);
+
 }  // namespace
 
-absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args) {
+absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args,
+                                                   const std::vector<std::string>& env) {
   ParsedCommandLine out;
+  // Environment first, so that flags given on the command line win.
+  for (const EnvFlag& e : kEnvFlags) {
+    for (const std::string& entry : env) {
+      absl::string_view kv = entry;
+      if (kv.size() <= e.var.size() || kv.substr(0, e.var.size()) != e.var ||
+          kv[e.var.size()] != '=') {
+        continue;
+      }
+      std::string value(kv.substr(e.var.size() + 1));
+      // Images set these to their off values by default; off is derpd's
+      // default too, so only turning a missing feature on is refused.
+      if ((e.flag == "verify-clients" && normalizeBool(value) == "false") ||
+          (e.flag == "verify-client-url" && value.empty())) {
+        continue;
+      }
+      absl::Status st = applyFlags({absl::StrCat("-", e.flag, "=", value)}, out);
+      if (!st.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("environment ", e.var, "=", value, ": ", st.message()));
+      }
+    }
+  }
+  if (absl::Status st = applyFlags(args, out); !st.ok()) return st;
+  return out;
+}
+
+namespace {
+
+absl::Status applyFlags(const std::vector<std::string>& args, ParsedCommandLine& out) {
   for (size_t i = 0; i < args.size(); i++) {
     absl::string_view arg = args[i];
     if (arg.size() < 2 || arg[0] != '-') {
@@ -147,11 +194,11 @@ absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string
     }
     if (name == "help" || name == "h") {
       out.action = CommandLineAction::kHelp;
-      return out;
+      return absl::OkStatus();
     }
     if (name == "version") {
       out.action = CommandLineAction::kVersion;
-      return out;
+      return absl::OkStatus();
     }
     for (absl::string_view nf : kNotYetFlags) {
       if (name == nf) {
@@ -186,8 +233,11 @@ absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string
           absl::StrCat("invalid value \"", *value, "\" for flag -", name, ": ", err));
     }
   }
-  return out;
+  return absl::OkStatus();
 }
+
+}  // namespace
+
 
 std::string usageText() {
   std::string text =

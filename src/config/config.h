@@ -38,7 +38,12 @@ struct ParsedCommandLine {
 // Go flag syntax: -name value, -name=value, --name value, --name=value;
 // booleans take no value or =true/=false. Errors name the flag: unknown
 // flags, bad values, and derper flags whose feature derpd does not have yet.
-absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args);
+//
+// env: the process environment ("NAME=value" entries). The DERP_* variables of
+// the popular derper container images set the same settings as their flags;
+// a flag on the command line wins. Errors name the variable.
+absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args,
+                                                   const std::vector<std::string>& env = {});
 
 // The --help text, grouped.
 std::string usageText();

@@ -2,6 +2,8 @@
 // starts the shards and waits for SIGINT/SIGTERM.
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -109,7 +111,11 @@ int runServer(const derpd::Config& cfg) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  auto parsed = derpd::parseCommandLine(args);
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; e++) {
+    if (std::string_view(*e).substr(0, 5) == "DERP_") env.emplace_back(*e);
+  }
+  auto parsed = derpd::parseCommandLine(args, env);
   if (!parsed.ok()) {
     std::fprintf(stderr, "derpd: %s\nRun derpd -help for the flags.\n",
                  std::string(parsed.status().message()).c_str());

@@ -95,6 +95,44 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
   }
 }
 
+TEST(ConfigTest, ContainerEnvironmentMapsToFlags) {
+  auto c = parseCommandLine({}, {"DERP_ADDR=127.0.0.1:3340", "DERP_HTTP_PORT=-1",
+                                 "DERP_STUN=false", "DERP_STUN_PORT=3479",
+                                 "DERP_DOMAIN=derp.example.com", "DERP_CERT_DIR=/certs",
+                                 "DERP_CERT_MODE=letsencrypt", "DERP_VERIFY_CLIENTS=false",
+                                 "DERP_VERIFY_CLIENT_URL=", "PATH=/bin", "DERP_UNKNOWN=1"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config.addr, "127.0.0.1:3340");
+  EXPECT_EQ(c->config.httpPort, -1);
+  EXPECT_FALSE(c->config.stun);
+  EXPECT_EQ(c->config.stunPort, 3479);
+  EXPECT_EQ(c->config.hostname, "derp.example.com");
+  EXPECT_EQ(c->config.certDir, "/certs");
+  // DERP_HOSTNAME is the other images' name for the same setting.
+  auto h = parseCommandLine({}, {"DERP_HOSTNAME=other.example.com"});
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->config.hostname, "other.example.com");
+}
+
+TEST(ConfigTest, FlagsWinOverEnvironment) {
+  auto c = parseCommandLine({"-a", "127.0.0.1:1", "-stun=true"},
+                            {"DERP_ADDR=127.0.0.1:2", "DERP_STUN=false"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config.addr, "127.0.0.1:1");
+  EXPECT_TRUE(c->config.stun);
+}
+
+TEST(ConfigTest, EnvironmentErrorsNameTheVariable) {
+  for (const char* bad : {"DERP_HTTP_PORT=eighty", "DERP_STUN=maybe", "DERP_STUN_PORT=70000",
+                          "DERP_VERIFY_CLIENTS=true", "DERP_VERIFY_CLIENT_URL=http://x/verify",
+                          "DERP_CERT_MODE=manual"}) {
+    auto r = parseCommandLine({}, {bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    std::string var(bad, std::string(bad).find('='));
+    EXPECT_NE(std::string(r.status().message()).find(var), std::string::npos) << r.status();
+  }
+}
+
 TEST(ConfigTest, HelpAndVersion) {
   EXPECT_EQ(parseCommandLine({"-help"})->action, CommandLineAction::kHelp);
   EXPECT_EQ(parseCommandLine({"--version"})->action, CommandLineAction::kVersion);
