@@ -6,7 +6,7 @@ packages=(
   meson ninja-build pkg-config g++
   liburing-dev android-libboringssl-dev libsodium-dev libabsl-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-  curl
+  curl openssl        # independent TLS peers (s_client, curl) in the tests
   stun-client coturn   # real STUN clients for the integration tests
   clang                # libFuzzer targets
   valgrind             # bench/callgrind.sh (valgrind.h is found at configure time)

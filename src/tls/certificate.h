@@ -1,0 +1,71 @@
+// Certificates: loading derper's PEM files, generating the self-signed IP
+// certificate and the DERP meta-cert, and naming a leaf for pinning.
+//
+// Everything is held in BoringSSL's shareable, reference-counted form
+// (CRYPTO_BUFFER for DER certificates, EVP_PKEY for keys) so a loaded pair can
+// be handed to any number of handshakes on any thread without copying.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <openssl/base.h>
+#include <openssl/pool.h>
+
+#include "absl/status/statusor.h"
+
+namespace derpd::tls {
+
+// A certificate chain (leaf first, as in the .crt file) and the leaf's key.
+struct CertifiedKey {
+  std::vector<bssl::UniquePtr<CRYPTO_BUFFER>> chain;
+  bssl::UniquePtr<EVP_PKEY> key;
+  // Names the leaf is valid for: DNS SANs (lowercase, "*.x" wildcards kept)
+  // and IP SANs (text form); the subject CN when there are no SANs.
+  std::vector<std::string> names;
+  int64_t notAfterUnix = 0;  // the leaf's expiry, seconds since the epoch
+
+  std::span<const uint8_t> leafDer() const;
+};
+
+// Reads a PEM chain (one or more CERTIFICATE blocks) and a PEM private key
+// (RSA or ECDSA; PKCS#1, SEC1 or PKCS#8). Checks the key matches the leaf.
+// Errors name the file and say what is wrong with it.
+absl::StatusOr<CertifiedKey> loadPemFiles(const std::string& crtPath, const std::string& keyPath);
+// The same from memory; `what` names the source in errors.
+absl::StatusOr<CertifiedKey> parsePem(std::string_view crtPem, std::string_view keyPem,
+                                      std::string_view what);
+
+// True when the leaf is valid for `host`: an IP literal matches an IP SAN, a
+// DNS name matches a DNS SAN (case-insensitive, "*.example.com" matches one
+// label), as TLS clients check.
+bool matchesHost(const CertifiedKey& cert, std::string_view host);
+
+// derper's self-signed certificate for an IP hostname: fresh ECDSA P-256 key,
+// random 128-bit serial, CN and IP SAN = ip, valid from now for one year,
+// digitalSignature|keyEncipherment, serverAuth, basic constraints CA:FALSE.
+absl::StatusOr<CertifiedKey> generateSelfSignedIp(std::string_view ip, int64_t nowUnix);
+
+// Writes the pair as derper does: the directory created 0700 if missing, the
+// certificate 0644, the key 0600 ("EC PRIVATE KEY" PEM for ECDSA keys).
+absl::Status writePemFiles(const CertifiedKey& cert, const std::string& crtPath,
+                           const std::string& keyPath);
+
+// "sha256-raw:<hex of SHA-256 over the leaf's DER>": the derpMap CertName that
+// pins this certificate.
+std::string certName(const CertifiedKey& cert);
+
+// The DERP meta-cert (PROTOCOL.md): self-signed Ed25519 from `ed25519Seed`,
+// version 3, serial = DERP protocol version (2), subject = issuer = CN
+// "derpkey<serverPublicHex>" (PrintableString), the given validity (UTCTime),
+// one extension: basic constraints, critical, CA:FALSE. With the seed and
+// validity of metacert.json it reproduces that DER byte for byte.
+absl::StatusOr<bssl::UniquePtr<CRYPTO_BUFFER>> makeMetaCert(std::string_view serverPublicHex,
+                                                           std::span<const uint8_t, 32> ed25519Seed,
+                                                           int64_t notBeforeUnix,
+                                                           int64_t notAfterUnix);
+
+}  // namespace derpd::tls

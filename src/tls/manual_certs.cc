@@ -1,0 +1,1 @@
+#include "tls/manual_certs.h"

@@ -1,0 +1,1 @@
+#include "tls/server_tls.h"

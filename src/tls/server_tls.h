@@ -1,0 +1,64 @@
+// ServerTls: the process's TLS server configuration, shared by every shard.
+//
+// One SSL_CTX (TLS 1.2 minimum, 1.3 preferred, BoringSSL's default cipher
+// choice, ALPN http/1.1). The certificate is not fixed in the SSL_CTX: it is
+// chosen per handshake, when the ClientHello arrives, from the current
+// CertSet by SNI (an unknown or absent SNI gets the default, the first). A
+// reload swaps the CertSet; handshakes after the swap use the new one, live
+// connections keep what they negotiated. Every chain is sent with the DERP
+// meta-cert appended.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include <openssl/base.h>
+
+#include "absl/status/statusor.h"
+#include "tls/certificate.h"
+
+namespace derpd::tls {
+
+// An immutable set of certificates; the first is the default.
+struct CertSet {
+  std::vector<CertifiedKey> certs;
+  bssl::UniquePtr<CRYPTO_BUFFER> metaCert;  // appended to every chain (may be null)
+
+  // The certificate for `serverName` (SNI): the first whose names match it
+  // (exact or wildcard), else the default.
+  const CertifiedKey& select(std::string_view serverName) const;
+};
+
+class ServerTls {
+ public:
+  // Fails if the set is empty or BoringSSL refuses the configuration.
+  static absl::StatusOr<std::unique_ptr<ServerTls>> create(std::shared_ptr<const CertSet> certs);
+  ~ServerTls();
+
+  // A new server-side SSL for one connection (any thread). The caller owns it
+  // and sets its BIO.
+  bssl::UniquePtr<SSL> newSession() const;
+
+  // Any thread. New handshakes use `certs` from now on.
+  void replaceCerts(std::shared_ptr<const CertSet> certs);
+  std::shared_ptr<const CertSet> certs() const;
+
+  // For metrics: the earliest expiry among the current certificates.
+  int64_t earliestNotAfterUnix() const { return notAfter_.load(std::memory_order_relaxed); }
+
+  SSL_CTX* ctx() const { return ctx_.get(); }
+
+ private:
+  ServerTls() = default;
+  static int selectCertificate(SSL* ssl, void* arg);
+
+  bssl::UniquePtr<SSL_CTX> ctx_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const CertSet> certs_;  // guarded by mu_
+  std::atomic<int64_t> notAfter_{0};
+};
+
+}  // namespace derpd::tls
