@@ -1,14 +1,16 @@
 // derpctl: operator's tool for derpd (and any DERP server).
 //
 //   derpctl key -c FILE          print the public key of a derper key file
-//   derpctl probe [--timeout D] URL
+//   derpctl probe [--timeout D] [TLS flags] URL
 //                                connect two clients, relay a packet each way,
-//                                ping, print each step's latency
+//                                ping, print each step's latency and the TLS
+//                                version/fast start used
 //
 // Flags use Go's syntax (-c X, -c=X, --c X) like derper's.
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -26,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/clock.h"
+#include "client/client_tls.h"
 #include "client/derp_client.h"
 #include "derp/key.h"
 #include "derp/key_file.h"
@@ -44,13 +47,27 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  key -c FILE                 print the public key (nodekey:<hex>) of a derper key file\n"
-    "  probe [--timeout D] URL     check a DERP server: connect two clients, relay a packet\n"
-    "                              each way, ping; print each step's latency. URL is\n"
-    "                              http://host:port[/derp]. D is a Go duration (default 5s)\n"
+    "  probe [--timeout D] [--insecure] [--pin sha256-raw:HEX] [--ca FILE]\n"
+    "        [--server-name NAME] URL\n"
+    "                              check a DERP server: connect two clients, relay a packet\n"
+    "                              each way, ping; print each step's latency, the TLS version\n"
+    "                              and whether the meta-cert and fast start were used. URL is\n"
+    "                              http://host:port[/derp] or https://host[:port][/derp]\n"
+    "                              (port 443 by default). D is a Go duration (default 5s)\n"
     "                              bounding the whole probe. Exit 0 on success, 1 on failure.\n"
+    "                              TLS flags (https only):\n"
+    "                                --insecure          accept any certificate\n"
+    "                                --pin sha256-raw:HEX\n"
+    "                                                    accept only the server whose leaf\n"
+    "                                                    certificate has this SHA-256 (a\n"
+    "                                                    derpMap CertName); no CA check\n"
+    "                                --ca FILE           PEM CAs to verify against (default\n"
+    "                                                    /etc/ssl/certs/ca-certificates.crt)\n"
+    "                                --server-name NAME  SNI and name to verify (default: the\n"
+    "                                                    URL's host; an IP gets no SNI)\n"
     "  help, --help                this text\n"
     "\n"
-    "Flags take Go's forms: -c X, -c=X, --c X.\n";
+    "Flags take Go's forms: -c X, -c=X, --c X; switches: --insecure, --insecure=false.\n";
 
 int usageError(absl::string_view msg) {
   std::fprintf(stderr, "derpctl: %.*s\n\n%s", static_cast<int>(msg.size()), msg.data(), kUsage);
@@ -64,9 +81,11 @@ struct CommandLine {
 };
 
 // Splits args into flags and positionals. Every flag in valueFlags takes a
-// value; any other flag is an error naming it.
+// value; one in boolFlags takes "=true|false" or nothing (meaning true), as
+// Go's boolean flags do; any other flag is an error naming it.
 absl::StatusOr<CommandLine> parseArgs(const std::vector<std::string>& args,
-                                      const std::vector<std::string>& valueFlags) {
+                                      const std::vector<std::string>& valueFlags,
+                                      const std::vector<std::string>& boolFlags = {}) {
   CommandLine cl;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -79,6 +98,15 @@ absl::StatusOr<CommandLine> parseArgs(const std::vector<std::string>& args,
     if (size_t eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
       name.resize(eq);
+    }
+    if (std::find(boolFlags.begin(), boolFlags.end(), name) != boolFlags.end()) {
+      bool on = true;
+      if (value.has_value() && !absl::SimpleAtob(*value, &on)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("invalid boolean for -", name, ": ", *value));
+      }
+      cl.flags.emplace_back(name, on ? "true" : "false");
+      continue;
     }
     if (std::find(valueFlags.begin(), valueFlags.end(), name) == valueFlags.end()) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag: ", a));
@@ -168,26 +196,36 @@ int runKey(const std::vector<std::string>& args) {
   return 0;
 }
 
+// Where and how to connect: the URL's parts plus the TLS flags.
 struct ProbeTarget {
   std::string host;
   uint16_t port = 80;
+  bool tls = false;
+  bool insecure = false;
+  std::string pinCertName;
+  std::string caFile = client::kDefaultCaFile;
+  std::string serverName;
 };
 
 absl::StatusOr<ProbeTarget> parseProbeUrl(std::string_view url) {
+  ProbeTarget t;
+  std::string_view rest;
   if (url.starts_with("https://")) {
-    return absl::UnimplementedError("TLS not supported yet: use an http:// URL");
+    t.tls = true;
+    t.port = 443;
+    rest = url.substr(8);
+  } else if (url.starts_with("http://")) {
+    rest = url.substr(7);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not an http:// or https:// URL: ", std::string(url)));
   }
-  if (!url.starts_with("http://")) {
-    return absl::InvalidArgumentError(absl::StrCat("not an http:// URL: ", std::string(url)));
-  }
-  std::string_view rest = url.substr(7);
   std::string_view authority = rest.substr(0, rest.find('/'));
   std::string_view path = rest.substr(authority.size());
   if (!path.empty() && path != "/" && path != "/derp") {
     return absl::InvalidArgumentError(
         absl::StrCat("URL path must be /derp, not ", std::string(path)));
   }
-  ProbeTarget t;
   std::string_view portText;
   if (authority.starts_with("[")) {
     size_t close = authority.find(']');
@@ -226,6 +264,7 @@ class Prober {
     absl::StatusOr<std::unique_ptr<client::DerpClient>> a = connectClient("connect client A");
     if (!a.ok()) return a.status();
     std::printf("server key %s\n", (*a)->serverKey().toString().c_str());
+    reportTransport(**a);
     absl::StatusOr<std::unique_ptr<client::DerpClient>> b = connectClient("connect client B");
     if (!b.ok()) return b.status();
     if (absl::Status st = relay("relay A -> B", **a, **b); !st.ok()) return st;
@@ -249,10 +288,26 @@ class Prober {
     std::fflush(stdout);
   }
 
+  static void reportTransport(const client::DerpClient& c) {
+    if (c.tlsVersion().empty()) {
+      std::printf("transport          plain HTTP, fast start %s\n",
+                  c.usedFastStart() ? "yes" : "no");
+    } else {
+      std::printf("transport          %s, meta-cert %s, fast start %s\n", c.tlsVersion().c_str(),
+                  c.metaCertKey().has_value() ? "yes" : "no", c.usedFastStart() ? "yes" : "no");
+    }
+    std::fflush(stdout);
+  }
+
   absl::StatusOr<std::unique_ptr<client::DerpClient>> connectClient(std::string_view step) {
     client::ClientOptions opts;
     opts.host = target_.host;
     opts.port = target_.port;
+    opts.tls = target_.tls;
+    opts.insecure = target_.insecure;
+    opts.pinCertName = target_.pinCertName;
+    opts.caFile = target_.caFile;
+    opts.serverName = target_.serverName;
     opts.isProber = true;
     opts.timeout = remaining();
     Nanos start = clock_.now();
@@ -289,10 +344,11 @@ class Prober {
 };
 
 int runProbe(const std::vector<std::string>& args) {
-  absl::StatusOr<CommandLine> cl = parseArgs(args, {"timeout"});
+  absl::StatusOr<CommandLine> cl =
+      parseArgs(args, {"timeout", "pin", "ca", "server-name"}, {"insecure"});
   if (!cl.ok()) return usageError(cl.status().message());
   if (cl->positional.size() != 1)
-    return usageError("probe: usage: derpctl probe [--timeout D] URL");
+    return usageError("probe: usage: derpctl probe [--timeout D] [TLS flags] URL");
   Nanos timeout = kDefaultProbeTimeout;
   if (std::optional<std::string> t = flagValue(*cl, "timeout"); t.has_value()) {
     std::optional<Nanos> d = parseDuration(*t);
@@ -306,11 +362,39 @@ int runProbe(const std::vector<std::string>& args) {
     std::fprintf(stderr, "derpctl probe: %s\n", std::string(target.status().message()).c_str());
     return kExitFailure;
   }
+  for (const char* tlsFlag : {"insecure", "pin", "ca", "server-name"}) {
+    if (!target->tls && flagValue(*cl, tlsFlag).has_value()) {
+      return usageError(absl::StrCat("-", tlsFlag, " needs an https:// URL"));
+    }
+  }
+  target->insecure = flagValue(*cl, "insecure") == "true";
+  if (std::optional<std::string> pin = flagValue(*cl, "pin"); pin.has_value()) {
+    if (absl::StatusOr<std::array<uint8_t, 32>> digest = client::parseCertNamePin(*pin);
+        !digest.ok()) {
+      return usageError(digest.status().message());
+    }
+    target->pinCertName = *pin;
+  }
+  if (target->insecure && !target->pinCertName.empty()) {
+    return usageError("-insecure and -pin exclude each other");
+  }
+  if (std::optional<std::string> ca = flagValue(*cl, "ca"); ca.has_value()) {
+    if (target->insecure || !target->pinCertName.empty()) {
+      return usageError("-ca has no effect with -insecure or -pin");
+    }
+    target->caFile = *ca;
+  }
+  target->serverName = flagValue(*cl, "server-name").value_or("");
   std::printf("probing %s (timeout %s)\n", cl->positional[0].c_str(),
               formatLatency(timeout).c_str());
   absl::Status st = Prober(*std::move(target), timeout).run();
   if (!st.ok()) {
     std::fprintf(stderr, "derpctl probe: FAILED: %s\n", std::string(st.message()).c_str());
+    if (st.code() == absl::StatusCode::kUnauthenticated) {
+      std::fprintf(stderr,
+                   "derpctl probe: a server with its own CA or a self-signed certificate needs "
+                   "--ca FILE, --pin sha256-raw:HEX or --insecure\n");
+    }
     return kExitFailure;
   }
   std::printf("ok\n");

@@ -16,6 +16,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "client/client_tls.h"
+#include "client/fd_wait.h"
 #include "derpd_config.h"
 
 namespace derpd::client {
@@ -25,28 +27,9 @@ constexpr size_t kMaxResponseHead = 16 * 1024;
 constexpr size_t kReadChunk = 64 * 1024;
 constexpr const char* kUserAgent = "derpd-client/" DERPD_VERSION;
 
-Nanos now() {
-  static const RealClock clock;
-  return clock.now();
-}
+Nanos now() { return monotonicNow(); }
 
 std::string errnoText(int err) { return std::string(strerror(err)); }
-
-// Waits until fd is ready for events or the deadline passes.
-absl::Status waitFor(int fd, short events, Nanos deadline, std::string_view what) {
-  for (;;) {
-    Nanos left = deadline - now();
-    if (left <= 0)
-      return absl::DeadlineExceededError(absl::StrCat("timed out ", std::string(what)));
-    pollfd p{fd, events, 0};
-    int ms = static_cast<int>((left + kMillisecond - 1) / kMillisecond);
-    int n = ::poll(&p, 1, ms);
-    if (n > 0) return absl::OkStatus();
-    if (n < 0 && errno != EINTR) {
-      return absl::InternalError(absl::StrCat("poll: ", errnoText(errno)));
-    }
-  }
-}
 
 absl::StatusOr<int> connectTcp(const ClientOptions& opts, Nanos deadline) {
   addrinfo hints{};
@@ -79,7 +62,7 @@ absl::StatusOr<int> connectTcp(const ClientOptions& opts, Nanos deadline) {
       if (errno != EINPROGRESS) {
         st = absl::UnavailableError(absl::StrCat("connect: ", errnoText(errno)));
       } else {
-        st = waitFor(fd, POLLOUT, deadline, "connecting");
+        st = waitForFd(fd, POLLOUT, deadline, "connecting");
         if (st.ok()) {
           int err = 0;
           socklen_t len = sizeof(err);
@@ -100,11 +83,14 @@ absl::StatusOr<int> connectTcp(const ClientOptions& opts, Nanos deadline) {
                       absl::StrCat("connect to ", opts.host, ":", opts.port, ": ", last.message()));
 }
 
+// Over TLS the Host is the name the certificate is for, without the default
+// port, as Go's client writes it for an https URL.
 std::string hostHeader(const ClientOptions& opts) {
-  if (opts.host.find(':') != std::string::npos) {
-    return absl::StrCat("[", opts.host, "]:", opts.port);
-  }
-  return absl::StrCat(opts.host, ":", opts.port);
+  const std::string& host = opts.tls && !opts.serverName.empty() ? opts.serverName : opts.host;
+  const bool bracket = host.find(':') != std::string::npos;
+  if (opts.tls && opts.port == 443) return bracket ? absl::StrCat("[", host, "]") : host;
+  if (bracket) return absl::StrCat("[", host, "]:", opts.port);
+  return absl::StrCat(host, ":", opts.port);
 }
 
 // The request head as Go's net/http writes it for derphttp: Host, User-Agent,
@@ -157,14 +143,41 @@ absl::StatusOr<std::unique_ptr<DerpClient>> DerpClient::connect(const ClientOpti
   c->key_ = opts.key;
   c->publicKey_ = opts.key.publicKey();
   c->rbuf_.resize(2 * kReadChunk);
-  absl::Status st = c->handshake(opts, deadline);
-  if (!st.ok()) return st;
+  if (!opts.tls) {
+    if (absl::Status st = c->handshake(opts, deadline); !st.ok()) return st;
+    return c;
+  }
+
+  absl::StatusOr<std::unique_ptr<ClientTls>> tls = ClientTls::handshake(c->fd_, opts, deadline);
+  if (!tls.ok()) {
+    return annotate(tls.status(), absl::StrCat("TLS with ", opts.host, ":", opts.port));
+  }
+  c->tls_ = *std::move(tls);
+  c->tlsVersion_ = c->tls_->version();
+  c->peerCertChainDer_ = c->tls_->peerChainDer();
+  ClientOptions effective = opts;
+  if (const std::optional<MetaCert>& meta = c->tls_->metaCert(); meta.has_value()) {
+    c->metaCertKey_ = meta->serverKey;
+    if (opts.serverKey.has_value() && *opts.serverKey != meta->serverKey) {
+      return absl::DataLossError(absl::StrCat("TLS meta-cert names server key ",
+                                              meta->serverKey.toString(), ", expected ",
+                                              opts.serverKey->toString()));
+    }
+    if (opts.fastStartFromMetaCert) {
+      effective.fastStart = true;
+      effective.serverKey = meta->serverKey;
+    }
+  }
+  if (absl::Status st = c->handshake(effective, deadline); !st.ok()) return st;
   return c;
 }
+
+DerpClient::DerpClient() = default;
 
 DerpClient::~DerpClient() { close(); }
 
 absl::Status DerpClient::handshake(const ClientOptions& opts, Nanos deadline) {
+  usedFastStart_ = opts.fastStart;
   std::string request = upgradeRequest(opts);
   bool clientInfoSent = false;
   if (opts.fastStart && opts.serverKey.has_value()) {
@@ -252,23 +265,29 @@ absl::Status DerpClient::fill(Nanos deadline) {
   if (fd_ < 0) return absl::FailedPreconditionError("client is closed");
   if (rpos_ == rend_) rpos_ = rend_ = 0;
   if (rbuf_.size() - rend_ < kReadChunk / 4) {
-    std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
+    if (rpos_ > 0) std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
     rend_ -= rpos_;
     rpos_ = 0;
     if (rbuf_.size() - rend_ < kReadChunk) rbuf_.resize(rend_ + kReadChunk);
   }
+  absl::StatusOr<size_t> n =
+      readSome(std::span<uint8_t>(rbuf_.data() + rend_, rbuf_.size() - rend_), deadline);
+  if (!n.ok()) return n.status();
+  rend_ += *n;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> DerpClient::readSome(std::span<uint8_t> buf, Nanos deadline) {
+  if (tls_) return tls_->read(buf, deadline);
   for (;;) {
-    ssize_t n = ::recv(fd_, rbuf_.data() + rend_, rbuf_.size() - rend_, 0);
-    if (n > 0) {
-      rend_ += static_cast<size_t>(n);
-      return absl::OkStatus();
-    }
+    ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+    if (n > 0) return static_cast<size_t>(n);
     if (n == 0) return absl::UnavailableError("connection closed by server");
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       return absl::UnavailableError(absl::StrCat("recv: ", errnoText(errno)));
     }
-    if (absl::Status st = waitFor(fd_, POLLIN, deadline, "waiting for data"); !st.ok()) {
+    if (absl::Status st = waitForFd(fd_, POLLIN, deadline, "waiting for data"); !st.ok()) {
       return st;
     }
   }
@@ -300,6 +319,7 @@ absl::StatusOr<OwnedFrame> DerpClient::readFrame(Nanos deadline) {
 
 absl::Status DerpClient::writeAll(std::span<const uint8_t> bytes, Nanos deadline) {
   if (fd_ < 0) return absl::FailedPreconditionError("client is closed");
+  if (tls_) return tls_->write(bytes, deadline);
   while (!bytes.empty()) {
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -310,7 +330,7 @@ absl::Status DerpClient::writeAll(std::span<const uint8_t> bytes, Nanos deadline
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       return absl::UnavailableError(absl::StrCat("send: ", errnoText(errno)));
     }
-    if (absl::Status st = waitFor(fd_, POLLOUT, deadline, "writing"); !st.ok()) return st;
+    if (absl::Status st = waitForFd(fd_, POLLOUT, deadline, "writing"); !st.ok()) return st;
   }
   return absl::OkStatus();
 }
@@ -343,6 +363,27 @@ absl::Status DerpClient::notePreferred(bool preferred) {
 
 absl::Status DerpClient::sendRaw(std::span<const uint8_t> bytes) {
   return writeAll(bytes, now() + writeTimeout_);
+}
+
+absl::StatusOr<size_t> DerpClient::recvRaw(std::span<uint8_t> buf, Nanos timeout) {
+  if (buf.empty()) return 0;
+  if (rpos_ < rend_) {
+    const size_t n = std::min(buf.size(), rend_ - rpos_);
+    std::memcpy(buf.data(), rbuf_.data() + rpos_, n);
+    rpos_ += n;
+    return n;
+  }
+  if (fd_ < 0) return absl::FailedPreconditionError("client is closed");
+  return readSome(buf, now() + timeout);
+}
+
+void DerpClient::releaseBuffers() {
+  std::vector<uint8_t> kept(rbuf_.begin() + static_cast<ptrdiff_t>(rpos_),
+                            rbuf_.begin() + static_cast<ptrdiff_t>(rend_));
+  rbuf_.swap(kept);
+  rpos_ = 0;
+  rend_ = rbuf_.size();
+  std::vector<uint8_t>().swap(wbuf_);
 }
 
 absl::StatusOr<OwnedFrame> DerpClient::recv(Nanos timeout) {
@@ -392,6 +433,10 @@ absl::StatusOr<Nanos> DerpClient::ping(Nanos timeout) {
 }
 
 void DerpClient::close() {
+  if (tls_) {
+    tls_->shutdown();
+    tls_.reset();
+  }
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;

@@ -1,5 +1,5 @@
-// DerpClient: a blocking DERP client over plain HTTP, used by derpctl, the
-// benchmarks and the tests.
+// DerpClient: a blocking DERP client over plain HTTP or TLS (BoringSSL), used
+// by derpctl, the benchmarks and the tests.
 //
 // One object is one connection; it is used from one thread at a time. All
 // calls take deadlines so a test can never hang on a broken server.
@@ -21,6 +21,11 @@
 
 namespace derpd::client {
 
+class ClientTls;
+
+// Debian's bundle of the system's trusted CAs.
+inline constexpr const char* kDefaultCaFile = "/etc/ssl/certs/ca-certificates.crt";
+
 struct ClientOptions {
   std::string host = "127.0.0.1";  // IPv4/IPv6 literal or name
   uint16_t port = 0;
@@ -37,6 +42,25 @@ struct ClientOptions {
   std::string extraHeaders;     // raw "Name: value\r\n" lines added to the upgrade
   Nanos timeout = 5 * kSecond;  // connect + handshake deadline; also bounds each write
   int receiveBufferBytes = 0;   // > 0: SO_RCVBUF set before connecting
+
+  // TLS (TLS 1.2 minimum, 1.3 preferred, ALPN http/1.1) before the upgrade.
+  bool tls = false;
+  // The name sent as SNI and verified; default `host`. An IP literal is sent
+  // no SNI and the certificate must name that IP.
+  std::string serverName;
+  // Accept any certificate (self-signed development servers).
+  bool insecure = false;
+  // "sha256-raw:<64 hex>" (a derpMap CertName): accept exactly the server
+  // whose leaf certificate's DER has this SHA-256, without CA verification.
+  std::string pinCertName;
+  // PEM bundle of the CAs to verify against.
+  std::string caFile = kDefaultCaFile;
+  // Over TLS 1.3, when the chain carries derper's meta-cert, take the server
+  // key from it and use fast start (as Tailscale's client does).
+  bool fastStartFromMetaCert = true;
+  // The newest TLS version to offer, as BoringSSL numbers it (0x0303 is TLS
+  // 1.2, 0x0304 TLS 1.3); 0 for TLS 1.3. Tests use it to speak TLS 1.2.
+  uint16_t maxTlsVersion = 0;
 };
 
 // A received frame, owning its body.
@@ -58,13 +82,35 @@ class DerpClient {
   const derp::NodeKey& publicKey() const { return publicKey_; }
   const derp::NodeKey& serverKey() const { return serverKey_; }
   const derp::ServerInfo& serverInfo() const { return serverInfo_; }
+  // The socket, for plain-HTTP benchmarks that do their own I/O; over TLS,
+  // bytes read or written on it directly would corrupt the stream.
   int fd() const { return fd_; }
+
+  // "TLSv1.3" or "TLSv1.2"; empty over plain HTTP.
+  const std::string& tlsVersion() const { return tlsVersion_; }
+  // True when the upgrade request carried Derp-Fast-Start: 1 (asked for, or
+  // chosen because of the meta-cert).
+  bool usedFastStart() const { return usedFastStart_; }
+  // The server key from the TLS 1.3 meta-cert, when the server sent one.
+  const std::optional<derp::NodeKey>& metaCertKey() const { return metaCertKey_; }
+  // What the server sent in its TLS handshake, leaf first (DER); empty over
+  // plain HTTP.
+  const std::vector<std::vector<uint8_t>>& peerCertChainDer() const { return peerCertChainDer_; }
 
   absl::Status sendPacket(const derp::NodeKey& dst, std::span<const uint8_t> payload);
   absl::Status sendPing(const derp::PingData& data);
   absl::Status notePreferred(bool preferred);
-  // Writes raw bytes (for tests that misbehave on purpose).
+  // Writes raw bytes, through TLS when on (for tests that misbehave on purpose).
   absl::Status sendRaw(std::span<const uint8_t> bytes);
+  // Reads at least one byte of the DERP stream (decrypted over TLS) into buf:
+  // first what the client has buffered, then from the connection. For load
+  // generators that parse frames themselves; frames queued during the
+  // handshake stay for recv(). DeadlineExceeded on timeout, Unavailable when
+  // the server closed the connection.
+  absl::StatusOr<size_t> recvRaw(std::span<uint8_t> buf, Nanos timeout);
+  // Frees the read and write buffers (kept bytes stay; they grow back when
+  // used), so one process can hold many idle connections.
+  void releaseBuffers();
 
   // Next frame within timeout. DeadlineExceeded on timeout; Unavailable when
   // the server closed the connection.
@@ -81,13 +127,16 @@ class DerpClient {
   // included: do not ping while packets are in flight to this client.
   absl::StatusOr<Nanos> ping(Nanos timeout);
 
+  // Sends TLS close_notify (when it does not block) and closes the socket.
   void close();
 
  private:
-  DerpClient() = default;
+  DerpClient();
   absl::Status handshake(const ClientOptions& opts, Nanos deadline);
   // Reads more bytes into rbuf_ (at least one) before the deadline.
   absl::Status fill(Nanos deadline);
+  // Reads at least one byte into buf (through TLS when on) before the deadline.
+  absl::StatusOr<size_t> readSome(std::span<uint8_t> buf, Nanos deadline);
   absl::Status readResponseHead(Nanos deadline);
   absl::StatusOr<OwnedFrame> readFrame(Nanos deadline);
   absl::Status writeAll(std::span<const uint8_t> bytes, Nanos deadline);
@@ -95,6 +144,11 @@ class DerpClient {
                           std::span<const uint8_t> body);
 
   int fd_ = -1;
+  std::unique_ptr<ClientTls> tls_;  // null over plain HTTP
+  std::string tlsVersion_;
+  bool usedFastStart_ = false;
+  std::optional<derp::NodeKey> metaCertKey_;
+  std::vector<std::vector<uint8_t>> peerCertChainDer_;
   Nanos writeTimeout_ = 5 * kSecond;
   derp::PrivateKey key_;
   derp::NodeKey publicKey_;

@@ -52,7 +52,8 @@ const std::vector<FlagSpec>& flagSpecs() {
       {"http-port", Kind::kInt, "listening",
        "port for the plain-HTTP listener when serving TLS; -1 disables it",
        [](Config& c, absl::string_view v) { return setInt(c.httpPort, v, -1, 65535); }},
-      {"dev", Kind::kBool, "listening", "development mode: plain HTTP on 127.0.0.1:3340",
+      {"dev", Kind::kBool, "listening",
+       "development mode: TLS (self-signed, made at start) on 127.0.0.1:3340, STUN on",
        [](Config& c, absl::string_view v) {
          c.dev = v == "true";
          return std::string();
@@ -67,20 +68,21 @@ const std::vector<FlagSpec>& flagSpecs() {
        }},
       {"certmode", Kind::kString, "tls", "mode for getting a cert: letsencrypt or manual",
        [](Config& c, absl::string_view v) {
-         if (v == "letsencrypt") {
-           c.certMode = std::string(v);
-           return std::string();
-         }
-         if (v == "manual") return notYet("TLS with -certmode manual");
-         return std::string("want letsencrypt or manual");
+         if (v != "letsencrypt" && v != "manual") return std::string("want letsencrypt or manual");
+         c.certMode = std::string(v);
+         return std::string();
        }},
-      {"certdir", Kind::kString, "tls", "directory for certificates",
+      {"certdir", Kind::kString, "tls",
+       "directory of <hostname>.crt and <hostname>.key (default ~/.cache/tailscale/derper-certs)",
        [](Config& c, absl::string_view v) {
          c.certDir = std::string(v);
          return std::string();
        }},
-      {"hostname", Kind::kString, "tls", "TLS host name for certificates",
+      {"hostname", Kind::kString, "tls",
+       "TLS host name; an IP address gets a self-signed certificate; a comma-separated list "
+       "serves one certificate per name, chosen by SNI (the first is the default)",
        [](Config& c, absl::string_view v) {
+         if (v.empty()) return std::string("want a host name or IP address");
          c.hostname = std::string(v);
          return std::string();
        }},

@@ -1,6 +1,8 @@
 // derpd: wiring. Parses the derper-compatible command line, loads the key,
-// starts the shards and waits for SIGINT/SIGTERM.
+// sets up TLS, starts the shards and waits for signals and certificate changes.
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include "base/log.h"
 #include "config/config.h"
 #include "derp/key_file.h"
+#include "derpd/tls_setup.h"
 #include "derpd_config.h"
 #include "net/socket_address.h"
 #include "relay/server.h"
@@ -18,6 +21,23 @@
 namespace {
 
 constexpr int kExitUsage = 2;
+
+// Reloads the manual certificates (SIGHUP, or a change in -certdir): a good
+// new pair is used by new handshakes; a bad one is refused and the old kept.
+void reloadCertificates(derpd::TlsSetup& t, const char* why) {
+  using namespace derpd;
+  if (!t.manual) {
+    logInfo("%s: no certificate files to reload", why);
+    return;
+  }
+  if (absl::Status st = t.manual->reload(*t.tls); !st.ok()) {
+    t.tls->reloadsFailed.fetch_add(1, std::memory_order_relaxed);
+    logError("%s: certificates not reloaded, keeping the current ones: %s", why, st.message());
+    return;
+  }
+  t.tls->reloadsOk.fetch_add(1, std::memory_order_relaxed);
+  logInfo("%s: certificates reloaded; new connections use them", why);
+}
 
 int runServer(const derpd::Config& cfg) {
   using namespace derpd;
@@ -27,20 +47,23 @@ int runServer(const derpd::Config& cfg) {
     logError("flag -a: %s", addr.status().message());
     return kExitUsage;
   }
-  // derper serves TLS when the port is 443 (or -certmode manual): not built yet.
-  if (!cfg.dev && addr->port() == 443) {
-    logError(
-        "flag -a: port 443 means TLS in derper, and this derpd build serves plain HTTP only; "
-        "use another port (e.g. -a :3340)");
-    return kExitUsage;
-  }
   auto key = derp::loadOrCreateKeyFile(cfg.keyFile);
   if (!key.ok()) {
     logError("key file: %s", key.status().message());
     return 1;
   }
+  TlsSetup tlsSetup;
+  if (tlsWanted(cfg, addr->port())) {
+    auto t = setupTls(cfg, key->publicKey().hex());
+    if (!t.ok()) {
+      logError("TLS: %s", t.status().message());
+      return t.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : 1;
+    }
+    tlsSetup = std::move(*t);
+    for (const std::string& line : tlsSetup.notices) logInfo("%s", line);
+  }
 
-  // Shard threads inherit this mask: signals are taken only by sigwait below.
+  // Shard threads inherit this mask: signals are read from a signalfd below.
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
@@ -48,6 +71,7 @@ int runServer(const derpd::Config& cfg) {
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  UniqueFd sigFd(signalfd(-1, &sigs, SFD_CLOEXEC));
 
   relay::Server::Options opts;
   opts.relay.serverKey = *key;
@@ -56,6 +80,12 @@ int runServer(const derpd::Config& cfg) {
   opts.relay.tcp.userTimeoutMs = static_cast<int>(cfg.tcpUserTimeout / kMillisecond);
   opts.listen = *addr;
   opts.shards = static_cast<size_t>(cfg.shards);
+  opts.tls = tlsSetup.tls.get();
+  if (opts.tls != nullptr && cfg.httpPort >= 0 && !cfg.dev) {
+    net::SocketAddress httpAddr = *addr;
+    httpAddr.setPort(static_cast<uint16_t>(cfg.httpPort));
+    opts.httpListen = httpAddr;
+  }
   if (cfg.stun) {
     // STUN listens on the IP of -a (both families when that is a wildcard).
     net::SocketAddress stunAddr = *addr;
@@ -68,20 +98,53 @@ int runServer(const derpd::Config& cfg) {
     return 1;
   }
   logInfo("derpd %s: public key %s", DERPD_VERSION, server.publicKey().toString());
-  // STUN first: the HTTP line is what scripts wait for, so all is up by then.
+  // STUN first: the listening line is what scripts wait for, so all is up by then.
   if (server.stunAddress()) {
     logInfo("derpd %s: STUN listening on udp://%s", DERPD_VERSION,
             server.stunAddress()->toString());
   }
-  logInfo("derpd %s: %d shards; listening on http://%s", DERPD_VERSION, server.shardCount(),
-          server.boundAddress().toString());
+  if (server.httpAddress()) {
+    logInfo("derpd %s: plain HTTP (redirects, /generate_204) on http://%s", DERPD_VERSION,
+            server.httpAddress()->toString());
+  }
+  if (cfg.dev) {
+    logInfo("dev mode: self-signed certificate %s; try: derpctl probe --pin %s https://%s",
+            tlsSetup.devCertName, tlsSetup.devCertName, server.boundAddress().toString());
+  }
+  logInfo("derpd %s: %d shards; listening on %s://%s", DERPD_VERSION, server.shardCount(),
+          opts.tls != nullptr ? "https" : "http", server.boundAddress().toString());
 
+  // The main thread waits for signals and certificate changes. A change is
+  // acted on once the directory has been quiet for a moment, so a renewal
+  // that writes the .crt and the .key one after the other is read whole.
+  const int watchFd = tlsSetup.manual ? tlsSetup.manual->fd() : -1;
+  bool reloadPending = false;
+  bool draining = false;
   for (;;) {
-    int sig = 0;
-    if (sigwait(&sigs, &sig) != 0) continue;
-    if (sig == SIGHUP) {
-      logInfo("SIGHUP: nothing to reload in this build");
+    pollfd fds[2] = {{sigFd.get(), POLLIN, 0}, {watchFd, POLLIN, 0}};
+    int timeoutMs = reloadPending ? 300 : (draining ? 50 : -1);
+    int n = ::poll(fds, watchFd >= 0 ? 2 : 1, timeoutMs);
+    if (n < 0 && errno != EINTR) break;
+    if (draining && server.finished()) break;
+    if (n == 0 && reloadPending) {
+      reloadPending = false;
+      reloadCertificates(tlsSetup, "certificate files changed");
       continue;
+    }
+    if (n > 0 && watchFd >= 0 && (fds[1].revents & POLLIN)) {
+      if (tlsSetup.manual->onWatchEvent()) reloadPending = true;
+    }
+    if (n <= 0 || !(fds[0].revents & POLLIN)) continue;
+    signalfd_siginfo info{};
+    if (::read(sigFd.get(), &info, sizeof(info)) != sizeof(info)) continue;
+    int sig = static_cast<int>(info.ssi_signo);
+    if (sig == SIGHUP) {
+      reloadCertificates(tlsSetup, "SIGHUP");
+      continue;
+    }
+    if (draining) {
+      logInfo("second signal: closing connections now");
+      break;
     }
     if (sig == SIGINT) {
       logInfo("SIGINT: closing connections and stopping");
@@ -92,15 +155,7 @@ int runServer(const derpd::Config& cfg) {
     logInfo("SIGTERM: sending Restarting to every client; draining for up to %.1fs (a second "
             "signal stops at once)", static_cast<double>(cfg.drainTimeout) / kSecond);
     server.requestDrain(cfg.drainTimeout);
-    while (!server.finished()) {
-      timespec tick{0, 50 * 1000 * 1000};
-      int again = sigtimedwait(&sigs, nullptr, &tick);
-      if (again == SIGINT || again == SIGTERM) {
-        logInfo("second signal: closing connections now");
-        break;
-      }
-    }
-    break;
+    draining = true;
   }
   server.stop();
   logInfo("stopped");

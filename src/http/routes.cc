@@ -34,6 +34,8 @@ std::string_view reasonPhrase(int status) {
       return "OK";
     case 204:
       return "No Content";
+    case 302:
+      return "Found";
     case 400:
       return "Bad Request";
     case 404:
@@ -264,6 +266,45 @@ RouteResult route(const Request& request, const RouteContext& ctx) {
   if (path == "/") return routeHome(request, ctx);
   // Go's http.NotFound text.
   return textError(request, ctx, 404, "404 page not found");
+}
+
+RouteResult routePort80(const Request& request, const RouteContext& ctx) {
+  const std::string_view path = request.path;
+  if (path == "/generate_204") return routeGenerate204(request, ctx);
+  if (path.substr(0, 28) == "/.well-known/acme-challenge/") {
+    return textError(request, ctx, 404, "404 page not found");
+  }
+  if (!isGetOrHead(request)) return textError(request, ctx, 400, "Use HTTPS");
+  // The Host header without its port (which is this port), then the TLS port
+  // unless it is the default. The parser has refused control characters.
+  std::string_view host = request.header("Host");
+  if (host.empty()) return textError(request, ctx, 400, "missing Host header");
+  const size_t bracket = host.rfind(']');
+  const size_t colon = host.rfind(':');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    host = host.substr(0, colon);
+  }
+  std::string location = "https://";
+  location.append(host);
+  if (ctx.httpsPort != 443) location.append(":").append(std::to_string(ctx.httpsPort));
+  location.append(request.target.empty() ? "/" : request.target);
+  ResponseBuilder builder(request, ctx, 302);
+  builder.add("Location", location);
+  builder.add("Content-Type", kTextHtml);
+  // Go's http.Redirect body for GET; quotes and angle brackets escaped.
+  std::string body = "<a href=\"";
+  for (char ch : location) {
+    switch (ch) {
+      case '"': body += "&#34;"; break;
+      case '&': body += "&amp;"; break;
+      case '<': body += "&lt;"; break;
+      case '>': body += "&gt;"; break;
+      case '\'': body += "&#39;"; break;
+      default: body += ch;
+    }
+  }
+  body += "\">Found</a>.\n\n";
+  return builder.finish(body);
 }
 
 std::string errorResponse(int status, std::string_view body) {

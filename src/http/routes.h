@@ -2,6 +2,7 @@
 // parsed request to what the connection must do. Any thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -12,6 +13,7 @@ namespace derpd::http {
 struct RouteContext {
   std::string_view serverPublicKeyHex;  // 64 lowercase hex, for Derp-Public-Key
   bool tls = false;                     // adds HSTS/CSP headers like derper over TLS
+  uint16_t httpsPort = 443;             // where port 80 redirects to
 };
 
 enum class RouteAction {
@@ -29,6 +31,12 @@ struct RouteResult {
 };
 
 RouteResult route(const Request& request, const RouteContext& ctx);
+
+// The plain-HTTP listener beside a TLS one (-http-port): /generate_204 is
+// answered, ACME HTTP-01 paths get 404 (no ACME yet), GET and HEAD elsewhere
+// are redirected (302) to the same host and target over https, other methods
+// get 400 "Use HTTPS", as derper's port-80 handler does.
+RouteResult routePort80(const Request& request, const RouteContext& ctx);
 
 // A complete error response with Connection: close (400, 408, 431, ...).
 std::string errorResponse(int status, std::string_view body);

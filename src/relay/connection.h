@@ -18,6 +18,9 @@
 #include "runtime/packet_pool.h"
 #include "runtime/send_queue.h"
 #include "runtime/timer_wheel.h"
+#include "tls/buffer_bio.h"
+
+#include <openssl/ssl.h>
 
 namespace derpd::relay {
 
@@ -34,6 +37,10 @@ struct ConnOp final : Completion {
   Connection* conn;
   Kind kind;
 };
+
+// The most plaintext one TLS record holds: the scratch buffer for TLS input
+// that is not a packet body, and the size of each buffer records are sealed into.
+constexpr size_t kTlsScratchSize = 16 * 1024;
 
 // PacketBuf::flags bits.
 constexpr uint8_t kBufIsPacket = 1;  // a RecvPacket frame: counted when written
@@ -58,8 +65,16 @@ struct Connection {
   bool registered = false;
   bool dupHealthSent = false;
   bool mayBeDuplicate = false;
+  bool port80 = false;          // accepted on the plain -http-port beside TLS
+  bool tlsReady = false;        // TLS handshake complete (or no TLS)
+  bool closeNotifySent = false;
   uint16_t pendingAcks = 0;  // shards yet to apply this client's registration
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
+
+  // TLS (nullptr for plain HTTP). Ciphertext is read from the provided
+  // receive buffer through `bio` and written into the `writing` chain.
+  bssl::UniquePtr<SSL> ssl;
+  tls::BufferBioState bio;
 
   // HTTP phase: request bytes until the head is complete. Freed on upgrade.
   std::vector<uint8_t> httpBuf;
@@ -73,7 +88,8 @@ struct Connection {
   uint32_t bodyHave = 0;
   PacketBuf* body = nullptr;  // nullptr while skipping a frame's body
 
-  // Writer: frames queued by kind, and the chain being written now.
+  // Writer: frames queued by kind, and the chain being written now: the
+  // frames themselves for plain HTTP, the records they were sealed into for TLS.
   SendQueue control{256, 1 << 20};
   SendQueue disco;
   SendQueue packets;

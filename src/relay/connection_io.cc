@@ -2,6 +2,9 @@
 // handlers) and output (queues gathered into one sendmsg per turn).
 #include <sys/socket.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <cstring>
 
 #include "base/log.h"
@@ -22,6 +25,20 @@ std::string metricsResponse(const std::string& body, bool keepAlive) {
                       keepAlive ? "" : "Connection: close\r\n", "\r\n", body);
 }
 
+void appendTlsMetrics(std::string& out, const tls::ServerTls& t) {
+  absl::StrAppend(&out,
+                  "# HELP derpd_tls_cert_expiry_timestamp_seconds when the first of the served "
+                  "certificates expires\n# TYPE derpd_tls_cert_expiry_timestamp_seconds gauge\n"
+                  "derpd_tls_cert_expiry_timestamp_seconds ",
+                  t.earliestNotAfterUnix(), "\n",
+                  "# HELP derpd_tls_cert_reloads_total certificate reloads, by result\n"
+                  "# TYPE derpd_tls_cert_reloads_total counter\n"
+                  "derpd_tls_cert_reloads_total{result=\"ok\"} ",
+                  t.reloadsOk.load(std::memory_order_relaxed), "\n",
+                  "derpd_tls_cert_reloads_total{result=\"error\"} ",
+                  t.reloadsFailed.load(std::memory_order_relaxed), "\n");
+}
+
 }  // namespace
 
 void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
@@ -34,6 +51,100 @@ void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
                 c.state == Connection::State::kDerp)) {
     onDerpBytes(c, data, n);
   }
+}
+
+// TLS input: the receive buffer is BoringSSL's input until it is used up.
+void ShardServer::onTlsBytes(Connection& c, const uint8_t* data, size_t n) {
+  c.bio.in = data;
+  c.bio.inLen = n;
+  if (!c.tlsReady) {
+    int r = SSL_do_handshake(c.ssl.get());
+    if (r != 1) {
+      tlsFailed(c, r, CloseReason::kTlsHandshake);
+      c.bio.inLen = 0;
+      return;
+    }
+    c.tlsReady = true;
+    (SSL_version(c.ssl.get()) == TLS1_3_VERSION ? counters_.tls13Handshakes
+                                                : counters_.tls12Handshakes)
+        .add();
+    markDirty(c);  // the server's last flight (and 1.3 tickets), and anything queued
+  }
+  readTls(c);
+  c.bio.inLen = 0;  // the buffer goes back to the ring; BoringSSL kept what it needs
+}
+
+// Reads plaintext where it belongs: a frame header into c.hdr, a packet body
+// straight into its pool buffer (BoringSSL copies it there from the record it
+// opened; nothing copies it again before it is sealed for the destination),
+// anything else (HTTP, skipped bodies) through the shard's scratch buffer.
+void ShardServer::readTls(Connection& c) {
+  using State = Connection::State;
+  for (;;) {
+    if (c.state == State::kClosing) return;
+    const bool derp = c.state == State::kDerpHandshake || c.state == State::kDerp;
+    uint8_t* dst = tlsScratch_.get();
+    size_t max = kTlsScratchSize;
+    enum { kHeader, kBody, kOther } into = kOther;
+    if (derp && c.hdrHave < derp::kFrameHeaderLen) {
+      dst = c.hdr + c.hdrHave;
+      max = derp::kFrameHeaderLen - c.hdrHave;
+      into = kHeader;
+    } else if (derp) {
+      max = std::min<size_t>(max, c.curLen - c.bodyHave);
+      if (c.body != nullptr) dst = c.body->data() + derp::kFrameHeaderLen + c.bodyHave;
+      into = kBody;
+    }
+    int r = SSL_read(c.ssl.get(), dst, static_cast<int>(max));
+    if (r <= 0) {
+      tlsFailed(c, r, CloseReason::kTlsError);
+      return;
+    }
+    size_t n = static_cast<size_t>(r);
+    switch (into) {
+      case kHeader:
+        c.hdrHave = static_cast<uint8_t>(c.hdrHave + n);
+        if (c.hdrHave < derp::kFrameHeaderLen) break;
+        if (!startFrame(c)) return;
+        if (c.curLen == 0) finishFrame(c);
+        break;
+      case kBody:
+        c.bodyHave += static_cast<uint32_t>(n);
+        if (c.bodyHave == c.curLen) finishFrame(c);
+        break;
+      case kOther:
+        onBytes(c, dst, n);
+        break;
+    }
+  }
+}
+
+// After SSL_do_handshake/SSL_read returned r <= 0: waiting for more bytes is
+// not a failure; a clean close_notify is an EOF; anything else closes with
+// `reason`. Returns true when the connection stays open.
+bool ShardServer::tlsFailed(Connection& c, int ret, CloseReason reason) {
+  int err = SSL_get_error(c.ssl.get(), ret);
+  if (err == SSL_ERROR_WANT_READ) {
+    if (!c.writing) return true;
+    markDirty(c);  // a handshake flight or alert was produced
+    return true;
+  }
+  if (err == SSL_ERROR_ZERO_RETURN) {
+    close(c, CloseReason::kEof);
+    return false;
+  }
+  char text[256];
+  ERR_error_string_n(ERR_peek_last_error(), text, sizeof(text));
+  logDebug("shard %d: TLS %s: %s", id_, reason == CloseReason::kTlsHandshake ? "handshake" : "read",
+           text);
+  ERR_clear_error();
+  // BoringSSL queued an alert for the peer; send it before closing if it fits.
+  if (c.writing != nullptr) {
+    ::send(c.fd, c.writing->data() + c.writeOffset, c.writing->length - c.writeOffset,
+           MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  close(c, reason);
+  return false;
 }
 
 // The parser reads the head from its start, so calling it on every read would
@@ -84,12 +195,13 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     size_t head = req.headLength;
     if (req.path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
       std::string body = renderMetrics(shared_.counters);
+      if (shared_.tls != nullptr) appendTlsMetrics(body, *shared_.tls);
       std::string resp = metricsResponse(req.method == "HEAD" ? "" : body, req.keepAlive());
       queueControl(c, {reinterpret_cast<const uint8_t*>(resp.data()), resp.size()});
       if (!req.keepAlive()) c.closeAfterWrite = true;
     } else {
-      http::RouteContext ctx{shared_.serverPublicHex, false};
-      http::RouteResult route = http::route(req, ctx);
+      http::RouteContext ctx{shared_.serverPublicHex, c.ssl != nullptr, shared_.httpsPort};
+      http::RouteResult route = c.port80 ? http::routePort80(req, ctx) : http::route(req, ctx);
       if (route.idealNodeMismatch) counters_.idealNodeMismatch.add();
       if (route.action == http::RouteAction::kRespond) {
         queueControl(c, {reinterpret_cast<const uint8_t*>(route.response.data()),
@@ -351,7 +463,10 @@ bool ShardServer::gatherWrite(Connection& c) {
   for (PacketBuf* b = c.writing; b != nullptr; b = b->next) bytes += b->length;
   bytes -= c.writeOffset;
   SendQueue* queues[] = {&c.control, &c.disco, &c.packets};
-  for (SendQueue* q : queues) {
+  if (c.ssl) {
+    sealQueued(c, bytes);
+  } else {
+    for (SendQueue* q : queues) {
     // Until ServerInfo may go, nothing but what precedes it is written.
     if (c.pendingAcks > 0 && q != &c.control) break;
     while (!q->empty() && c.writingCount < Connection::kMaxIov && bytes < kMaxWriteBytes &&
@@ -367,10 +482,11 @@ bool ShardServer::gatherWrite(Connection& c) {
       c.writingCount++;
       bytes += b->length;
     }
+    }
   }
   if (c.writing == nullptr) return false;
   size_t n = 0;
-  for (PacketBuf* b = c.writing; b != nullptr; b = b->next, n++) {
+  for (PacketBuf* b = c.writing; b != nullptr && n < Connection::kMaxIov; b = b->next, n++) {
     size_t skip = n == 0 ? c.writeOffset : 0;
     c.iov[n].iov_base = b->data() + skip;
     c.iov[n].iov_len = b->length - skip;
@@ -381,6 +497,70 @@ bool ShardServer::gatherWrite(Connection& c) {
   return true;
 }
 
+// TLS output: seals queued frames, one record each, into c.writing (through
+// the BIO's sink) until 256 KiB wait for the socket. Records are written
+// together by one sendmsg; a frame is released as soon as it is sealed.
+void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
+  if (!c.tlsReady) return;
+  SendQueue* queues[] = {&c.control, &c.disco, &c.packets};
+  for (SendQueue* q : queues) {
+    if (c.pendingAcks > 0 && q != &c.control) break;
+    while (!q->empty() && pendingBytes < kMaxWriteBytes && !(q->front()->flags & kBufHold)) {
+      PacketBuf* b = q->pop();
+      size_t before = c.writingTail ? c.writingTail->length : 0;
+      PacketBuf* tailBefore = c.writingTail;
+      int r = SSL_write(c.ssl.get(), b->data(), static_cast<int>(b->length));
+      if (r <= 0) {
+        // Our sink never asks to retry: this is out of memory or a dead session.
+        if (b->flags & kBufIsPacket) counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
+        releaseBuf(b);
+        ERR_clear_error();
+        close(c, CloseReason::kWriteError);
+        return;
+      }
+      if (b->flags & kBufIsPacket) {
+        counters_.packetsSent.add();
+        counters_.bytesSent.add(b->length - derp::kFrameHeaderLen - derp::kKeyLen);
+      }
+      // Approximate the record's size from what the sink took.
+      pendingBytes += c.writingTail == tailBefore ? c.writingTail->length - before
+                                                  : b->length + 32;
+      releaseBuf(b);
+    }
+  }
+}
+
+bool ShardServer::cipherSink(void* ctx, const uint8_t* data, size_t n) {
+  auto* c = static_cast<Connection*>(ctx);
+  return c->recvOp.server->appendCipher(*c, data, n);
+}
+
+// Appends sealed bytes to the chain being written, filling the last buffer
+// before taking another (16 KiB each, from the shard's pool).
+bool ShardServer::appendCipher(Connection& c, const uint8_t* data, size_t n) {
+  while (n > 0) {
+    PacketBuf* t = c.writingTail;
+    if (t == nullptr || t->length == t->capacity) {
+      t = pool_.allocate(kTlsScratchSize);
+      if (t == nullptr) return false;
+      t->next = nullptr;
+      if (c.writingTail) {
+        c.writingTail->next = t;
+      } else {
+        c.writing = t;
+      }
+      c.writingTail = t;
+      c.writingCount++;
+    }
+    size_t take = std::min<size_t>(n, t->capacity - t->length);
+    std::memcpy(t->data() + t->length, data, take);
+    t->length += static_cast<uint32_t>(take);
+    data += take;
+    n -= take;
+  }
+  return true;
+}
+
 // Writes what is queued. The socket is tried first with a non-blocking
 // sendmsg: when it takes the bytes (the common case) we know at once and can
 // keep writing in this turn, instead of learning of it from a CQE a turn later.
@@ -388,6 +568,12 @@ bool ShardServer::gatherWrite(Connection& c) {
 void ShardServer::startWrite(Connection& c) {
   while (!c.sending && c.state != Connection::State::kClosing) {
     if (!gatherWrite(c)) {
+      if (c.closeAfterWrite && c.ssl && c.tlsReady && !c.closeNotifySent) {
+        // Tell a TLS peer the response is complete before the close.
+        c.closeNotifySent = true;
+        SSL_shutdown(c.ssl.get());
+        continue;
+      }
       if (c.closeAfterWrite) close(c, c.pendingClose);
       return;
     }

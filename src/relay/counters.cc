@@ -22,6 +22,8 @@ const char* closeReasonName(CloseReason r) {
     case CloseReason::kMeshFrameDenied: return "mesh_frame_denied";
     case CloseReason::kShutdown: return "shutdown";
     case CloseReason::kHttpDone: return "http_done";
+    case CloseReason::kTlsHandshake: return "tls_handshake_failed";
+    case CloseReason::kTlsError: return "tls_error";
     case CloseReason::kCount: break;
   }
   return "unknown";
@@ -113,6 +115,13 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
         [](const ShardCounters& c) { return c.httpRequests.get(); });
   total(out, shards, "derpd_handshakes_total", "counter", "completed DERP handshakes",
         [](const ShardCounters& c) { return c.handshakes.get(); });
+  family(out, "derpd_tls_handshakes_total", "counter", "completed TLS handshakes, by version");
+  for (int v13 = 1; v13 >= 0; v13--) {
+    uint64_t sum = 0;
+    for (ShardCounters* s : shards) sum += (v13 ? s->tls13Handshakes : s->tls12Handshakes).get();
+    absl::StrAppend(&out, "derpd_tls_handshakes_total{version=\"", v13 ? "1.3" : "1.2", "\"} ",
+                    sum, "\n");
+  }
   total(out, shards, "derpd_duplicate_keys_total", "counter",
         "registrations of a key that was already connected",
         [](const ShardCounters& c) { return c.duplicateKeys.get(); });

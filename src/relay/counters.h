@@ -31,6 +31,8 @@ enum class CloseReason : uint8_t {
   kMeshFrameDenied,
   kShutdown,
   kHttpDone,
+  kTlsHandshake,  // the TLS handshake failed (garbage, no shared version/cipher, ...)
+  kTlsError,      // a TLS record could not be opened, or an alert arrived
   kCount,
 };
 const char* closeReasonName(CloseReason r);
@@ -68,6 +70,8 @@ struct alignas(64) ShardCounters {
   Counter bytesSent;
   Counter httpRequests;
   Counter handshakes;
+  Counter tls13Handshakes;
+  Counter tls12Handshakes;
   Counter duplicateKeys;
   Counter homeClients;  // NotePreferred(true)
   Counter pingsReceived;

@@ -46,6 +46,16 @@ absl::Status Server::start() {
     stunBound_ = udp->bound;
     stunSockets = std::move(udp->fds);
   }
+  std::vector<UniqueFd> port80Sockets(n);
+  if (opts_.tls != nullptr && opts_.httpListen) {
+    auto http = net::listenTcp(*opts_.httpListen, n);
+    if (!http.ok()) {
+      return absl::Status(http.status().code(),
+                          absl::StrCat("-http-port: ", http.status().message()));
+    }
+    httpBound_ = http->bound;
+    port80Sockets = std::move(http->fds);
+  }
 
   mailbox_ = std::make_unique<Mailbox>(n);
   shared_ = std::make_unique<SharedState>();
@@ -53,6 +63,8 @@ absl::Status Server::start() {
   shared_->serverPublic = opts_.relay.serverKey.publicKey();
   shared_->serverPublicHex = shared_->serverPublic.hex();
   shared_->mailbox = mailbox_.get();
+  shared_->tls = opts_.tls;
+  shared_->httpsPort = bound_.port();
   shared_->ringFds = std::vector<std::atomic<int>>(n);
   for (size_t i = 0; i < n; i++) {
     int efd = eventfd(0, EFD_CLOEXEC);
@@ -64,7 +76,8 @@ absl::Status Server::start() {
   for (size_t i = 0; i < n; i++) {
     shards_.push_back(std::make_unique<ShardServer>(static_cast<uint16_t>(i), *shared_,
                                                     std::move(listeners->fds[i]),
-                                                    std::move(stunSockets[i]), *counters_[i],
+                                                    std::move(stunSockets[i]),
+                                                    std::move(port80Sockets[i]), *counters_[i],
                                                     clock_));
   }
 

@@ -22,6 +22,10 @@ class Server {
     net::SocketAddress listen;
     size_t shards = 0;  // 0: one per CPU in the affinity mask
     std::optional<net::SocketAddress> stunListen;  // UDP address for STUN, if on
+    // TLS on `listen` (nullptr: plain HTTP). It must outlive the server.
+    const tls::ServerTls* tls = nullptr;
+    // With TLS: the plain-HTTP listener (-http-port), if on.
+    std::optional<net::SocketAddress> httpListen;
   };
 
   explicit Server(Options opts);
@@ -39,6 +43,7 @@ class Server {
 
   const net::SocketAddress& boundAddress() const { return bound_; }
   const std::optional<net::SocketAddress>& stunAddress() const { return stunBound_; }
+  const std::optional<net::SocketAddress>& httpAddress() const { return httpBound_; }
   size_t shardCount() const { return shards_.size(); }
   const derp::NodeKey& publicKey() const { return shared_->serverPublic; }
 
@@ -49,6 +54,7 @@ class Server {
   RealClock clock_;
   net::SocketAddress bound_;
   std::optional<net::SocketAddress> stunBound_;
+  std::optional<net::SocketAddress> httpBound_;
   std::unique_ptr<Mailbox> mailbox_;
   std::unique_ptr<SharedState> shared_;
   std::vector<std::unique_ptr<ShardCounters>> counters_;

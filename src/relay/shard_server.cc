@@ -57,10 +57,12 @@ void ShardServer::WakeOp::complete(int res, uint32_t) {
 }
 
 ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
-                         UniqueFd stunSocket, ShardCounters& counters, const Clock& clock)
+                         UniqueFd stunSocket, UniqueFd port80Listener, ShardCounters& counters,
+                         const Clock& clock)
     : id_(id),
       shared_(shared),
       listener_(std::move(listener)),
+      port80Listener_(std::move(port80Listener)),
       counters_(counters),
       clock_(clock),
       pool_(id),
@@ -70,6 +72,7 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
       drainDeadline_(&ShardServer::onDrainDeadline, this),
       rng_(0x9e3779b9u + id) {
   dirty_.reserve(4096);
+  if (shared.tls != nullptr) tlsScratch_ = std::make_unique<uint8_t[]>(kTlsScratchSize);
   if (stunSocket.valid()) stun_ = std::make_unique<StunServer>(std::move(stunSocket), counters);
 }
 
@@ -121,10 +124,16 @@ void ShardServer::armWakeRead() {
 }
 
 void ShardServer::armAccept() {
-  if (stopping_) return;
+  armAcceptOn(listener_.get(), acceptOp_);
+  if (port80Listener_.valid()) armAcceptOn(port80Listener_.get(), port80AcceptOp_);
+}
+
+void ShardServer::armAcceptOn(int fd, AcceptOp& op) {
+  if (stopping_ || op.armed) return;
+  op.armed = true;
   io_uring_sqe* s = ring_->sqe();
-  io_uring_prep_multishot_accept(s, listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-  IoRing::setCompletion(s, &acceptOp_);
+  io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+  IoRing::setCompletion(s, &op);
 }
 
 void ShardServer::run() {
@@ -169,6 +178,7 @@ void ShardServer::beginShutdown() {
   if (stun_) stun_->stop();
   // Closing the listener ends the multishot accept; connections are closed below.
   ::shutdown(listener_.get(), SHUT_RDWR);
+  if (port80Listener_.valid()) ::shutdown(port80Listener_.get(), SHUT_RDWR);
   for (auto& c : conns_) {
     if (c && c->state != Connection::State::kClosing) close(*c, CloseReason::kShutdown);
   }
@@ -182,6 +192,7 @@ void ShardServer::beginDrain() {
   draining_ = true;
   if (stun_) stun_->stop();
   ::shutdown(listener_.get(), SHUT_RDWR);
+  if (port80Listener_.valid()) ::shutdown(port80Listener_.get(), SHUT_RDWR);
   const Nanos timeout = drainTimeout_.load(std::memory_order_relaxed);
   derp::RestartingFrame restarting{kRestartReconnectInMs,
                                    static_cast<uint32_t>(timeout / kMillisecond) + 10000};
@@ -200,7 +211,8 @@ void ShardServer::onDrainDeadline(Timer*, void* ctx) {
   static_cast<ShardServer*>(ctx)->beginShutdown();
 }
 
-void ShardServer::onAccept(int res, uint32_t flags) {
+void ShardServer::onAccept(AcceptOp& op, int res, uint32_t flags) {
+  if (!(flags & IORING_CQE_F_MORE)) op.armed = false;
   if (res >= 0) {
     if (stopping_ || draining_) {
       ::close(res);
@@ -222,6 +234,21 @@ void ShardServer::onAccept(int res, uint32_t flags) {
           this, idx, gen, res, shared_.config, &ShardServer::onDeadline,
           &ShardServer::onKeepAlive, &ShardServer::onWriteTimeout);
       Connection& c = *conns_[idx];
+      c.port80 = op.port80;
+      if (shared_.tls != nullptr && !op.port80) {
+        // The handshake runs here, on this shard, as bytes arrive; the BIO
+        // reads the receive buffers and writes records into c.writing.
+        c.ssl = shared_.tls->newSession();
+        c.bio.sink = &ShardServer::cipherSink;
+        c.bio.ctx = &c;
+        BIO* bio = tls::newBufferBio(&c.bio);
+        SSL_set_bio(c.ssl.get(), bio, bio);
+        SSL_set_accept_state(c.ssl.get());
+        // What only the handshake needs is freed once it is done.
+        SSL_set_shed_handshake_config(c.ssl.get(), 1);
+      } else {
+        c.tlsReady = true;
+      }
       liveConnections_++;
       timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
       armRecv(c);
@@ -232,7 +259,7 @@ void ShardServer::onAccept(int res, uint32_t flags) {
       logWarn("shard %d: accept: %s; retrying in 100ms", id_, strerror(-res));
       timers_.arm(acceptRetry_, clock_.now() + 100 * kMillisecond);
     } else {
-      armAccept();
+      armAcceptOn(op.port80 ? port80Listener_.get() : listener_.get(), op);
     }
   }
 }
@@ -252,7 +279,11 @@ void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
   if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
     uint16_t bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
     if (c.state != Connection::State::kClosing) {
-      onBytes(c, buffers_->buffer(bid), static_cast<size_t>(res));
+      if (c.ssl) {
+        onTlsBytes(c, buffers_->buffer(bid), static_cast<size_t>(res));
+      } else {
+        onBytes(c, buffers_->buffer(bid), static_cast<size_t>(res));
+      }
     }
     buffers_->recycle(bid);
   } else if (c.state != Connection::State::kClosing) {

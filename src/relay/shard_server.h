@@ -28,6 +28,7 @@
 #include "runtime/mailbox.h"
 #include "runtime/packet_pool.h"
 #include "runtime/timer_wheel.h"
+#include "tls/server_tls.h"
 
 namespace derpd::relay {
 
@@ -63,13 +64,18 @@ struct SharedState {
   std::vector<ShardCounters*> counters;  // every shard's
   std::vector<std::atomic<int>> ringFds;  // every shard's ring fd, for MSG_RING
   std::vector<int> wakeFds;              // every shard's eventfd (stop, MSG_RING fallback)
+  // TLS on the main listener, or nullptr for plain HTTP. With TLS, port80 says
+  // whether each shard also has a plain -http-port listener.
+  const tls::ServerTls* tls = nullptr;
+  uint16_t httpsPort = 443;
 };
 
 class ShardServer {
  public:
   // stunSocket: this shard's UDP socket for STUN, or an invalid fd for none.
+  // port80Listener: the plain -http-port listener beside TLS, or invalid.
   ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, UniqueFd stunSocket,
-              ShardCounters& counters, const Clock& clock);
+              UniqueFd port80Listener, ShardCounters& counters, const Clock& clock);
   ~ShardServer();
 
   // On the shard thread, before run(): creates the ring and buffers and
@@ -90,9 +96,11 @@ class ShardServer {
 
  private:
   struct AcceptOp final : Completion {
-    explicit AcceptOp(ShardServer* s) : server(s) {}
-    void complete(int res, uint32_t flags) override { server->onAccept(res, flags); }
+    AcceptOp(ShardServer* s, bool p80) : server(s), port80(p80) {}
+    void complete(int res, uint32_t flags) override { server->onAccept(*this, res, flags); }
     ShardServer* server;
+    bool port80;
+    bool armed = false;  // a multishot accept is in flight
   };
   struct WakeOp final : Completion {
     explicit WakeOp(ShardServer* s) : server(s) {}
@@ -102,12 +110,16 @@ class ShardServer {
   };
 
   void armAccept();
-  void onAccept(int res, uint32_t flags);
+  void armAcceptOn(int fd, AcceptOp& op);
+  void onAccept(AcceptOp& op, int res, uint32_t flags);
   void armRecv(Connection& c);
   void armWakeRead();
 
   // Input.
   void onBytes(Connection& c, const uint8_t* data, size_t n);
+  void onTlsBytes(Connection& c, const uint8_t* data, size_t n);
+  void readTls(Connection& c);
+  bool tlsFailed(Connection& c, int ret, CloseReason reason);
   size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n);
   bool headMayBeComplete(Connection& c, size_t oldSize);
   void onDerpBytes(Connection& c, const uint8_t* data, size_t n);
@@ -138,6 +150,9 @@ class ShardServer {
   void markDirty(Connection& c);
   void flushDirty();
   bool gatherWrite(Connection& c);
+  void sealQueued(Connection& c, size_t pendingBytes);
+  static bool cipherSink(void* ctx, const uint8_t* data, size_t n);
+  bool appendCipher(Connection& c, const uint8_t* data, size_t n);
   void startWrite(Connection& c);
   void onWritten(Connection& c, size_t n);
   void writeFailed(Connection& c);
@@ -158,6 +173,7 @@ class ShardServer {
   uint16_t id_;
   SharedState& shared_;
   UniqueFd listener_;
+  UniqueFd port80Listener_;
   ShardCounters& counters_;
   const Clock& clock_;
   std::unique_ptr<IoRing> ring_;
@@ -167,7 +183,9 @@ class ShardServer {
   TimerWheel timers_;
   KeyDirectory directory_;
   Outbox outbox_;
-  AcceptOp acceptOp_{this};
+  AcceptOp acceptOp_{this, false};
+  AcceptOp port80AcceptOp_{this, true};
+  std::unique_ptr<uint8_t[]> tlsScratch_;  // plaintext that is not a packet body
   WakeOp wakeOp_{this};
   Timer acceptRetry_;
   std::atomic<bool> stopRequested_{false};

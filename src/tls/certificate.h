@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <openssl/base.h>
+#include <openssl/evp.h>
 #include <openssl/pool.h>
 
 #include "absl/status/statusor.h"

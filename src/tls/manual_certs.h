@@ -2,6 +2,8 @@
 // hostname (derper's file names: the hostname with every character outside
 // [a-zA-Z0-9.-] removed), generates a self-signed certificate for an IP
 // hostname whose files do not exist, and reloads when the files change.
+// Not thread-safe: one thread (the one handling reloads) owns and calls it;
+// the ServerTls it feeds is what the shards share.
 #pragma once
 
 #include <functional>
@@ -47,6 +49,12 @@ class ManualCerts {
   absl::Status reload(ServerTls& tls);
 
  private:
+  // Every hostname's pair, in hostname order. With `mayGenerate`, a missing
+  // pair for an IP hostname is generated and written (load); without it, that
+  // is an error like any other missing file (reload).
+  absl::StatusOr<std::vector<CertifiedKey>> loadPairs(bool mayGenerate,
+                                                      std::vector<std::string>* notices);
+
   Options opts_;
   UniqueFd inotify_;
   std::vector<std::string> watchedNames_;  // file names within certDir

@@ -1,1 +1,133 @@
 #include "tls/server_tls.h"
+
+#include <openssl/err.h>
+#include <openssl/pool.h>
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace derpd::tls {
+namespace {
+
+constexpr std::string_view kHttp11 = "http/1.1";
+
+// Same rule as matchesHost for DNS names, over the precomputed names: exact or
+// a leftmost "*." wildcard standing for one label, case-insensitive.
+bool nameMatches(const std::string& pattern, std::string_view host) {
+  const absl::string_view p(pattern);
+  const absl::string_view h(host.data(), host.size());
+  if (absl::EqualsIgnoreCase(p, h)) return true;
+  if (p.size() < 3 || p.substr(0, 2) != "*.") return false;
+  const size_t dot = h.find('.');
+  if (dot == absl::string_view::npos || dot == 0) return false;
+  return absl::EqualsIgnoreCase(p.substr(1), h.substr(dot));
+}
+
+int64_t earliestNotAfter(const CertSet& set) {
+  int64_t earliest = std::numeric_limits<int64_t>::max();
+  for (const CertifiedKey& c : set.certs) earliest = std::min(earliest, c.notAfterUnix);
+  return set.certs.empty() ? 0 : earliest;
+}
+
+// Only HTTP/1.1 is spoken (DERP upgrades from it). A client offering just h2
+// gets no ALPN rather than a protocol we would then not speak.
+int selectAlpn(SSL*, const uint8_t** out, uint8_t* outLen, const uint8_t* in, unsigned inLen,
+               void*) {
+  unsigned i = 0;
+  while (i < inLen) {
+    const unsigned len = in[i];
+    if (len > inLen - i - 1) break;  // BoringSSL validates the list; be safe anyway
+    const std::string_view proto(reinterpret_cast<const char*>(in + i + 1), len);
+    if (proto == kHttp11) {
+      *out = in + i + 1;
+      *outLen = static_cast<uint8_t>(len);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + len;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+}  // namespace
+
+const CertifiedKey& CertSet::select(std::string_view serverName) const {
+  if (!serverName.empty()) {
+    for (const CertifiedKey& c : certs) {
+      for (const std::string& name : c.names) {
+        if (nameMatches(name, serverName)) return c;
+      }
+    }
+  }
+  return certs.front();
+}
+
+absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::create(std::shared_ptr<const CertSet> certs) {
+  if (!certs || certs->certs.empty()) {
+    return absl::InvalidArgumentError("TLS: no certificates configured");
+  }
+  ERR_clear_error();
+  std::unique_ptr<ServerTls> tls(new ServerTls());
+  tls->ctx_.reset(SSL_CTX_new(TLS_method()));
+  SSL_CTX* ctx = tls->ctx_.get();
+  if (ctx == nullptr || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+      !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
+    const uint32_t err = ERR_get_error();
+    ERR_clear_error();
+    const char* reason = ERR_reason_error_string(err);
+    return absl::InternalError(
+        absl::StrCat("TLS: cannot configure SSL_CTX: ", reason != nullptr ? reason : "unknown"));
+  }
+  SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
+  // The certificate is chosen per handshake (after SNI is parsed), so a
+  // reload never has to touch the shared SSL_CTX.
+  SSL_CTX_set_cert_cb(ctx, &ServerTls::selectCertificate, tls.get());
+  tls->replaceCerts(std::move(certs));
+  return tls;
+}
+
+ServerTls::~ServerTls() = default;
+
+bssl::UniquePtr<SSL> ServerTls::newSession() const {
+  return bssl::UniquePtr<SSL>(SSL_new(ctx_.get()));
+}
+
+void ServerTls::replaceCerts(std::shared_ptr<const CertSet> certs) {
+  const int64_t notAfter = certs ? earliestNotAfter(*certs) : 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    certs_ = std::move(certs);
+  }
+  notAfter_.store(notAfter, std::memory_order_relaxed);
+}
+
+std::shared_ptr<const CertSet> ServerTls::certs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return certs_;
+}
+
+int ServerTls::selectCertificate(SSL* ssl, void* arg) {
+  const auto* self = static_cast<const ServerTls*>(arg);
+  // The copy keeps this set alive for the rest of the callback even if a
+  // reload swaps it meanwhile; SSL_set_chain_and_key takes its own references.
+  const std::shared_ptr<const CertSet> set = self->certs();
+  if (!set || set->certs.empty()) return 0;
+  const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  const CertifiedKey& cert = set->select(sni != nullptr ? std::string_view(sni) : "");
+
+  // Leaf, intermediates, then the meta-cert: derp clients look for it among
+  // the peer certificates, TLS verifiers ignore the unused extra.
+  std::vector<CRYPTO_BUFFER*> chain;
+  chain.reserve(cert.chain.size() + 1);
+  for (const auto& der : cert.chain) chain.push_back(der.get());
+  if (set->metaCert) chain.push_back(set->metaCert.get());
+  return SSL_set_chain_and_key(ssl, chain.data(), chain.size(), cert.key.get(), nullptr) == 1 ? 1
+                                                                                              : 0;
+}
+
+}  // namespace derpd::tls

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <openssl/base.h>
+#include <openssl/ssl.h>
 
 #include "absl/status/statusor.h"
 #include "tls/certificate.h"
@@ -50,6 +51,10 @@ class ServerTls {
   int64_t earliestNotAfterUnix() const { return notAfter_.load(std::memory_order_relaxed); }
 
   SSL_CTX* ctx() const { return ctx_.get(); }
+
+  // Certificate reloads, counted by whoever reloads (for metrics).
+  std::atomic<uint64_t> reloadsOk{0};
+  std::atomic<uint64_t> reloadsFailed{0};
 
  private:
   ServerTls() = default;

@@ -63,6 +63,11 @@ TEST(ConfigTest, GoFlagForms) {
   EXPECT_TRUE(s->stun);
   EXPECT_EQ(s->stunPort, 0);
   EXPECT_TRUE(c->dev);
+  auto m = parse({"-certmode", "manual", "-certdir", "/etc/derp", "-hostname", "a.example,10.0.0.1"});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->certMode, "manual");
+  EXPECT_EQ(m->certDir, "/etc/derp");
+  EXPECT_EQ(m->hostname, "a.example,10.0.0.1");
 }
 
 TEST(ConfigTest, ErrorsNameTheFlag) {
@@ -82,7 +87,7 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
       {{"-stun-port", "x"}, "-stun-port"},
       {{"-mesh-with", "a,b"}, "-mesh-with"},
       {{"-verify-clients"}, "-verify-clients"},
-      {{"-certmode", "manual"}, "-certmode"},
+      {{"-hostname", ""}, "-hostname"},
       {{"-certmode", "bogus"}, "-certmode"},
       {{"-derp=false"}, "-derp"},
       {{"positional"}, "positional"},
@@ -125,7 +130,7 @@ TEST(ConfigTest, FlagsWinOverEnvironment) {
 TEST(ConfigTest, EnvironmentErrorsNameTheVariable) {
   for (const char* bad : {"DERP_HTTP_PORT=eighty", "DERP_STUN=maybe", "DERP_STUN_PORT=70000",
                           "DERP_VERIFY_CLIENTS=true", "DERP_VERIFY_CLIENT_URL=http://x/verify",
-                          "DERP_CERT_MODE=manual"}) {
+                          "DERP_CERT_MODE=selfsigned"}) {
     auto r = parseCommandLine({}, {bad});
     ASSERT_FALSE(r.ok()) << bad;
     std::string var(bad, std::string(bad).find('='));

@@ -362,5 +362,41 @@ TEST(RoutesTest, ErrorResponseAlwaysCloses) {
   EXPECT_THAT(errorResponse(503, "busy\n"), HasSubstr("\r\nConnection: close\r\n\r\nbusy\n"));
 }
 
+
+RouteResult routePort80Wire(std::string_view wire, const RouteContext& ctx) {
+  const ParseResult parsed = parseRequest(asBytes(wire));
+  EXPECT_EQ(parsed.status, ParseStatus::kComplete) << wire;
+  return routePort80(parsed.request, ctx);
+}
+
+TEST(RoutesTest, Port80RedirectsToHttpsKeepingTheTarget) {
+  RouteContext ctx{kServerKeyHex, false, 443};
+  RouteResult r = routePort80Wire("GET /derp/probe?x=1 HTTP/1.1\r\nHost: derp.example.com\r\n\r\n", ctx);
+  EXPECT_EQ(r.status, 302);
+  EXPECT_THAT(r.response, StartsWith("HTTP/1.1 302 Found\r\n"));
+  EXPECT_THAT(r.response, HasSubstr("Location: https://derp.example.com/derp/probe?x=1\r\n"));
+  EXPECT_THAT(r.response, HasSubstr("<a href=\"https://derp.example.com/derp/probe?x=1\">Found</a>.\n\n"));
+  // The port of the plain listener is dropped; a TLS port other than 443 is added.
+  RouteContext other{kServerKeyHex, false, 8443};
+  r = routePort80Wire("HEAD / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n", other);
+  EXPECT_THAT(r.response, HasSubstr("Location: https://[2001:db8::1]:8443/\r\n"));
+  EXPECT_THAT(r.response, Not(HasSubstr("Found</a>")));
+}
+
+TEST(RoutesTest, Port80AnswersGenerate204AndAcmePaths) {
+  RouteContext ctx{kServerKeyHex, false, 443};
+  RouteResult r = routePort80Wire(
+      "GET /generate_204 HTTP/1.1\r\nHost: h\r\nX-Tailscale-Challenge: abc\r\n\r\n", ctx);
+  EXPECT_EQ(r.status, 204);
+  EXPECT_THAT(r.response, HasSubstr("X-Tailscale-Response: response abc\r\n"));
+  r = routePort80Wire("GET /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: h\r\n\r\n", ctx);
+  EXPECT_EQ(r.status, 404);
+  r = routePort80Wire("POST /derp HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", ctx);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.response, HasSubstr("Use HTTPS\n"));
+  r = routePort80Wire("GET / HTTP/1.0\r\n\r\n", ctx);
+  EXPECT_EQ(r.status, 400);
+}
+
 }  // namespace
 }  // namespace derpd::http

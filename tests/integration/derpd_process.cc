@@ -24,7 +24,7 @@ extern char** environ;
 namespace derpd::testing {
 namespace {
 
-constexpr std::string_view kListeningMarker = "listening on http://";
+constexpr std::string_view kListeningMarker = "listening on http";
 constexpr Nanos kStopGrace = 3 * kSecond;
 constexpr int kCollectorPollMs = 100;
 
@@ -85,11 +85,15 @@ int decodeWaitStatus(int status) {
   return -1;
 }
 
-// Port from a line containing "listening on http://127.0.0.1:PORT" (or [::1]).
+// Port from a line containing "listening on http://127.0.0.1:PORT" (or https,
+// or [::1]).
 std::optional<uint16_t> portFromLine(std::string_view line) {
   size_t at = line.find(kListeningMarker);
   if (at == std::string_view::npos) return std::nullopt;
   std::string_view rest = line.substr(at + kListeningMarker.size());
+  if (rest.starts_with("s")) rest.remove_prefix(1);
+  if (!rest.starts_with("://")) return std::nullopt;
+  rest.remove_prefix(3);
   if (rest.starts_with("[")) {
     size_t close = rest.find(']');
     if (close == std::string_view::npos) return std::nullopt;

@@ -201,7 +201,8 @@ INSTANTIATE_TEST_SUITE_P(Flags, RejectedFlagTest,
                                            RejectedArgs{{"--no-such-flag=3"}, "no-such-flag"},
                                            RejectedArgs{{"-mesh-with", "derp2.example.com"},
                                                         "mesh-with"},
-                                           RejectedArgs{{"-certmode", "manual"}, "certmode"},
+                                           // Port 443 means TLS with Let's Encrypt in derper.
+                                           RejectedArgs{{"-a", "127.0.0.1:443"}, "certmode"},
                                            RejectedArgs{{"-verify-clients"}, "verify-clients"}));
 
 TEST(DerpctlTest, ProbeSucceedsAgainstDerpd) {
@@ -237,12 +238,12 @@ TEST(DerpctlTest, ProbeFailsCleanlyWithNothingListening) {
   EXPECT_NE(r.err.find("connect"), std::string::npos) << r.err;
 }
 
-TEST(DerpctlTest, ProbeRejectsHttps) {
+TEST(DerpctlTest, ProbeRefusesTlsFlagsWithPlainUrls) {
   ASSERT_OK_AND_ASSIGN(std::string derpctl, binaryFromEnv("DERPCTL_BINARY"));
   ASSERT_OK_AND_ASSIGN(CommandResult r,
-                       runCommand({derpctl, "probe", "https://derp.example.com"}, {}, kWait));
-  EXPECT_EQ(r.exitCode, 1);
-  EXPECT_NE(r.err.find("TLS not supported yet"), std::string::npos) << r.err;
+                       runCommand({derpctl, "probe", "--insecure", "http://127.0.0.1:1"}, {}, kWait));
+  EXPECT_EQ(r.exitCode, 2);
+  EXPECT_NE(r.err.find("https://"), std::string::npos) << r.err;
 }
 
 TEST(DerpctlTest, KeyFailsOnMissingFile) {

@@ -1,0 +1,76 @@
+#include "derpd/tls_setup.h"
+
+#include <openssl/rand.h>
+
+#include <cstdlib>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace derpd {
+namespace {
+
+constexpr int64_t kDay = 24 * 3600;
+
+// derper's default: tsweb.DefaultCertDir("derper-certs").
+std::string defaultCertDir() {
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home != nullptr && *home != '\0' ? home : "/root",
+                      "/.cache/tailscale/derper-certs");
+}
+
+absl::StatusOr<TlsSetup> devTls(const std::string& serverPublicHex) {
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
+  auto leaf = tls::generateSelfSignedIp("127.0.0.1", now);
+  if (!leaf.ok()) return leaf.status();
+  uint8_t seed[32];
+  RAND_bytes(seed, sizeof(seed));
+  auto meta = tls::makeMetaCert(serverPublicHex, seed, now - 30 * kDay, now + 30 * kDay);
+  if (!meta.ok()) return meta.status();
+  auto set = std::make_shared<tls::CertSet>();
+  TlsSetup out;
+  out.devCertName = tls::certName(*leaf);
+  set->certs.push_back(std::move(*leaf));
+  set->metaCert = std::move(*meta);
+  auto server = tls::ServerTls::create(std::move(set));
+  if (!server.ok()) return server.status();
+  out.tls = std::move(*server);
+  return out;
+}
+
+}  // namespace
+
+bool tlsWanted(const Config& cfg, uint16_t listenPort) {
+  return cfg.dev || listenPort == 443 || cfg.certMode == "manual";
+}
+
+absl::StatusOr<TlsSetup> setupTls(const Config& cfg, const std::string& serverPublicHex) {
+  if (cfg.dev) return devTls(serverPublicHex);
+  if (cfg.certMode != "manual") {
+    return absl::InvalidArgumentError(
+        "flag -certmode: letsencrypt (ACME) is not built into this derpd yet; use -certmode "
+        "manual with -certdir and -hostname, or a port other than 443 for plain HTTP");
+  }
+  tls::ManualCerts::Options opts;
+  opts.certDir = cfg.certDir.empty() ? defaultCertDir() : cfg.certDir;
+  for (absl::string_view h : absl::StrSplit(cfg.hostname, ',', absl::SkipWhitespace())) {
+    opts.hostnames.emplace_back(h);
+  }
+  if (opts.hostnames.empty()) return absl::InvalidArgumentError("flag -hostname: empty");
+  opts.serverPublicHex = serverPublicHex;
+  TlsSetup out;
+  out.manual = std::make_unique<tls::ManualCerts>(opts);
+  auto set = out.manual->load(&out.notices);
+  if (!set.ok()) return set.status();
+  auto server = tls::ServerTls::create(std::move(*set));
+  if (!server.ok()) return server.status();
+  out.tls = std::move(*server);
+  if (absl::Status st = out.manual->watch(); !st.ok()) {
+    out.notices.push_back(absl::StrCat("certificate changes will not be noticed (",
+                                       st.message(), "); SIGHUP reloads them"));
+  }
+  return out;
+}
+
+}  // namespace derpd

@@ -1,0 +1,849 @@
+// derpd with TLS (-certmode manual) against real peers: our client over TLS
+// 1.3 and 1.2, curl and `openssl s_client` as independent implementations,
+// certificates made at test time by the openssl tool (a CA; ECDSA and RSA
+// leaves for derp.test, other.test and 127.0.0.1), SNI, the self-signed IP
+// certificate, reloads (inotify and SIGHUP) under live clients, bad TLS input,
+// the plain-HTTP port and 1,000 clients plus a handshake storm.
+// Exits 77 (skipped) when curl or openssl is not on PATH.
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "client/client_tls.h"
+#include "client/derp_client.h"
+#include "gtest/gtest.h"
+#include "integration/derpd_process.h"
+#include "integration/metrics_text.h"
+#include "integration/test_net.h"
+#include "integration/test_pki.h"
+#include "integration/test_support.h"
+#include "integration/tls_test_conn.h"
+
+namespace derpd::testing {
+namespace {
+
+using client::DerpClient;
+
+constexpr Nanos kWait = 10 * kSecond;
+constexpr Nanos kToolTimeout = 20 * kSecond;
+constexpr const char* kReloadedOk = "certificates reloaded; new connections use them";
+constexpr const char* kReloadRefused = "certificates not reloaded, keeping the current ones";
+
+// Tools and the PKI, made once for the whole binary (RSA key generation is slow).
+struct Fixtures {
+  std::string curl, openssl;
+  std::string dir;
+  std::optional<TestPki> pki;
+  LeafFiles derp1, derp2, derp3;  // derp.test, ECDSA: initial, renewal, spare
+  LeafFiles other;                // other.test, RSA
+  LeafFiles ip;                   // 127.0.0.1 (IP SAN), ECDSA
+};
+Fixtures* gFix = nullptr;
+
+class PkiEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(gFix->dir, makeTempDir());
+    ASSERT_OK_AND_ASSIGN(TestPki pki, TestPki::create(gFix->dir, gFix->openssl));
+    gFix->pki = std::move(pki);
+    TestPki& p = *gFix->pki;
+    ASSERT_OK_AND_ASSIGN(gFix->derp1, p.issue("derp1", "derp.test", "DNS:derp.test",
+                                              KeyType::kEcdsaP256));
+    ASSERT_OK_AND_ASSIGN(gFix->derp2, p.issue("derp2", "derp.test", "DNS:derp.test",
+                                              KeyType::kEcdsaP256));
+    ASSERT_OK_AND_ASSIGN(gFix->derp3, p.issue("derp3", "derp.test", "DNS:derp.test",
+                                              KeyType::kEcdsaP256));
+    ASSERT_OK_AND_ASSIGN(gFix->other, p.issue("other", "other.test", "DNS:other.test",
+                                              KeyType::kRsa2048));
+    ASSERT_OK_AND_ASSIGN(gFix->ip, p.issue("ip", "127.0.0.1", "IP:127.0.0.1",
+                                           KeyType::kEcdsaP256));
+  }
+  void TearDown() override {
+    if (!gFix->dir.empty()) removeTree(gFix->dir);
+  }
+};
+
+std::vector<uint8_t> leafDer(const LeafFiles& leaf) {
+  absl::StatusOr<std::string> pem = readFile(leaf.crt);
+  if (!pem.ok()) return {};
+  std::vector<std::vector<uint8_t>> ders = pemCertsDer(*pem);
+  return ders.empty() ? std::vector<uint8_t>{} : ders.front();
+}
+
+size_t countLog(const DerpdProcess& d, std::string_view needle) {
+  size_t n = 0;
+  for (const std::string& line : d.logLines()) n += line.find(needle) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+// Waits until at least `count` log lines contain needle.
+bool waitForLogCount(const DerpdProcess& d, std::string_view needle, size_t count, Nanos timeout) {
+  RealClock clock;
+  const Nanos deadline = clock.now() + timeout;
+  while (countLog(d, needle) < count) {
+    if (clock.now() >= deadline) return false;
+    ::usleep(20'000);
+  }
+  return true;
+}
+
+// Scrapes over TLS until pred(value) holds or the timeout passes; returns the last value.
+template <typename Pred>
+absl::StatusOr<double> waitForMetricTls(uint16_t port, std::string_view name, const Labels& filter,
+                                        Pred pred, Nanos timeout) {
+  RealClock clock;
+  const Nanos deadline = clock.now() + timeout;
+  for (;;) {
+    absl::StatusOr<std::vector<MetricSample>> s = scrapeMetricsTls(port);
+    if (!s.ok()) return s.status();
+    const double v = sumMetric(*s, name, filter);
+    if (pred(v) || clock.now() >= deadline) return v;
+    ::usleep(50'000);
+  }
+}
+
+absl::StatusOr<double> metricTls(uint16_t port, std::string_view name, const Labels& filter = {}) {
+  absl::StatusOr<std::vector<MetricSample>> s = scrapeMetricsTls(port);
+  if (!s.ok()) return s.status();
+  return sumMetric(*s, name, filter);
+}
+
+void expectRelayed(DerpClient& from, DerpClient& to, uint32_t seq) {
+  const std::vector<uint8_t> payload = taggedPayload(seq, 0x715, 300);
+  ASSERT_OK(from.sendPacket(to.publicKey(), payload));
+  ASSERT_OK_AND_ASSIGN(DerpClient::Packet p, to.recvPacket(kWait));
+  EXPECT_EQ(p.src, from.publicKey());
+  EXPECT_TRUE(p.payload == payload) << "payload " << seq << " corrupted";
+}
+
+void expectRelayBothWays(DerpClient& a, DerpClient& b, uint32_t seq) {
+  expectRelayed(a, b, seq);
+  expectRelayed(b, a, seq + 1);
+}
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(gFix->pki, std::nullopt) << "no test PKI";
+    ASSERT_OK_AND_ASSIGN(certDir_, makeTempDir());
+    ASSERT_OK_AND_ASSIGN(stateDir_, makeTempDir());
+  }
+  void TearDown() override {
+    derpd_.reset();
+    removeTree(certDir_);
+    removeTree(stateDir_);
+  }
+
+  // Puts a pair in certDir_ under derper's names for hostname (rename into place).
+  void install(const LeafFiles& crtFrom, const LeafFiles& keyFrom, const std::string& hostname) {
+    ASSERT_OK_AND_ASSIGN(std::string crt, readFile(crtFrom.crt));
+    ASSERT_OK_AND_ASSIGN(std::string key, readFile(keyFrom.key));
+    ASSERT_OK(replaceFileAtomically(certDir_, hostname + ".key", key));
+    ASSERT_OK(replaceFileAtomically(certDir_, hostname + ".crt", crt));
+  }
+  void install(const LeafFiles& leaf, const std::string& hostname) {
+    install(leaf, leaf, hostname);
+  }
+
+  DerpdOptions options(const std::string& hostnames, std::vector<std::string> extra) const {
+    DerpdOptions opts;
+    opts.keyPath = stateDir_ + "/derper.key";  // kept across restarts
+    opts.extraArgs = {"-certmode", "manual", "-certdir", certDir_, "-hostname", hostnames};
+    opts.extraArgs.insert(opts.extraArgs.end(), extra.begin(), extra.end());
+    return opts;
+  }
+
+  void start(const std::string& hostnames, std::vector<std::string> extra = {}) {
+    ASSERT_OK_AND_ASSIGN(derpd_, DerpdProcess::start(options(hostnames, std::move(extra))));
+    port_ = derpd_->port();
+    ASSERT_TRUE(derpd_->findLog("listening on https://127.0.0.1:").has_value())
+        << derpd_->logText();
+  }
+
+  std::optional<derp::NodeKey> loggedServerKey() const {
+    std::optional<std::string> line = derpd_->findLog("public key nodekey:");
+    if (!line.has_value()) return std::nullopt;
+    return derp::NodeKey::parse(line->substr(line->find("nodekey:"), 8 + 64));
+  }
+
+  client::ClientOptions tlsOptions(const std::string& serverName = "derp.test") const {
+    client::ClientOptions o = clientOptions(port_);
+    o.tls = true;
+    o.caFile = gFix->pki->caCrt();
+    o.serverName = serverName;
+    return o;
+  }
+  absl::StatusOr<std::unique_ptr<DerpClient>> connectTls(
+      const std::string& serverName = "derp.test") const {
+    return DerpClient::connect(tlsOptions(serverName));
+  }
+
+  // Runs curl against https://derp.test:<port><path> trusting the test CA.
+  absl::StatusOr<CommandResult> curlTls(const std::string& path,
+                                        std::vector<std::string> extra = {}) const {
+    std::vector<std::string> argv = {gFix->curl, "-sS", "-v", "-i", "--noproxy", "*",
+                                     "--max-time", "10", "--cacert", gFix->pki->caCrt(),
+                                     "--resolve", absl::StrCat("derp.test:", port_, ":127.0.0.1")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(absl::StrCat("https://derp.test:", port_, path));
+    return runCommand(argv, {}, kToolTimeout);
+  }
+
+  absl::StatusOr<CommandResult> sClient(std::vector<std::string> extra) const {
+    std::vector<std::string> argv = {gFix->openssl, "s_client", "-connect",
+                                     absl::StrCat("127.0.0.1:", port_), "-showcerts"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return runCommand(argv, {}, kToolTimeout);
+  }
+
+  std::string certDir_;
+  std::string stateDir_;
+  std::unique_ptr<DerpdProcess> derpd_;
+  uint16_t port_ = 0;
+};
+
+// ---- DERP over TLS with our client ----
+
+TEST_F(TlsTest, Tls13ClientsRelayAcrossShardsWithMetaCertAndFastStart) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  std::optional<derp::NodeKey> serverKey = loggedServerKey();
+  ASSERT_TRUE(serverKey.has_value()) << derpd_->logText();
+  const std::vector<uint8_t> leaf = leafDer(gFix->derp1);
+  ASSERT_FALSE(leaf.empty());
+
+  // 16 clients: the kernel spreads them over both shards (all on one: 2^-15).
+  constexpr int kClients = 16;
+  std::vector<std::unique_ptr<DerpClient>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto c, connectTls());
+    EXPECT_EQ(c->tlsVersion(), "TLSv1.3");
+    ASSERT_TRUE(c->metaCertKey().has_value()) << "no meta-cert in the chain";
+    EXPECT_EQ(*c->metaCertKey(), *serverKey);
+    EXPECT_EQ(c->serverKey(), *serverKey);
+    EXPECT_TRUE(c->usedFastStart());
+    ASSERT_EQ(c->peerCertChainDer().size(), 2u) << "leaf + meta-cert";
+    EXPECT_TRUE(c->peerCertChainDer()[0] == leaf) << "not derp.test's certificate";
+    clients.push_back(std::move(c));
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetricsTls(port_));
+  EXPECT_EQ(sumMetric(m, "derpd_current_connections"), kClients);
+  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "0"}}), 0);
+  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "1"}}), 0);
+
+  // Everyone to everyone: kClients - 1 packets per receiver, under derper's queue of 32.
+  for (int from = 0; from < kClients; ++from) {
+    for (int to = 0; to < kClients; ++to) {
+      if (from == to) continue;
+      ASSERT_OK(clients[from]->sendPacket(clients[to]->publicKey(),
+                                          taggedPayload(from, to, 400)));
+    }
+  }
+  for (int to = 0; to < kClients; ++to) {
+    for (int n = 0; n < kClients - 1; ++n) {
+      absl::StatusOr<DerpClient::Packet> p = clients[to]->recvPacket(kWait);
+      ASSERT_TRUE(p.ok()) << "client " << to << " packet " << n << ": " << p.status();
+      const uint32_t from = payloadSeq(p->payload);
+      ASSERT_LT(from, static_cast<uint32_t>(kClients));
+      EXPECT_EQ(p->src, clients[from]->publicKey());
+      EXPECT_TRUE(p->payload == taggedPayload(from, to, 400));
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(m, scrapeMetricsTls(port_));
+  EXPECT_GT(sumMetric(m, "derpd_packets_relayed_total", {{"path", "cross_shard"}}), 0);
+  EXPECT_GE(sumMetric(m, "derpd_tls_handshakes_total", {{"version", "1.3"}}), kClients);
+  EXPECT_EQ(sumMetric(m, "derpd_tls_handshakes_total", {{"version", "1.2"}}), 0);
+}
+
+TEST_F(TlsTest, Tls12ClientRelaysWithTls13Client) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  client::ClientOptions o12 = tlsOptions();
+  o12.maxTlsVersion = TLS1_2_VERSION;
+  ASSERT_OK_AND_ASSIGN(auto c12, DerpClient::connect(o12));
+  ASSERT_OK_AND_ASSIGN(auto c13, connectTls());
+  EXPECT_EQ(c12->tlsVersion(), "TLSv1.2");
+  EXPECT_EQ(c13->tlsVersion(), "TLSv1.3");
+  // Tailscale's client only trusts the meta-cert over TLS 1.3; derpd sends it anyway.
+  EXPECT_FALSE(c12->metaCertKey().has_value());
+  EXPECT_FALSE(c12->usedFastStart());
+  std::optional<client::MetaCert> meta = client::findMetaCert(c12->peerCertChainDer());
+  ASSERT_TRUE(meta.has_value()) << "no meta-cert in the TLS 1.2 chain";
+  EXPECT_EQ(meta->serverKey, c12->serverKey());
+  EXPECT_EQ(meta->protocolVersion, 2);
+  expectRelayBothWays(*c12, *c13, 1);
+  ASSERT_OK_AND_ASSIGN(double h12,
+                       metricTls(port_, "derpd_tls_handshakes_total", {{"version", "1.2"}}));
+  EXPECT_EQ(h12, 1);
+}
+
+TEST_F(TlsTest, SniSelectsTheCertificate) {
+  install(gFix->derp1, "derp.test");
+  install(gFix->other, "other.test");
+  start("derp.test,other.test");
+  const std::vector<uint8_t> derpLeaf = leafDer(gFix->derp1);
+  const std::vector<uint8_t> otherLeaf = leafDer(gFix->other);
+  ASSERT_FALSE(derpLeaf.empty());
+  ASSERT_FALSE(otherLeaf.empty());
+
+  // Our client verifies each name against the CA.
+  ASSERT_OK_AND_ASSIGN(auto d, connectTls("derp.test"));
+  EXPECT_TRUE(d->peerCertChainDer().front() == derpLeaf);
+  ASSERT_OK_AND_ASSIGN(auto o, connectTls("other.test"));
+  EXPECT_TRUE(o->peerCertChainDer().front() == otherLeaf) << "SNI other.test got another cert";
+  client::ClientOptions rsa12 = tlsOptions("other.test");
+  rsa12.maxTlsVersion = TLS1_2_VERSION;  // ECDHE-RSA over TLS 1.2
+  ASSERT_OK_AND_ASSIGN(auto o12, DerpClient::connect(rsa12));
+  EXPECT_TRUE(o12->peerCertChainDer().front() == otherLeaf);
+  expectRelayBothWays(*d, *o12, 10);
+
+  // No SNI, and an unknown one, get the first hostname's certificate.
+  for (const std::string& sni : {std::string(), std::string("unknown.test")}) {
+    SCOPED_TRACE("SNI \"" + sni + "\"");
+    ASSERT_OK_AND_ASSIGN(auto raw, TlsTestConn::connect(port_, {.serverName = sni}));
+    ASSERT_FALSE(raw->peerChainDer().empty());
+    EXPECT_TRUE(raw->peerChainDer().front() == derpLeaf);
+  }
+  // And openssl agrees, verifying against the CA.
+  ASSERT_OK_AND_ASSIGN(CommandResult r,
+                       sClient({"-servername", "other.test", "-CAfile", gFix->pki->caCrt()}));
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  std::vector<std::vector<uint8_t>> shown = pemCertsDer(r.out);
+  ASSERT_EQ(shown.size(), 2u) << r.out;
+  EXPECT_TRUE(shown[0] == otherLeaf);
+  EXPECT_TRUE(absl::StrContains(r.out, "Verify return code: 0 (ok)")) << r.out;
+}
+
+// ---- Independent peers: curl and openssl ----
+
+TEST_F(TlsTest, CurlSeesEndpointsWithHsts) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  struct Case {
+    std::string path;
+    int status;
+  };
+  for (const Case& c : {Case{"/generate_204", 204}, Case{"/derp/probe", 200},
+                        Case{"/robots.txt", 200}, Case{"/", 200}}) {
+    SCOPED_TRACE(c.path);
+    ASSERT_OK_AND_ASSIGN(CommandResult r,
+                         curlTls(c.path, {"-H", "X-Tailscale-Challenge: ch4llenge-1"}));
+    ASSERT_EQ(r.exitCode, 0) << r.err;
+    EXPECT_TRUE(r.out.starts_with(absl::StrCat("HTTP/1.1 ", c.status))) << r.out;
+    const std::string lower = absl::AsciiStrToLower(r.out);
+    EXPECT_TRUE(absl::StrContains(
+        lower, "strict-transport-security: max-age=63072000; includesubdomains\r\n"))
+        << r.out;
+    EXPECT_TRUE(absl::StrContains(r.err, "SSL certificate verify ok")) << r.err;
+    if (c.path == "/generate_204") {
+      EXPECT_TRUE(absl::StrContains(lower, "x-tailscale-response: response ch4llenge-1\r\n"))
+          << r.out;
+    }
+    if (c.path == "/robots.txt") {
+      EXPECT_TRUE(r.out.ends_with("\r\n\r\nUser-agent: *\nDisallow: /\n")) << r.out;
+    }
+  }
+}
+
+TEST_F(TlsTest, CurlNegotiatesTls12AndTls13) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  ASSERT_OK_AND_ASSIGN(CommandResult r12, curlTls("/derp/probe", {"--tls-max", "1.2"}));
+  ASSERT_EQ(r12.exitCode, 0) << r12.err;
+  EXPECT_TRUE(absl::StrContains(r12.err, "SSL connection using TLSv1.2")) << r12.err;
+  EXPECT_TRUE(r12.out.starts_with("HTTP/1.1 200")) << r12.out;
+  ASSERT_OK_AND_ASSIGN(CommandResult r13, curlTls("/derp/probe", {"--tlsv1.3"}));
+  ASSERT_EQ(r13.exitCode, 0) << r13.err;
+  EXPECT_TRUE(absl::StrContains(r13.err, "SSL connection using TLSv1.3")) << r13.err;
+  EXPECT_TRUE(r13.out.starts_with("HTTP/1.1 200")) << r13.out;
+  ASSERT_OK_AND_ASSIGN(double h12,
+                       metricTls(port_, "derpd_tls_handshakes_total", {{"version", "1.2"}}));
+  EXPECT_EQ(h12, 1);
+}
+
+TEST_F(TlsTest, CurlUpgradesToDerpAndGetsServerKey) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  std::optional<derp::NodeKey> serverKey = loggedServerKey();
+  ASSERT_TRUE(serverKey.has_value());
+  // curl waits for more after the 101; --max-time ends it (exit 28).
+  ASSERT_OK_AND_ASSIGN(CommandResult r,
+                       curlTls("/derp", {"--http1.1", "--max-time", "2", "-H", "Upgrade: DERP",
+                                         "-H", "Connection: Upgrade"}));
+  ASSERT_TRUE(r.out.starts_with("HTTP/1.1 101 ")) << "exit " << r.exitCode << ": " << r.out;
+  EXPECT_TRUE(absl::StrContains(absl::AsciiStrToLower(r.out), "upgrade: derp\r\n")) << r.out;
+  // What follows the head is the ServerKey frame: type 1, length 40, magic, key.
+  const size_t head = r.out.find("\r\n\r\n");
+  ASSERT_NE(head, std::string::npos);
+  const std::string frame = r.out.substr(head + 4);
+  ASSERT_GE(frame.size(), 5u + 40u) << "got " << frame.size() << " bytes after the head";
+  EXPECT_EQ(frame.substr(0, 5), std::string("\x01\x00\x00\x00\x28", 5));
+  EXPECT_EQ(frame.substr(5, 8), "DERP\xF0\x9F\x94\x91");
+  EXPECT_EQ(frame.substr(13, 32), std::string(serverKey->bytes.begin(), serverKey->bytes.end()));
+}
+
+TEST_F(TlsTest, OpensslSeesLeafAndMetaCertOverTls12And13) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  std::optional<derp::NodeKey> serverKey = loggedServerKey();
+  ASSERT_TRUE(serverKey.has_value());
+  const std::vector<uint8_t> leaf = leafDer(gFix->derp1);
+  for (const std::string version : {"1_3", "1_2"}) {
+    SCOPED_TRACE("TLS " + version);
+    ASSERT_OK_AND_ASSIGN(CommandResult r, sClient({"-tls" + version, "-servername", "derp.test",
+                                                   "-CAfile", gFix->pki->caCrt()}));
+    EXPECT_EQ(r.exitCode, 0) << r.err;
+    std::string expectVersion = version == "1_3" ? "TLSv1.3" : "TLSv1.2";
+    EXPECT_TRUE(absl::StrContains(r.out, "New, " + expectVersion + ", Cipher is")) << r.out;
+    EXPECT_TRUE(absl::StrContains(r.out, "Verify return code: 0 (ok)")) << r.out;
+    std::vector<std::vector<uint8_t>> shown = pemCertsDer(r.out);
+    ASSERT_EQ(shown.size(), 2u) << r.out;
+    EXPECT_TRUE(shown[0] == leaf);
+
+    // The second PEM block, read by openssl x509.
+    const size_t second = r.out.find("-----BEGIN CERTIFICATE-----",
+                                     r.out.find("-----END CERTIFICATE-----"));
+    const std::string endMark = "-----END CERTIFICATE-----";
+    const size_t end = r.out.find(endMark, second);
+    ASSERT_NE(end, std::string::npos);
+    const std::string metaPath = stateDir_ + "/meta.pem";
+    ASSERT_OK(replaceFileAtomically(stateDir_, "meta.pem",
+                                    r.out.substr(second, end + endMark.size() - second) + "\n"));
+    ASSERT_OK_AND_ASSIGN(CommandResult x, runCommand({gFix->openssl, "x509", "-noout", "-subject",
+                                                      "-serial", "-in", metaPath},
+                                                     {}, kToolTimeout));
+    ASSERT_EQ(x.exitCode, 0) << x.err;
+    EXPECT_TRUE(absl::StrContains(x.out, "CN = derpkey" + serverKey->hex() + "\n")) << x.out;
+    EXPECT_TRUE(absl::StrContains(x.out, "serial=02\n")) << x.out;
+  }
+}
+
+// ---- Certificates ----
+
+TEST_F(TlsTest, IpHostnameGetsSelfSignedCertThatMatchesTheLoggedPin) {
+  start("127.0.0.1");
+  ASSERT_TRUE(derpd_->findLog("Using self-signed certificate for IP address \"127.0.0.1\"")
+                  .has_value())
+      << derpd_->logText();
+  std::smatch m;
+  const std::string log = derpd_->logText();
+  const std::regex nodeJson(
+      R"re(\{"Name":"custom","RegionID":900,"HostName":"127\.0\.0\.1","CertName":"sha256-raw:([0-9a-f]{64})"\})re");
+  ASSERT_TRUE(std::regex_search(log, m, nodeJson)) << log;
+  const std::string pinHex = m[1];
+
+  const std::string crt = certDir_ + "/127.0.0.1.crt";
+  const std::string key = certDir_ + "/127.0.0.1.key";
+  EXPECT_EQ(fileMode(crt), 0644);
+  EXPECT_EQ(fileMode(key), 0600);
+  // The file's certificate, converted by openssl, hashes to the logged pin.
+  const std::string derPath = stateDir_ + "/ip.der";
+  ASSERT_OK_AND_ASSIGN(CommandResult conv,
+                       runCommand({gFix->openssl, "x509", "-in", crt, "-outform", "DER", "-out",
+                                   derPath},
+                                  {}, kToolTimeout));
+  ASSERT_EQ(conv.exitCode, 0) << conv.err;
+  ASSERT_OK_AND_ASSIGN(std::string fileDer, readFile(derPath));
+  EXPECT_EQ(sha256Hex(asBytes(fileDer)), pinHex);
+
+  // What a client receives is that certificate.
+  client::ClientOptions insecure = clientOptions(port_);
+  insecure.tls = true;
+  insecure.insecure = true;
+  ASSERT_OK_AND_ASSIGN(auto c, DerpClient::connect(insecure));
+  ASSERT_FALSE(c->peerCertChainDer().empty());
+  EXPECT_EQ(sha256Hex(c->peerCertChainDer().front()), pinHex);
+
+  // Clients configured with the derpMap's CertName connect and relay.
+  client::ClientOptions pinned = clientOptions(port_);
+  pinned.tls = true;
+  pinned.pinCertName = "sha256-raw:" + pinHex;
+  ASSERT_OK_AND_ASSIGN(auto p1, DerpClient::connect(pinned));
+  ASSERT_OK_AND_ASSIGN(auto p2, DerpClient::connect(pinned));
+  expectRelayBothWays(*p1, *p2, 20);
+
+  // A restart with the files present serves the same certificate.
+  ASSERT_OK_AND_ASSIGN(std::string crtBefore, readFile(crt));
+  c.reset();
+  p1.reset();
+  p2.reset();
+  derpd_.reset();
+  start("127.0.0.1");
+  ASSERT_OK_AND_ASSIGN(std::string crtAfter, readFile(crt));
+  EXPECT_EQ(crtAfter, crtBefore) << "certificate file rewritten on restart";
+  insecure.port = port_;
+  ASSERT_OK_AND_ASSIGN(auto again, DerpClient::connect(insecure));
+  ASSERT_FALSE(again->peerCertChainDer().empty());
+  EXPECT_EQ(sha256Hex(again->peerCertChainDer().front()), pinHex);
+}
+
+TEST_F(TlsTest, IpHostnameUsesCaSignedFilesWhenPresent) {
+  install(gFix->ip, "127.0.0.1");
+  start("127.0.0.1");
+  EXPECT_FALSE(derpd_->findLog("Using self-signed certificate").has_value()) << derpd_->logText();
+  // Connecting by IP: no SNI, verified against the IP SAN.
+  client::ClientOptions o = clientOptions(port_);
+  o.tls = true;
+  o.caFile = gFix->pki->caCrt();
+  ASSERT_OK_AND_ASSIGN(auto a, DerpClient::connect(o));
+  ASSERT_OK_AND_ASSIGN(auto b, DerpClient::connect(o));
+  EXPECT_TRUE(a->peerCertChainDer().front() == leafDer(gFix->ip));
+  expectRelayBothWays(*a, *b, 30);
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult r,
+      runCommand({gFix->curl, "-sS", "-i", "--noproxy", "*", "--max-time", "10", "--cacert",
+                  gFix->pki->caCrt(), absl::StrCat("https://127.0.0.1:", port_, "/generate_204")},
+                 {}, kToolTimeout));
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_TRUE(r.out.starts_with("HTTP/1.1 204")) << r.out;
+}
+
+TEST_F(TlsTest, MissingCertificateForDnsHostnameExits1NamingTheFile) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> d,
+                       DerpdProcess::spawn(options("derp.test", {})));
+  ASSERT_OK_AND_ASSIGN(int code, d->waitExit(kWait));
+  EXPECT_EQ(code, 1);
+  ASSERT_TRUE(d->waitForOutputEnd(kWait));
+  EXPECT_TRUE(absl::StrContains(d->logText(), certDir_ + "/derp.test.crt")) << d->logText();
+}
+
+// ---- Reloads under live clients ----
+
+TEST_F(TlsTest, FileChangeReloadsAndBadPairIsRefused) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  ASSERT_OK_AND_ASSIGN(auto a, connectTls());
+  ASSERT_OK_AND_ASSIGN(auto b, connectTls());
+  EXPECT_TRUE(a->peerCertChainDer().front() == leafDer(gFix->derp1));
+
+  install(gFix->derp2, "derp.test");
+  ASSERT_TRUE(waitForLogCount(*derpd_, kReloadedOk, 1, kWait)) << derpd_->logText();
+  ASSERT_OK_AND_ASSIGN(auto c, connectTls());
+  EXPECT_TRUE(c->peerCertChainDer().front() == leafDer(gFix->derp2)) << "new handshake, old cert";
+  expectRelayBothWays(*a, *b, 40);
+  expectRelayBothWays(*a, *c, 42);
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetricsTls(port_));
+  EXPECT_GE(sumMetric(m, "derpd_tls_cert_reloads_total", {{"result", "ok"}}), 1);
+  EXPECT_EQ(sumMetric(m, "derpd_tls_cert_reloads_total", {{"result", "error"}}), 0);
+  // The test PKI's leaves expire in 30 days.
+  const double expiry = sumMetric(m, "derpd_tls_cert_expiry_timestamp_seconds");
+  const double in30Days = static_cast<double>(std::time(nullptr)) + 30 * 86400.0;
+  EXPECT_NEAR(expiry, in30Days, 2 * 86400.0);
+
+  // A certificate with a key that is not its own is refused; derp2 stays.
+  install(gFix->derp3, gFix->derp1, "derp.test");
+  ASSERT_TRUE(waitForLogCount(*derpd_, kReloadRefused, 1, kWait)) << derpd_->logText();
+  ASSERT_OK_AND_ASSIGN(double errors, waitForMetricTls(port_, "derpd_tls_cert_reloads_total",
+                                                       {{"result", "error"}},
+                                                       [](double v) { return v >= 1; }, kWait));
+  EXPECT_GE(errors, 1);
+  ASSERT_OK_AND_ASSIGN(auto d, connectTls());
+  EXPECT_TRUE(d->peerCertChainDer().front() == leafDer(gFix->derp2));
+  expectRelayBothWays(*a, *b, 44);
+  expectRelayBothWays(*c, *d, 46);
+}
+
+TEST_F(TlsTest, SighupReloadsFilesTheWatcherCannotSee) {
+  // The certdir holds symlinks into a staging directory that is not watched,
+  // so only SIGHUP can pick up a change there.
+  const std::string stage = stateDir_ + "/stage";
+  ASSERT_EQ(::mkdir(stage.c_str(), 0700), 0);
+  auto stageInstall = [&](const LeafFiles& crtFrom, const LeafFiles& keyFrom) {
+    ASSERT_OK_AND_ASSIGN(std::string crt, readFile(crtFrom.crt));
+    ASSERT_OK_AND_ASSIGN(std::string key, readFile(keyFrom.key));
+    ASSERT_OK(replaceFileAtomically(stage, "derp.test.key", key));
+    ASSERT_OK(replaceFileAtomically(stage, "derp.test.crt", crt));
+  };
+  stageInstall(gFix->derp1, gFix->derp1);
+  ASSERT_EQ(::symlink((stage + "/derp.test.crt").c_str(), (certDir_ + "/derp.test.crt").c_str()),
+            0);
+  ASSERT_EQ(::symlink((stage + "/derp.test.key").c_str(), (certDir_ + "/derp.test.key").c_str()),
+            0);
+  start("derp.test");
+  ASSERT_OK_AND_ASSIGN(auto a, connectTls());
+  ASSERT_OK_AND_ASSIGN(auto b, connectTls());
+
+  stageInstall(gFix->derp2, gFix->derp2);
+  ASSERT_OK(derpd_->sendSignal(SIGHUP));
+  ASSERT_TRUE(waitForLogCount(*derpd_, absl::StrCat("SIGHUP: ", kReloadedOk), 1, kWait))
+      << derpd_->logText();
+  ASSERT_OK_AND_ASSIGN(auto c, connectTls());
+  EXPECT_TRUE(c->peerCertChainDer().front() == leafDer(gFix->derp2));
+  expectRelayBothWays(*a, *b, 50);
+
+  stageInstall(gFix->derp3, gFix->derp1);  // mismatched
+  ASSERT_OK(derpd_->sendSignal(SIGHUP));
+  ASSERT_TRUE(waitForLogCount(*derpd_, absl::StrCat("SIGHUP: ", kReloadRefused), 1, kWait))
+      << derpd_->logText();
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetricsTls(port_));
+  EXPECT_EQ(sumMetric(m, "derpd_tls_cert_reloads_total", {{"result", "ok"}}), 1);
+  EXPECT_EQ(sumMetric(m, "derpd_tls_cert_reloads_total", {{"result", "error"}}), 1);
+  ASSERT_OK_AND_ASSIGN(auto d, connectTls());
+  EXPECT_TRUE(d->peerCertChainDer().front() == leafDer(gFix->derp2));
+  expectRelayBothWays(*a, *b, 52);
+  expectRelayBothWays(*c, *d, 54);
+}
+
+// ---- Bad TLS input ----
+
+class TlsBadInputTest : public TlsTest {
+ protected:
+  void SetUp() override {
+    TlsTest::SetUp();
+    if (HasFatalFailure()) return;
+    install(gFix->derp1, "derp.test");
+    start("derp.test");
+    ASSERT_OK_AND_ASSIGN(a_, connectTls());
+    ASSERT_OK_AND_ASSIGN(b_, connectTls());
+  }
+  absl::StatusOr<double> closed(const std::string& reason) {
+    return metricTls(port_, "derpd_connections_closed_total", {{"reason", reason}});
+  }
+  std::unique_ptr<DerpClient> a_, b_;
+};
+
+TEST_F(TlsBadInputTest, GarbageAndOversizedRecordInsteadOfClientHello) {
+  ASSERT_OK_AND_ASSIGN(double before, closed("tls_handshake_failed"));
+  const std::string inputs[] = {
+      "GET / HTTP/1.1\r\nHost: derp.test\r\n\r\n",         // plain HTTP on the TLS port
+      std::string("\x16\x03\x01\x48\x00\x01\x00\x47\xfc", 9),  // record length 0x4800 > 16 KiB
+      std::string(64, '\x00'),
+  };
+  for (const std::string& in : inputs) {
+    ASSERT_OK_AND_ASSIGN(TcpConn conn, TcpConn::connect(port_));
+    ASSERT_OK(conn.writeAll(in));
+    EXPECT_OK(conn.expectClosed(kWait));
+  }
+  ASSERT_OK_AND_ASSIGN(double after,
+                       waitForMetricTls(port_, "derpd_connections_closed_total",
+                                        {{"reason", "tls_handshake_failed"}},
+                                        [&](double v) { return v >= before + 3; }, kWait));
+  EXPECT_EQ(after, before + 3);
+  expectRelayBothWays(*a_, *b_, 60);
+}
+
+TEST_F(TlsBadInputTest, StalledClientHelloTimesOutWhileOthersRelay) {
+  ASSERT_OK_AND_ASSIGN(double before, closed("header_timeout"));
+  ASSERT_OK_AND_ASSIGN(TcpConn stalled, TcpConn::connect(port_));
+  // A handshake record announcing 512 bytes, of which only the first 40 come.
+  std::string partial("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+  partial.append(29, '\x5a');
+  ASSERT_OK(stalled.writeAll(partial));
+  // Relay meanwhile; the stalled connection must be closed within 20 s (the
+  // header timeout is 10 s).
+  bool closedYet = false;
+  for (uint32_t round = 0; round < 40 && !closedYet; ++round) {
+    expectRelayBothWays(*a_, *b_, 100 + 2 * round);
+    closedYet = stalled.expectClosed(500 * kMillisecond).ok();
+  }
+  EXPECT_TRUE(closedYet) << "stalled TLS handshake still open";
+  ASSERT_OK_AND_ASSIGN(double after, waitForMetricTls(port_, "derpd_connections_closed_total",
+                                                      {{"reason", "header_timeout"}},
+                                                      [&](double v) { return v > before; }, kWait));
+  EXPECT_EQ(after, before + 1);
+  expectRelayBothWays(*a_, *b_, 200);
+}
+
+TEST_F(TlsBadInputTest, CorruptedAndOversizedRecordsAfterHandshake) {
+  ASSERT_OK_AND_ASSIGN(double before, closed("tls_error"));
+  // A real record with one ciphertext byte flipped.
+  ASSERT_OK_AND_ASSIGN(auto corrupt, TlsTestConn::connect(port_, {.serverName = "derp.test"}));
+  ASSERT_OK(corrupt->writeCorruptedRecord("GET /derp/probe HTTP/1.1\r\nHost: derp.test\r\n\r\n"));
+  EXPECT_OK(corrupt->expectClosed(kWait));
+  // A record header claiming more than a TLS record may hold.
+  ASSERT_OK_AND_ASSIGN(auto oversized, TlsTestConn::connect(port_, {.serverName = "derp.test"}));
+  std::string record("\x17\x03\x03\x48\x01", 5);
+  record.append(200, '\x33');
+  ASSERT_OK(oversized->writeRaw(record));
+  EXPECT_OK(oversized->expectClosed(kWait));
+  // Same over TLS 1.2.
+  ASSERT_OK_AND_ASSIGN(auto corrupt12,
+                       TlsTestConn::connect(port_, {.serverName = "derp.test",
+                                                    .maxVersion = TLS1_2_VERSION}));
+  EXPECT_EQ(corrupt12->version(), "TLSv1.2");
+  ASSERT_OK(corrupt12->writeCorruptedRecord("GET / HTTP/1.1\r\n"));
+  EXPECT_OK(corrupt12->expectClosed(kWait));
+
+  ASSERT_OK_AND_ASSIGN(double after, waitForMetricTls(port_, "derpd_connections_closed_total",
+                                                      {{"reason", "tls_error"}},
+                                                      [&](double v) { return v >= before + 3; },
+                                                      kWait));
+  EXPECT_EQ(after, before + 3);
+  expectRelayBothWays(*a_, *b_, 70);
+  ASSERT_OK_AND_ASSIGN(auto fresh, connectTls());
+  expectRelayBothWays(*fresh, *a_, 72);
+}
+
+// ---- The plain-HTTP port ----
+
+TEST_F(TlsTest, PlainPortServesGenerate204AndRedirectsToHttps) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test", {"-http-port", "0"});
+  std::optional<std::string> line = derpd_->findLog("plain HTTP (redirects, /generate_204) on ");
+  ASSERT_TRUE(line.has_value()) << derpd_->logText();
+  const uint16_t plain = static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
+  ASSERT_NE(plain, 0);
+  ASSERT_NE(plain, port_);
+
+  ASSERT_OK_AND_ASSIGN(HttpResponse g,
+                       httpGet(plain, "/generate_204", "X-Tailscale-Challenge: plain-7\r\n"));
+  EXPECT_EQ(g.status, 204);
+  EXPECT_EQ(g.header("X-Tailscale-Response"), "response plain-7");
+  EXPECT_FALSE(g.hasHeader("Strict-Transport-Security")) << "HSTS over plain HTTP";
+
+  ASSERT_OK_AND_ASSIGN(HttpResponse probe, httpGet(plain, "/derp/probe"));
+  EXPECT_EQ(probe.status, 302);
+  EXPECT_EQ(probe.header("Location"), absl::StrCat("https://127.0.0.1:", port_, "/derp/probe"));
+  ASSERT_OK_AND_ASSIGN(HttpResponse acme, httpGet(plain, "/.well-known/acme-challenge/tok3n"));
+  EXPECT_EQ(acme.status, 404);
+  ASSERT_OK_AND_ASSIGN(
+      HttpResponse post,
+      httpExchange(plain, absl::StrCat("POST /derp HTTP/1.1\r\nHost: 127.0.0.1:", plain,
+                                       "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")));
+  EXPECT_EQ(post.status, 400);
+  EXPECT_TRUE(absl::StrContains(post.body, "Use HTTPS")) << post.body;
+
+  // curl follows the redirect to the TLS port (-k: the certificate names derp.test).
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult r,
+      runCommand({gFix->curl, "-sS", "-k", "-L", "--noproxy", "*", "--max-time", "10", "-o",
+                  "/dev/null", "-w", "%{http_code} %{num_redirects} %{url_effective}",
+                  absl::StrCat("http://127.0.0.1:", plain, "/derp/probe")},
+                 {}, kToolTimeout));
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("200 1 https://127.0.0.1:", port_, "/derp/probe"));
+}
+
+// ---- Scale ----
+
+TEST_F(TlsTest, ThousandClientsThenHandshakeStorm) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 250;
+  constexpr int kClients = kThreads * kPerThread;
+  client::ClientOptions opts = tlsOptions();
+  opts.timeout = 20 * kSecond;
+
+  std::vector<std::vector<std::unique_ptr<DerpClient>>> perThread(kThreads);
+  std::vector<std::string> errors(kThreads);
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          absl::StatusOr<std::unique_ptr<DerpClient>> c = DerpClient::connect(opts);
+          if (!c.ok()) {
+            errors[t] = absl::StrCat("client ", i, ": ", c.status().ToString());
+            return;
+          }
+          perThread[t].push_back(*std::move(c));
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+  }
+  for (const std::string& e : errors) ASSERT_TRUE(e.empty()) << e;
+  std::vector<std::unique_ptr<DerpClient>> clients;
+  for (auto& v : perThread) {
+    for (auto& c : v) clients.push_back(std::move(c));
+  }
+  ASSERT_EQ(clients.size(), static_cast<size_t>(kClients));
+
+  ASSERT_OK_AND_ASSIGN(double connected,
+                       waitForMetricTls(port_, "derpd_current_connections", {},
+                                        [](double v) { return v >= kClients; }, kWait));
+  EXPECT_EQ(connected, kClients);
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetricsTls(port_));
+  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "0"}}), 0);
+  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "1"}}), 0);
+
+  // A sample relays: pairs spread over the whole set.
+  for (int i = 0; i < 20; ++i) {
+    expectRelayBothWays(*clients[i * 37 % kClients], *clients[(i * 37 + 500) % kClients],
+                        1000 + 2 * i);
+  }
+
+  // Handshake storm: connect and close as fast as possible.
+  constexpr int kStormThreads = 8;
+  constexpr int kStormEach = 100;
+  const double h13Before = sumMetric(m, "derpd_tls_handshakes_total", {{"version", "1.3"}});
+  std::atomic<int> ok{0};
+  std::vector<std::string> stormErrors(kStormThreads);
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kStormThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kStormEach; ++i) {
+          absl::StatusOr<std::unique_ptr<DerpClient>> c = DerpClient::connect(opts);
+          if (!c.ok()) {
+            if (stormErrors[t].empty()) stormErrors[t] = c.status().ToString();
+            continue;
+          }
+          (*c)->close();
+          ok.fetch_add(1);
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+  }
+  for (const std::string& e : stormErrors) EXPECT_TRUE(e.empty()) << e;
+  EXPECT_EQ(ok.load(), kStormThreads * kStormEach);
+  // Every storm client, plus this scrape's own handshake.
+  ASSERT_OK_AND_ASSIGN(double h13After,
+                       metricTls(port_, "derpd_tls_handshakes_total", {{"version", "1.3"}}));
+  EXPECT_EQ(h13After - h13Before, kStormThreads * kStormEach + 1);
+  ASSERT_OK_AND_ASSIGN(double settled,
+                       waitForMetricTls(port_, "derpd_current_connections", {},
+                                        [](double v) { return v == kClients; }, kWait));
+  EXPECT_EQ(settled, kClients);
+  expectRelayBothWays(*clients.front(), *clients.back(), 2000);
+}
+
+}  // namespace
+}  // namespace derpd::testing
+
+int main(int argc, char** argv) {
+  using derpd::testing::findOnPath;
+  static derpd::testing::Fixtures fixtures;
+  for (const char* tool : {"curl", "openssl"}) {
+    std::optional<std::string> path = findOnPath(tool);
+    if (!path.has_value()) {
+      std::printf("skipped: %s is not on PATH (packages curl and openssl)\n", tool);
+      return 77;
+    }
+    (std::string_view(tool) == "curl" ? fixtures.curl : fixtures.openssl) = *path;
+  }
+  derpd::testing::gFix = &fixtures;
+  // 1,000 clients: their sockets here and in derpd (which inherits the limit).
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  constexpr rlim_t kFdsNeeded = 2500;
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur < kFdsNeeded) {
+    std::printf("skipped: RLIMIT_NOFILE is %llu, the 1,000-client test needs %llu\n",
+                static_cast<unsigned long long>(nofile.rlim_cur),
+                static_cast<unsigned long long>(kFdsNeeded));
+    return 77;
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new derpd::testing::PkiEnvironment());
+  return RUN_ALL_TESTS();
+}
