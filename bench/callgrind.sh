@@ -3,11 +3,15 @@
 # does not depend on the machine's noise. Runs derpd (1 shard) under callgrind
 # twice for the same time, relaying N1 and then N2 packets of SIZE bytes with relay_throughput,
 # and reports (I2 - I1) / (N2 - N1), which cancels start-up and handshakes.
+# With "tls" derpd serves TLS (self-signed for 127.0.0.1) and the generator
+# writes bursts through TLS. Set KEEP=DIR to keep the callgrind outputs there
+# (for callgrind_annotate); BURST=N sets the packets per write (default 8).
 #
-#   bench/callgrind.sh [BUILD_DIR] [SIZE]
+#   bench/callgrind.sh [BUILD_DIR] [SIZE] [plain|tls]
 set -euo pipefail
 build=${1:-build}
 size=${2:-1280}
+mode=${3:-plain}
 derpd=$build/src/derpd/derpd
 gen=$build/bench/relay_throughput
 command -v valgrind >/dev/null || { echo "valgrind not installed"; exit 77; }
@@ -16,23 +20,34 @@ grep -q 'DERPD_HAVE_VALGRIND_H 1' "$build/derpd_config.h" || {
   echo "install valgrind and reconfigure (meson setup --reconfigure $build)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+tls_server=()
+tls_gen=()
+if [ "$mode" = tls ]; then
+  mkdir -p "$tmp/certs"
+  tls_server=(-certmode manual -certdir "$tmp/certs" -hostname 127.0.0.1 -http-port -1)
+  tls_gen=(--tls)
+fi
 
 run() {  # packets -> prints total instructions and delivered packets
   local rate=$1 seconds=$2 out=$tmp/cg.$1
   valgrind --tool=callgrind --callgrind-out-file="$out" "$derpd" -a 127.0.0.1:0 \
-    -c "$tmp/k.key" --shards 1 -stun=false >"$tmp/log.$1" 2>&1 &
+    -c "$tmp/k.key" --shards 1 -stun=false "${tls_server[@]}" >"$tmp/log.$1" 2>&1 &
   local pid=$! port=""
   for _ in $(seq 1 200); do
-    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log.$1" | sed 's/.*://' || true)
+    port=$(grep -o 'https\?://127.0.0.1:[0-9]*' "$tmp/log.$1" | sed 's/.*://' || true)
     [ -n "$port" ] && break
     sleep 0.1
   done
   [ -n "$port" ] || { echo "derpd did not start"; cat "$tmp/log.$1"; exit 1; }
   local delivered
-  delivered=$("$gen" --port "$port" --pairs 1 --size "$size" --seconds "$seconds" \
-    --rate "$rate" --burst 8 | sed 's/.*"delivered":\([0-9]*\).*/\1/')
+  delivered=$("$gen" "${tls_gen[@]}" --port "$port" --pairs 1 --size "$size" \
+    --seconds "$seconds" --rate "$rate" --burst "${BURST:-8}" 2>/dev/null |
+    sed 's/.*"delivered":\([0-9]*\).*/\1/')
   kill -TERM $pid
+  sleep 0.5
+  kill -TERM $pid 2>/dev/null || true  # a second SIGTERM ends the drain at once
   wait $pid || true
+  if [ -n "${KEEP:-}" ]; then cp "$out" "$KEEP/callgrind.$mode.$1.out"; fi
   local instr
   instr=$(grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}')
   echo "$instr $delivered"

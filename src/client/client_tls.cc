@@ -120,8 +120,7 @@ absl::StatusOr<std::unique_ptr<ClientTls>> ClientTls::handshake(int fd, const Cl
   if (!s.ctx) return absl::InternalError(absl::StrCat("SSL_CTX_new: ", sslErrorText()));
   SSL_CTX_set_min_proto_version(s.ctx.get(), TLS1_2_VERSION);
   const uint16_t maxVersion = opts.maxTlsVersion != 0 ? opts.maxTlsVersion : TLS1_3_VERSION;
-  if (maxVersion < TLS1_2_VERSION ||
-      SSL_CTX_set_max_proto_version(s.ctx.get(), maxVersion) != 1) {
+  if (maxVersion < TLS1_2_VERSION || SSL_CTX_set_max_proto_version(s.ctx.get(), maxVersion) != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported maximum TLS version 0x", absl::Hex(maxVersion)));
   }

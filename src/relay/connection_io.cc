@@ -193,7 +193,7 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     counters_.httpRequests.add();
     const http::Request& req = r.request;
     size_t head = req.headLength;
-    if (req.path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
+    if (!c.port80 && req.path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
       std::string body = renderMetrics(shared_.counters);
       if (shared_.tls != nullptr) appendTlsMetrics(body, *shared_.tls);
       std::string resp = metricsResponse(req.method == "HEAD" ? "" : body, req.keepAlive());

@@ -60,8 +60,8 @@ absl::Status TestPki::run(const std::vector<std::string>& args) const {
   absl::StatusOr<CommandResult> r = runCommand(argv, {}, kOpensslTimeout);
   if (!r.ok()) return r.status();
   if (r->exitCode != 0) {
-    return absl::InternalError(absl::StrCat(absl::StrJoin(argv, " "), " exited ", r->exitCode,
-                                            ": ", r->err));
+    return absl::InternalError(
+        absl::StrCat(absl::StrJoin(argv, " "), " exited ", r->exitCode, ": ", r->err));
   }
   return absl::OkStatus();
 }
@@ -72,8 +72,8 @@ absl::StatusOr<TestPki> TestPki::create(std::string dir, std::string openssl) {
   pki.caKey_ = pki.dir_ + "/ca.key";
   pki.caCrt_ = pki.dir_ + "/ca.crt";
   if (absl::Status st = writeFile(pki.config_, kConfig); !st.ok()) return st;
-  if (absl::Status st = pki.run({"ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
-                                 pki.caKey_});
+  if (absl::Status st =
+          pki.run({"ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", pki.caKey_});
       !st.ok()) {
     return st;
   }
@@ -92,16 +92,14 @@ absl::StatusOr<LeafFiles> TestPki::issue(const std::string& stem, const std::str
   LeafFiles f{dir_ + "/" + stem + ".crt", dir_ + "/" + stem + ".key"};
   const std::string csr = dir_ + "/" + stem + ".csr";
   const std::string ext = dir_ + "/" + stem + ".ext";
-  absl::Status st =
-      type == KeyType::kEcdsaP256
-          ? run({"genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
-                 f.key})
-          : run({"genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
-                 f.key});
+  absl::Status st = type == KeyType::kEcdsaP256 ? run({"genpkey", "-algorithm", "EC", "-pkeyopt",
+                                                       "ec_paramgen_curve:P-256", "-out", f.key})
+                                                : run({"genpkey", "-algorithm", "RSA", "-pkeyopt",
+                                                       "rsa_keygen_bits:2048", "-out", f.key});
   if (!st.ok()) return st;
-  st = writeFile(ext, absl::StrCat("basicConstraints = critical,CA:FALSE\n",
-                                   "extendedKeyUsage = serverAuth\n", "subjectAltName = ", san,
-                                   "\n"));
+  st = writeFile(
+      ext, absl::StrCat("basicConstraints = critical,CA:FALSE\n", "extendedKeyUsage = serverAuth\n",
+                        "subjectAltName = ", san, "\n"));
   if (!st.ok()) return st;
   st = run({"req", "-new", "-config", config_, "-key", f.key, "-subj", "/CN=" + cn, "-out", csr});
   if (!st.ok()) return st;

@@ -69,8 +69,7 @@ struct TlsTestConn::State {
   bssl::UniquePtr<SSL> ssl;
 };
 
-TlsTestConn::TlsTestConn(TcpConn tcp)
-    : tcp_(std::move(tcp)), state_(std::make_unique<State>()) {}
+TlsTestConn::TlsTestConn(TcpConn tcp) : tcp_(std::move(tcp)), state_(std::make_unique<State>()) {}
 
 TlsTestConn::~TlsTestConn() = default;
 
@@ -142,7 +141,8 @@ absl::Status TlsTestConn::write(std::string_view plaintext, Nanos timeout) {
   const Nanos deadline = monotonicNow() + timeout;
   while (!plaintext.empty()) {
     ERR_clear_error();
-    const int n = SSL_write(state_->ssl.get(), plaintext.data(), static_cast<int>(plaintext.size()));
+    const int n =
+        SSL_write(state_->ssl.get(), plaintext.data(), static_cast<int>(plaintext.size()));
     if (n > 0) {
       plaintext.remove_prefix(static_cast<size_t>(n));
       continue;
@@ -164,8 +164,8 @@ absl::StatusOr<std::string> TlsTestConn::readUntilClose(Nanos timeout) {
       continue;
     }
     const int err = SSL_get_error(state_->ssl.get(), n);
-    if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && (n == 0 || errno == 0 ||
-                                                                       errno == ECONNRESET))) {
+    if (err == SSL_ERROR_ZERO_RETURN ||
+        (err == SSL_ERROR_SYSCALL && (n == 0 || errno == 0 || errno == ECONNRESET))) {
       return out;
     }
     if (absl::Status st = waitAfter(n, deadline); !st.ok()) {
@@ -204,9 +204,10 @@ absl::StatusOr<HttpResponse> httpsGet(uint16_t port, std::string_view path,
   absl::StatusOr<std::unique_ptr<TlsTestConn>> c =
       TlsTestConn::connect(port, {.serverName = serverName});
   if (!c.ok()) return c.status();
-  const std::string req = absl::StrCat("GET ", std::string(path), " HTTP/1.1\r\nHost: ",
-                                       serverName.empty() ? "127.0.0.1" : serverName,
-                                       "\r\nConnection: close\r\n\r\n");
+  const std::string req =
+      absl::StrCat("GET ", std::string(path),
+                   " HTTP/1.1\r\nHost: ", serverName.empty() ? "127.0.0.1" : serverName,
+                   "\r\nConnection: close\r\n\r\n");
   if (absl::Status st = (*c)->write(req); !st.ok()) return st;
   absl::StatusOr<std::string> raw = (*c)->readUntilClose();
   if (!raw.ok()) return raw.status();
