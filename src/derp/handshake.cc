@@ -184,6 +184,44 @@ absl::StatusOr<std::vector<uint8_t>> openBox(const PrivateKey& self, const NodeK
   return plain;
 }
 
+std::optional<BoxKey> BoxKey::derive(const PrivateKey& self, const NodeKey& peer) {
+  ensureSodium();
+  static_assert(sizeof(BoxKey::bytes) == crypto_box_BEFORENMBYTES);
+  BoxKey k;
+  if (crypto_box_beforenm(k.bytes.data(), peer.bytes.data(), self.bytes.data()) != 0) {
+    return std::nullopt;
+  }
+  return k;
+}
+
+std::vector<uint8_t> sealBox(const BoxKey& key, std::span<const uint8_t> plaintext,
+                             const std::optional<Nonce>& nonce) {
+  std::vector<uint8_t> out(kNonceLen + kBoxOverhead + plaintext.size());
+  if (nonce) {
+    std::memcpy(out.data(), nonce->data(), kNonceLen);
+  } else {
+    randombytes_buf(out.data(), kNonceLen);
+  }
+  crypto_box_easy_afternm(out.data() + kNonceLen, plaintext.data(), plaintext.size(), out.data(),
+                          key.bytes.data());
+  return out;
+}
+
+absl::StatusOr<std::vector<uint8_t>> openBox(const BoxKey& key, std::span<const uint8_t> sealed) {
+  if (sealed.size() < kNonceLen + kBoxOverhead) {
+    return absl::InvalidArgumentError(absl::StrCat("derp: sealed box of ", sealed.size(),
+                                                   " bytes is shorter than nonce + tag (",
+                                                   kNonceLen + kBoxOverhead, ")"));
+  }
+  const std::span<const uint8_t> box = sealed.subspan(kNonceLen);
+  std::vector<uint8_t> plain(box.size() - kBoxOverhead);
+  if (crypto_box_open_easy_afternm(plain.data(), box.data(), box.size(), sealed.data(),
+                                   key.bytes.data()) != 0) {
+    return absl::InvalidArgumentError("derp: box does not open");
+  }
+  return plain;
+}
+
 absl::StatusOr<ClientInfo> parseClientInfoJson(std::string_view json) {
   constexpr absl::string_view kWhat = "ClientInfo";
   absl::StatusOr<Json> j = parseObject(kWhat, json);
@@ -306,6 +344,13 @@ std::string serverInfoJson(const ServerInfo& info) {
 absl::StatusOr<ClientInfo> openClientInfo(const PrivateKey& server, const NodeKey& client,
                                           std::span<const uint8_t> sealed) {
   absl::StatusOr<std::vector<uint8_t>> plain = openBox(server, client, sealed);
+  if (!plain.ok()) return plain.status();
+  return parseClientInfoJson(
+      std::string_view(reinterpret_cast<const char*>(plain->data()), plain->size()));
+}
+
+absl::StatusOr<ClientInfo> openClientInfo(const BoxKey& key, std::span<const uint8_t> sealed) {
+  absl::StatusOr<std::vector<uint8_t>> plain = openBox(key, sealed);
   if (!plain.ok()) return plain.status();
   return parseClientInfoJson(
       std::string_view(reinterpret_cast<const char*>(plain->data()), plain->size()));

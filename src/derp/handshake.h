@@ -46,6 +46,18 @@ std::vector<uint8_t> sealBox(const PrivateKey& self, const NodeKey& peer,
 absl::StatusOr<std::vector<uint8_t>> openBox(const PrivateKey& self, const NodeKey& peer,
                                              std::span<const uint8_t> sealed);
 
+// The X25519 shared key of a (self, peer) pair (crypto_box_beforenm): the
+// expensive half of a box. The server derives it once per handshake and uses
+// it to open the ClientInfo and to seal the ServerInfo.
+struct BoxKey {
+  std::array<uint8_t, 32> bytes{};
+  // nullopt for a low-order peer key (libsodium refuses it: the secret would be zero).
+  static std::optional<BoxKey> derive(const PrivateKey& self, const NodeKey& peer);
+};
+std::vector<uint8_t> sealBox(const BoxKey& key, std::span<const uint8_t> plaintext,
+                             const std::optional<Nonce>& nonce = std::nullopt);
+absl::StatusOr<std::vector<uint8_t>> openBox(const BoxKey& key, std::span<const uint8_t> sealed);
+
 // JSON (de)serialisation. Parsing rejects invalid JSON and a non-object; any
 // field may be absent; keys match case-insensitively.
 absl::StatusOr<ClientInfo> parseClientInfoJson(std::string_view json);
@@ -56,5 +68,6 @@ std::string serverInfoJson(const ServerInfo& info);  // {"version":2} plus set f
 // Convenience for the server: open a ClientInfo frame's sealed part and parse it.
 absl::StatusOr<ClientInfo> openClientInfo(const PrivateKey& server, const NodeKey& client,
                                           std::span<const uint8_t> sealed);
+absl::StatusOr<ClientInfo> openClientInfo(const BoxKey& key, std::span<const uint8_t> sealed);
 
 }  // namespace derpd::derp

@@ -34,8 +34,34 @@ absl::StatusOr<UniqueFd> bindOne(const SocketAddress& addr, int type, int backlo
   return fd;
 }
 
+// SO_REUSEPORT would let a second server (another derpd, a stale one, derper)
+// bind the same port without an error and take a share of the connections, so
+// a fixed port is first claimed by a socket without it: that bind fails if
+// anything holds the port. It is released just before the shards' sockets bind.
+absl::Status checkPortFree(const SocketAddress& addr, int type) {
+  UniqueFd fd(::socket(addr.family(), type | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
+  int one = 1;
+  // A TCP port whose only users are TIME_WAIT leftovers of our own last run is free.
+  if (type == SOCK_STREAM) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (addr.family() == AF_INET6) {
+    int zero = 0;
+    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  }
+  if (::bind(fd.get(), addr.get(), addr.length) != 0) {
+    int err = errno;
+    return absl::UnavailableError(absl::StrCat(
+        "bind ", addr.toString(), ": ", strerror(err),
+        err == EADDRINUSE ? " (is another derpd or derper running?)" : ""));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ListenerSet> bindSet(const SocketAddress& addr, size_t count, int type,
                                     int backlog) {
+  if (addr.port() != 0) {
+    if (absl::Status st = checkPortFree(addr, type); !st.ok()) return st;
+  }
   ListenerSet set;
   SocketAddress want = addr;
   for (size_t i = 0; i < count; i++) {

@@ -47,6 +47,10 @@ constexpr uint8_t kBufIsPacket = 1;  // a RecvPacket frame: counted when written
 constexpr uint8_t kBufIsDisco = 2;
 constexpr uint8_t kBufHold = 4;  // the writer stops here until the flag is cleared
 
+// The listener a connection came from: the main (-a) one, the plain -http-port
+// one beside TLS, or the --metrics-addr one.
+enum class ListenerKind : uint8_t { kMain, kPort80, kMetrics };
+
 struct Connection {
   enum class State : uint8_t { kHttp, kDerpHandshake, kDerp, kClosing };
   static constexpr size_t kMaxIov = 32;
@@ -65,7 +69,9 @@ struct Connection {
   bool registered = false;
   bool dupHealthSent = false;
   bool mayBeDuplicate = false;
-  bool port80 = false;          // accepted on the plain -http-port beside TLS
+  ListenerKind listener = ListenerKind::kMain;  // which listener accepted it
+  bool fromLoopback = false;    // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
+  bool preferred = false;       // the client's last NotePreferred said true
   bool tlsReady = false;        // TLS handshake complete (or no TLS)
   bool closeNotifySent = false;
   uint16_t pendingAcks = 0;  // shards yet to apply this client's registration
@@ -107,6 +113,8 @@ struct Connection {
   absl::flat_hash_set<derp::NodeKey> sentTo;  // keys this client sent to
   double peerGoneTokens = 3;
   Nanos peerGoneRefill = 0;
+
+  Nanos acceptedAt = 0;  // home moves in the first seconds are not moves (derper)
 
   Timer deadline;   // HTTP header / DERP handshake deadline
   Timer keepAlive;

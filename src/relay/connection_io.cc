@@ -19,26 +19,6 @@ namespace {
 
 constexpr size_t kMaxWriteBytes = 256 * 1024;  // per sendmsg
 
-std::string metricsResponse(const std::string& body, bool keepAlive) {
-  return absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n",
-                      "Content-Length: ", body.size(), "\r\n",
-                      keepAlive ? "" : "Connection: close\r\n", "\r\n", body);
-}
-
-void appendTlsMetrics(std::string& out, const tls::ServerTls& t) {
-  absl::StrAppend(&out,
-                  "# HELP derpd_tls_cert_expiry_timestamp_seconds when the first of the served "
-                  "certificates expires\n# TYPE derpd_tls_cert_expiry_timestamp_seconds gauge\n"
-                  "derpd_tls_cert_expiry_timestamp_seconds ",
-                  t.earliestNotAfterUnix(), "\n",
-                  "# HELP derpd_tls_cert_reloads_total certificate reloads, by result\n"
-                  "# TYPE derpd_tls_cert_reloads_total counter\n"
-                  "derpd_tls_cert_reloads_total{result=\"ok\"} ",
-                  t.reloadsOk.load(std::memory_order_relaxed), "\n",
-                  "derpd_tls_cert_reloads_total{result=\"error\"} ",
-                  t.reloadsFailed.load(std::memory_order_relaxed), "\n");
-}
-
 }  // namespace
 
 void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
@@ -193,15 +173,22 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     counters_.httpRequests.add();
     const http::Request& req = r.request;
     size_t head = req.headLength;
-    if (!c.port80 && req.path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
-      std::string body = renderMetrics(shared_.counters);
-      if (shared_.tls != nullptr) appendTlsMetrics(body, *shared_.tls);
-      std::string resp = metricsResponse(req.method == "HEAD" ? "" : body, req.keepAlive());
-      queueControl(c, {reinterpret_cast<const uint8_t*>(resp.data()), resp.size()});
-      if (!req.keepAlive()) c.closeAfterWrite = true;
+    std::shared_ptr<const http::BootstrapDnsSnapshot> dns;
+    http::RouteContext ctx{shared_.serverPublicHex, c.ssl != nullptr, shared_.httpsPort,
+                           shared_.home};
+    std::optional<http::RouteResult> observed = routeObservability(c, req, ctx);
+    if (observed) {
+      queueControl(c, {reinterpret_cast<const uint8_t*>(observed->response.data()),
+                       observed->response.size()});
+      if (!observed->keepAlive) c.closeAfterWrite = true;
     } else {
-      http::RouteContext ctx{shared_.serverPublicHex, c.ssl != nullptr, shared_.httpsPort};
-      http::RouteResult route = c.port80 ? http::routePort80(req, ctx) : http::route(req, ctx);
+      if (c.listener == ListenerKind::kMain && req.path == "/bootstrap-dns") {
+        counters_.bootstrapDnsRequests.add();
+        if (shared_.bootstrapDns != nullptr) dns = shared_.bootstrapDns->load();
+        ctx.bootstrapDns = dns.get();
+      }
+      http::RouteResult route = c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx)
+                                                                    : http::route(req, ctx);
       if (route.idealNodeMismatch) counters_.idealNodeMismatch.add();
       if (route.action == http::RouteAction::kRespond) {
         queueControl(c, {reinterpret_cast<const uint8_t*>(route.response.data()),
@@ -209,6 +196,7 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
         if (!route.keepAlive) c.closeAfterWrite = true;
       } else {
         // Upgrade: the 101 (unless fast start) and ServerKey go out together.
+        counters_.derpUpgrades.add();
         std::string out = route.action == http::RouteAction::kUpgradeDerp ? route.response : "";
         derp::ServerKeyFrame sk{shared_.serverPublic};
         std::vector<uint8_t> frame = derp::encodeFrame(sk);
@@ -363,7 +351,13 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
     return;
   }
   const auto& ci = std::get<derp::ClientInfoFrame>(*frame);
-  auto info = derp::openClientInfo(shared_.config.serverKey, ci.key, ci.sealed);
+  // One X25519 computation serves both boxes of the handshake.
+  std::optional<derp::BoxKey> boxKey = derp::BoxKey::derive(shared_.config.serverKey, ci.key);
+  if (!boxKey) {
+    close(c, CloseReason::kBadClientInfo);
+    return;
+  }
+  auto info = derp::openClientInfo(*boxKey, ci.sealed);
   if (!info.ok()) {
     logDebug("shard %d: client info rejected: %s", id_, info.status().message());
     close(c, CloseReason::kBadClientInfo);
@@ -375,7 +369,7 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   timers_.cancel(c.deadline);
   counters_.handshakes.add();
   counters_.currentConnections.add();
-  queueServerInfo(c);
+  queueServerInfo(c, *boxKey);
 
   ConnRef me{id_, c.idx, c.gen};
   broadcastDirectory(kMailRegister, c);
@@ -389,11 +383,11 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
 // be able to route to it before it leaves: it is queued now (after ServerKey,
 // before anything else) but held, with everything behind it, until each other
 // shard has acknowledged the registration.
-void ShardServer::queueServerInfo(Connection& c) {
+void ShardServer::queueServerInfo(Connection& c, const derp::BoxKey& boxKey) {
   derp::ServerInfo si;
   std::string json = derp::serverInfoJson(si);
-  std::vector<uint8_t> sealed = derp::sealBox(
-      shared_.config.serverKey, c.key, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
+  std::vector<uint8_t> sealed =
+      derp::sealBox(boxKey, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
   c.pendingAcks = static_cast<uint16_t>(shared_.mailbox->shards() - 1);
   queueFrame(c, derp::ServerInfoFrame{sealed}, c.pendingAcks > 0 ? kBufHold : 0);
 }
@@ -411,9 +405,19 @@ void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint
   }
   if (auto* ping = std::get_if<derp::PingFrame>(&*frame)) {
     counters_.pingsReceived.add();
-    queueFrame(c, derp::PongFrame{ping->data});
+    if (queueFrame(c, derp::PongFrame{ping->data})) counters_.pongsSent.add();
   } else if (auto* pref = std::get_if<derp::NotePreferredFrame>(&*frame)) {
     if (pref->preferred) counters_.homeClients.add();
+    if (pref->preferred != c.preferred) {
+      c.preferred = pref->preferred;
+      (c.preferred ? counters_.currentHomeConnections.add()
+                   : counters_.currentHomeConnections.sub());
+      // A client says where home is right after connecting; only later
+      // changes are moves (derper's 5 s).
+      if (clock_.now() - c.acceptedAt > 5 * kSecond) {
+        (c.preferred ? counters_.homeMovesIn : counters_.homeMovesOut).add();
+      }
+    }
   }
 }
 

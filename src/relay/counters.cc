@@ -131,8 +131,40 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
         [](const ShardCounters& c) { return c.pingsReceived.get(); });
   total(out, shards, "derpd_unknown_frames_total", "counter", "frames of unknown type skipped",
         [](const ShardCounters& c) { return c.unknownFrames.get(); });
-  total(out, shards, "derpd_peer_gone_sent_total", "counter", "PeerGone frames queued",
-        [](const ShardCounters& c) { return c.peerGoneSent.get(); });
+  family(out, "derpd_peer_gone_sent_total", "counter", "PeerGone frames queued, by reason");
+  uint64_t goneDisconnected = 0;
+  uint64_t goneNotHere = 0;
+  for (ShardCounters* s : shards) {
+    goneDisconnected += s->peerGoneDisconnected.get();
+    goneNotHere += s->peerGoneNotHere.get();
+  }
+  absl::StrAppend(&out, "derpd_peer_gone_sent_total{reason=\"disconnected\"} ", goneDisconnected,
+                  "\nderpd_peer_gone_sent_total{reason=\"not_here\"} ", goneNotHere, "\n");
+  total(out, shards, "derpd_pongs_sent_total", "counter", "Pong frames queued",
+        [](const ShardCounters& c) { return c.pongsSent.get(); });
+  total(out, shards, "derpd_derp_upgrades_total", "counter", "/derp requests upgraded to DERP",
+        [](const ShardCounters& c) { return c.derpUpgrades.get(); });
+  total(out, shards, "derpd_disco_packets_received_total", "counter",
+        "SendPacket frames carrying disco packets",
+        [](const ShardCounters& c) { return c.discoPacketsReceived.get(); });
+  perShard(out, shards, "derpd_current_home_connections", "gauge",
+           "clients whose last NotePreferred said this is their home node",
+           [](const ShardCounters& c) { return c.currentHomeConnections.get(); });
+  family(out, "derpd_home_moves_total", "counter",
+         "clients that made this node their home (in) or left it (out) after connecting");
+  uint64_t movesIn = 0;
+  uint64_t movesOut = 0;
+  for (ShardCounters* s : shards) {
+    movesIn += s->homeMovesIn.get();
+    movesOut += s->homeMovesOut.get();
+  }
+  absl::StrAppend(&out, "derpd_home_moves_total{direction=\"in\"} ", movesIn,
+                  "\nderpd_home_moves_total{direction=\"out\"} ", movesOut, "\n");
+  family(out, "derpd_clients", "gauge", "distinct client keys connected");
+  absl::StrAppend(&out, "derpd_clients ", shards.empty() ? 0 : shards[0]->directoryKeys.get(),
+                  "\n");
+  total(out, shards, "derpd_bootstrap_dns_requests_total", "counter", "/bootstrap-dns requests",
+        [](const ShardCounters& c) { return c.bootstrapDnsRequests.get(); });
   total(out, shards, "derpd_ideal_node_header_total", "counter",
         "upgrades that carried an Ideal-Node header",
         [](const ShardCounters& c) { return c.idealNodeMismatch.get(); });

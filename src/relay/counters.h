@@ -52,6 +52,7 @@ class Counter {
  public:
   void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
   void sub(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
   uint64_t get() const { return v_.load(std::memory_order_relaxed); }
 
  private:
@@ -74,9 +75,18 @@ struct alignas(64) ShardCounters {
   Counter tls12Handshakes;
   Counter duplicateKeys;
   Counter homeClients;  // NotePreferred(true)
+  Counter currentHomeConnections;  // clients whose last NotePreferred said true
+  Counter homeMovesIn;   // NotePreferred turned true after the first 5 s
+  Counter homeMovesOut;  // ... turned false
+  Counter derpUpgrades;  // /derp requests upgraded (derper's "accepts")
+  Counter discoPacketsReceived;
   Counter pingsReceived;
+  Counter pongsSent;
   Counter unknownFrames;
-  Counter peerGoneSent;
+  Counter peerGoneDisconnected;  // PeerGone frames queued, by reason
+  Counter peerGoneNotHere;
+  Counter directoryKeys;  // gauge: distinct keys in this shard's directory replica
+  Counter bootstrapDnsRequests;
   Counter idealNodeMismatch;
   Counter stunRequests;
   Counter stunResponses;

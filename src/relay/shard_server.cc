@@ -57,12 +57,13 @@ void ShardServer::WakeOp::complete(int res, uint32_t) {
 }
 
 ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
-                         UniqueFd stunSocket, UniqueFd port80Listener, ShardCounters& counters,
-                         const Clock& clock)
+                         UniqueFd stunSocket, UniqueFd port80Listener,
+                         UniqueFd metricsListener, ShardCounters& counters, const Clock& clock)
     : id_(id),
       shared_(shared),
       listener_(std::move(listener)),
       port80Listener_(std::move(port80Listener)),
+      metricsListener_(std::move(metricsListener)),
       counters_(counters),
       clock_(clock),
       pool_(id),
@@ -126,6 +127,16 @@ void ShardServer::armWakeRead() {
 void ShardServer::armAccept() {
   armAcceptOn(listener_.get(), acceptOp_);
   if (port80Listener_.valid()) armAcceptOn(port80Listener_.get(), port80AcceptOp_);
+  if (metricsListener_.valid()) armAcceptOn(metricsListener_.get(), metricsAcceptOp_);
+}
+
+int ShardServer::listenerFd(ListenerKind kind) const {
+  switch (kind) {
+    case ListenerKind::kMain: return listener_.get();
+    case ListenerKind::kPort80: return port80Listener_.get();
+    case ListenerKind::kMetrics: return metricsListener_.get();
+  }
+  return -1;
 }
 
 void ShardServer::armAcceptOn(int fd, AcceptOp& op) {
@@ -179,6 +190,7 @@ void ShardServer::beginShutdown() {
   // Closing the listener ends the multishot accept; connections are closed below.
   ::shutdown(listener_.get(), SHUT_RDWR);
   if (port80Listener_.valid()) ::shutdown(port80Listener_.get(), SHUT_RDWR);
+  if (metricsListener_.valid()) ::shutdown(metricsListener_.get(), SHUT_RDWR);
   for (auto& c : conns_) {
     if (c && c->state != Connection::State::kClosing) close(*c, CloseReason::kShutdown);
   }
@@ -193,6 +205,7 @@ void ShardServer::beginDrain() {
   if (stun_) stun_->stop();
   ::shutdown(listener_.get(), SHUT_RDWR);
   if (port80Listener_.valid()) ::shutdown(port80Listener_.get(), SHUT_RDWR);
+  if (metricsListener_.valid()) ::shutdown(metricsListener_.get(), SHUT_RDWR);
   const Nanos timeout = drainTimeout_.load(std::memory_order_relaxed);
   derp::RestartingFrame restarting{kRestartReconnectInMs,
                                    static_cast<uint32_t>(timeout / kMillisecond) + 10000};
@@ -234,8 +247,15 @@ void ShardServer::onAccept(AcceptOp& op, int res, uint32_t flags) {
           this, idx, gen, res, shared_.config, &ShardServer::onDeadline,
           &ShardServer::onKeepAlive, &ShardServer::onWriteTimeout);
       Connection& c = *conns_[idx];
-      c.port80 = op.port80;
-      if (shared_.tls != nullptr && !op.port80) {
+      c.listener = op.kind;
+      c.acceptedAt = clock_.now();
+      // Once per connection, for /debug/ (multishot accept has no address).
+      net::SocketAddress peer;
+      peer.length = sizeof(peer.storage);
+      c.fromLoopback = ::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage),
+                                     &peer.length) == 0 &&
+                       peer.isLoopback();
+      if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {
         // The handshake runs here, on this shard, as bytes arrive; the BIO
         // reads the receive buffers and writes records into c.writing.
         c.ssl = shared_.tls->newSession();
@@ -259,7 +279,7 @@ void ShardServer::onAccept(AcceptOp& op, int res, uint32_t flags) {
       logWarn("shard %d: accept: %s; retrying in 100ms", id_, strerror(-res));
       timers_.arm(acceptRetry_, clock_.now() + 100 * kMillisecond);
     } else {
-      armAcceptOn(op.port80 ? port80Listener_.get() : listener_.get(), op);
+      armAcceptOn(listenerFd(op.kind), op);
     }
   }
 }
@@ -357,6 +377,7 @@ void ShardServer::reapClosed() {
 void ShardServer::unregister(Connection& c) {
   c.registered = false;
   counters_.currentConnections.sub();
+  if (c.preferred) counters_.currentHomeConnections.sub();
   ConnRef ref{id_, c.idx, c.gen};
   broadcastDirectory(kMailUnregister, c);
   KeyDirectory::Change change = directory_.remove(c.key, ref);
@@ -398,6 +419,8 @@ void ShardServer::broadcast(const MailMessage& m) {
 
 void ShardServer::applyDirectoryChange(const derp::NodeKey& key,
                                        const KeyDirectory::Change& change) {
+  // Every shard applies every change, so each replica's size is the node's.
+  counters_.directoryKeys.set(directory_.size());
   // Duplicate clients: the active instance receives; the others on this shard
   // are told with a Health frame, cleared once they are alone or active again.
   auto visit = [&](const std::optional<ConnRef>& ref) {
@@ -424,7 +447,9 @@ void ShardServer::sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone,
                                derp::PeerGoneReason reason) {
   if (ref.shard == id_) {
     if (Connection* c = find(ref.idx, ref.gen); c != nullptr && c->registered) {
-      counters_.peerGoneSent.add();
+      (reason == derp::PeerGoneReason::kNotHere ? counters_.peerGoneNotHere
+                                                 : counters_.peerGoneDisconnected)
+          .add();
       queueFrame(*c, derp::PeerGoneFrame{gone, reason});
     }
     return;
@@ -550,6 +575,7 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   bool disco = derp::isDiscoPacket({d + derp::kFrameHeaderLen + derp::kKeyLen, payload});
   counters_.packetsReceived.add();
   counters_.bytesReceived.add(payload);
+  if (disco) counters_.discoPacketsReceived.add();
   d[0] = static_cast<uint8_t>(derp::FrameType::kRecvPacket);
   std::memcpy(d + derp::kFrameHeaderLen, c.key.bytes.data(), derp::kKeyLen);
   b->length = static_cast<uint32_t>(derp::kFrameHeaderLen + c.curLen);
@@ -576,7 +602,7 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
     c.peerGoneRefill = now;
     if (c.peerGoneTokens >= 1.0) {
       c.peerGoneTokens -= 1.0;
-      counters_.peerGoneSent.add();
+      counters_.peerGoneNotHere.add();
       queueFrame(c, derp::PeerGoneFrame{dst, derp::PeerGoneReason::kNotHere});
     }
     return;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -17,7 +18,11 @@
 #include "base/clock.h"
 #include "base/unique_fd.h"
 #include "derp/frame.h"
+#include "derp/handshake.h"
 #include "derp/key.h"
+#include "http/bootstrap_dns.h"
+#include "http/request_parser.h"
+#include "http/routes.h"
 #include "net/listener.h"
 #include "relay/connection.h"
 #include "relay/counters.h"
@@ -68,14 +73,20 @@ struct SharedState {
   // whether each shard also has a plain -http-port listener.
   const tls::ServerTls* tls = nullptr;
   uint16_t httpsPort = 443;
+  std::string home;  // -home
+  // /bootstrap-dns answers, refreshed off the shards; nullptr: none configured.
+  const http::BootstrapDnsStore* bootstrapDns = nullptr;
+  int64_t startUnixSeconds = 0;  // for /debug/varz uptime
 };
 
 class ShardServer {
  public:
   // stunSocket: this shard's UDP socket for STUN, or an invalid fd for none.
   // port80Listener: the plain -http-port listener beside TLS, or invalid.
+  // metricsListener: the plain --metrics-addr listener, or invalid.
   ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, UniqueFd stunSocket,
-              UniqueFd port80Listener, ShardCounters& counters, const Clock& clock);
+              UniqueFd port80Listener, UniqueFd metricsListener, ShardCounters& counters,
+              const Clock& clock);
   ~ShardServer();
 
   // On the shard thread, before run(): creates the ring and buffers and
@@ -96,10 +107,10 @@ class ShardServer {
 
  private:
   struct AcceptOp final : Completion {
-    AcceptOp(ShardServer* s, bool p80) : server(s), port80(p80) {}
+    AcceptOp(ShardServer* s, ListenerKind k) : server(s), kind(k) {}
     void complete(int res, uint32_t flags) override { server->onAccept(*this, res, flags); }
     ShardServer* server;
-    bool port80;
+    ListenerKind kind;
     bool armed = false;  // a multishot accept is in flight
   };
   struct WakeOp final : Completion {
@@ -111,6 +122,7 @@ class ShardServer {
 
   void armAccept();
   void armAcceptOn(int fd, AcceptOp& op);
+  int listenerFd(ListenerKind kind) const;
   void onAccept(AcceptOp& op, int res, uint32_t flags);
   void armRecv(Connection& c);
   void armWakeRead();
@@ -121,13 +133,18 @@ class ShardServer {
   void readTls(Connection& c);
   bool tlsFailed(Connection& c, int ret, CloseReason reason);
   size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n);
+  // /metrics and /debug/ (debug_http.cc): the response, or nullopt when the
+  // path is not one of them.
+  std::optional<http::RouteResult> routeObservability(const Connection& c,
+                                                      const http::Request& req,
+                                                      const http::RouteContext& ctx);
   bool headMayBeComplete(Connection& c, size_t oldSize);
   void onDerpBytes(Connection& c, const uint8_t* data, size_t n);
   bool startFrame(Connection& c);
   void finishFrame(Connection& c);
   void onClientInfo(Connection& c, std::span<const uint8_t> body);
   void onSendPacket(Connection& c, PacketBuf* b);
-  void queueServerInfo(Connection& c);
+  void queueServerInfo(Connection& c, const derp::BoxKey& boxKey);
   void releaseServerInfo(Connection& c);
   void onOtherFrame(Connection& c, uint8_t type, std::span<const uint8_t> body);
 
@@ -174,6 +191,7 @@ class ShardServer {
   SharedState& shared_;
   UniqueFd listener_;
   UniqueFd port80Listener_;
+  UniqueFd metricsListener_;
   ShardCounters& counters_;
   const Clock& clock_;
   std::unique_ptr<IoRing> ring_;
@@ -183,8 +201,9 @@ class ShardServer {
   TimerWheel timers_;
   KeyDirectory directory_;
   Outbox outbox_;
-  AcceptOp acceptOp_{this, false};
-  AcceptOp port80AcceptOp_{this, true};
+  AcceptOp acceptOp_{this, ListenerKind::kMain};
+  AcceptOp port80AcceptOp_{this, ListenerKind::kPort80};
+  AcceptOp metricsAcceptOp_{this, ListenerKind::kMetrics};
   std::unique_ptr<uint8_t[]> tlsScratch_;  // plaintext that is not a packet body
   WakeOp wakeOp_{this};
   Timer acceptRetry_;

@@ -69,11 +69,24 @@ TEST(HandshakeTest, EveryClientInfoOpensParsesAndReseals) {
     EXPECT_EQ(textOf(*opened), plaintext);
 
     // The server's path: frame -> openClientInfo.
-    absl::StatusOr<std::optional<DecodedFrame>> d = decodeFrame(entryBytes(e));
+    // The decoded frame points into these bytes: they must outlive it.
+    const std::vector<uint8_t> frameBytes = entryBytes(e);
+    absl::StatusOr<std::optional<DecodedFrame>> d = decodeFrame(frameBytes);
     ASSERT_TRUE(d.ok() && d->has_value());
     const auto& frame = std::get<ClientInfoFrame>((*d)->frame);
     absl::StatusOr<ClientInfo> info = openClientInfo(server, frame.key, frame.sealed);
     ASSERT_TRUE(info.ok()) << info.status();
+    // The same with the shared key derived once, which must be the vector's.
+    std::optional<BoxKey> boxKey = BoxKey::derive(server, frame.key);
+    ASSERT_TRUE(boxKey.has_value());
+    EXPECT_EQ(hex(boxKey->bytes), e.at("shared_key_hex").get<std::string>());
+    absl::StatusOr<ClientInfo> viaKey = openClientInfo(*boxKey, frame.sealed);
+    ASSERT_TRUE(viaKey.ok()) << viaKey.status();
+    EXPECT_EQ(clientInfoJson(*viaKey), plaintext);
+    // And the server seals its answer with it exactly as with the key pair.
+    const Nonce replyNonce = nonceFromHex(e.at("nonce_hex"));
+    EXPECT_EQ(hex(sealBox(*boxKey, bytesOf(plaintext), replyNonce)),
+              hex(sealBox(server, clientPub, bytesOf(plaintext), replyNonce)));
 
     // Fields, from the JSON itself as the Go client wrote it.
     const nlohmann::json j = nlohmann::json::parse(plaintext);
@@ -187,6 +200,7 @@ TEST(HandshakeTest, BoxThatDoesNotOpenIsAnError) {
 
 TEST(HandshakeTest, LowOrderPeerKeyIsNotSealedTo) {
   EXPECT_TRUE(sealBox(PrivateKey::generate(), NodeKey{}, bytesOf("{}")).empty());
+  EXPECT_FALSE(BoxKey::derive(PrivateKey::generate(), NodeKey{}).has_value());
 }
 
 TEST(HandshakeTest, ClientInfoKeysMatchCaseInsensitivelyAndUnknownKeysAreIgnored) {

@@ -141,6 +141,20 @@ TEST(StartupTest, MalformedKeyFileStopsStartupNamingThePath) {
   EXPECT_NE(log.find(path), std::string::npos) << "message does not name " << path << ":\n" << log;
 }
 
+// SO_REUSEPORT must not let a second server silently share the port (and take
+// half of the clients): the second one fails, naming the address.
+TEST(StartupTest, SecondServerOnTheSamePortIsRefused) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> first, DerpdProcess::start({}));
+  DerpdOptions opts;
+  opts.extraArgs = {"-a", absl::StrCat("127.0.0.1:", first->port())};
+  std::string log;
+  ASSERT_OK_AND_ASSIGN(int code, runToExit(opts, &log));
+  EXPECT_EQ(code, 1) << log;
+  EXPECT_NE(log.find(absl::StrCat("127.0.0.1:", first->port())), std::string::npos) << log;
+  EXPECT_NE(log.find("in use"), std::string::npos) << log;
+  EXPECT_TRUE(first->running());
+}
+
 TEST(StartupTest, MissingKeyFileIsCreatedPrivateAndMatchesDerpctl) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start({}));
   struct stat st {};
