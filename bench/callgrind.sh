@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per relayed packet, from valgrind's callgrind: a number that
 # does not depend on the machine's noise. Runs derpd (1 shard) under callgrind
-# twice for the same time, relaying N1 and then N2 packets of SIZE bytes with relay_throughput,
+# twice for the same time, relaying N1 and then N2 packets of SIZE bytes with derp-bench
+# (one oneway step at a fixed rate, one sender/receiver pair),
 # and reports (I2 - I1) / (N2 - N1), which cancels start-up and handshakes.
 # With "tls" derpd serves TLS (self-signed for 127.0.0.1) and the generator
 # writes bursts through TLS. Set KEEP=DIR to keep the callgrind outputs there
@@ -13,7 +14,7 @@ build=${1:-build}
 size=${2:-1280}
 mode=${3:-plain}
 derpd=$build/src/derpd/derpd
-gen=$build/bench/relay_throughput
+gen=$build/bench/derp-bench
 command -v valgrind >/dev/null || { echo "valgrind not installed"; exit 77; }
 grep -q 'DERPD_HAVE_VALGRIND_H 1' "$build/derpd_config.h" || {
   echo "$build was configured without valgrind/valgrind.h: derpd would hang under valgrind;"
@@ -21,11 +22,11 @@ grep -q 'DERPD_HAVE_VALGRIND_H 1' "$build/derpd_config.h" || {
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 tls_server=()
-tls_gen=()
+scheme=http
 if [ "$mode" = tls ]; then
   mkdir -p "$tmp/certs"
   tls_server=(-certmode manual -certdir "$tmp/certs" -hostname 127.0.0.1 -http-port -1)
-  tls_gen=(--tls)
+  scheme=https
 fi
 
 run() {  # packets -> prints total instructions and delivered packets
@@ -40,9 +41,10 @@ run() {  # packets -> prints total instructions and delivered packets
   done
   [ -n "$port" ] || { echo "derpd did not start"; cat "$tmp/log.$1"; exit 1; }
   local delivered
-  delivered=$("$gen" "${tls_gen[@]}" --port "$port" --pairs 1 --size "$size" \
-    --seconds "$seconds" --rate "$rate" --burst "${BURST:-8}" 2>/dev/null |
-    sed 's/.*"delivered":\([0-9]*\).*/\1/')
+  delivered=$("$gen" --url "$scheme://127.0.0.1:$port" --insecure --scenarios oneway \
+    --steps-only --rates "$rate" --pairs 1 --sizes "$size" --seconds "$seconds" \
+    --burst "${BURST:-8}" 2>/dev/null | grep '"scenario":"oneway"' |
+    sed 's/.*"delivered":\([0-9]*\).*/\1/' || true)
   kill -TERM $pid
   sleep 0.5
   kill -TERM $pid 2>/dev/null || true  # a second SIGTERM ends the drain at once

@@ -6,12 +6,14 @@
 
 #include <sys/resource.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace derpd::bench {
 
@@ -50,6 +52,60 @@ inline double selfCpuSeconds() {
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// Busy and total jiffies of the given CPUs (all CPUs when empty) from
+// /proc/stat: busy counts everything but idle and iowait, whoever ran.
+struct CpuJiffies {
+  unsigned long long busy = 0;
+  unsigned long long total = 0;
+};
+inline CpuJiffies cpuJiffies(const std::vector<int>& cpus) {
+  std::ifstream in("/proc/stat");
+  std::string line;
+  CpuJiffies j;
+  while (std::getline(in, line)) {
+    if (line.rfind("cpu", 0) != 0 || line.size() < 4 || line[3] < '0' || line[3] > '9') continue;
+    std::istringstream fields(line.substr(3));
+    int cpu = -1;
+    fields >> cpu;
+    bool wanted = cpus.empty();
+    for (int c : cpus) wanted = wanted || c == cpu;
+    if (!wanted) continue;
+    unsigned long long v[8] = {};
+    for (auto& x : v) fields >> x;
+    const unsigned long long total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+    j.total += total;
+    j.busy += total - v[3] - v[4];
+  }
+  return j;
+}
+
+// CPU seconds of the calling thread.
+inline double threadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// The soft RLIMIT_NOFILE of `pid` from /proc/PID/limits; -1 when unknown,
+// 0 when unlimited.
+inline long processFileLimit(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/limits");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Max open files", 0) != 0) continue;
+    std::istringstream fields(line.substr(14));
+    std::string soft;
+    fields >> soft;
+    if (soft == "unlimited") return 0;
+    try {
+      return std::stol(soft);
+    } catch (...) {
+      return -1;
+    }
+  }
+  return -1;
 }
 
 // Raises RLIMIT_NOFILE to `want` (or as close as the hard limit allows);

@@ -1,6 +1,6 @@
 // TLS record seal and open with BoringSSL's AES-128-GCM (what a TLS 1.3
 // client and derpd negotiate on x86 with AES-NI), per record size: the crypto
-// floor of relaying over TLS. Also the yardstick of relay_throughput --tls.
+// floor of relaying over TLS. Also the yardstick of derp-bench's TLS relay efficiency.
 #include <benchmark/benchmark.h>
 #include <openssl/aead.h>
 
@@ -59,7 +59,7 @@ void BM_OpenRecord(benchmark::State& state) {
 }
 BENCHMARK(BM_OpenRecord)->Arg(100)->Arg(1280)->Arg(16384);
 
-// The yardstick itself, as relay_throughput measures it.
+// The yardstick itself, as derp-bench measures it (aead_rate.h).
 void BM_OpenSealRate1280(benchmark::State& state) {
   for (auto _ : state) {
     double rate = aesGcmOpenSealRate(1280, 0.05);

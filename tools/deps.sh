@@ -4,12 +4,14 @@
 set -euo pipefail
 packages=(
   meson ninja-build pkg-config g++
-  liburing-dev android-libboringssl-dev libsodium-dev libabsl-dev
+  liburing-dev android-libboringssl-dev libsodium-dev libabsl-dev libsystemd-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl openssl        # independent TLS peers (s_client, curl) in the tests
   stun-client coturn   # real STUN clients for the integration tests
+  prometheus           # promtool check metrics (tests/integration/promtool_test.cc)
   clang                # libFuzzer targets
   valgrind             # bench/callgrind.sh (valgrind.h is found at configure time)
+  systemd              # systemd-analyze, for the tests of tools/systemd/derpd.service
 )
 # --list prints the packages, one line, for scripts that install them themselves.
 if [ "${1:-}" = "--list" ]; then

@@ -38,6 +38,45 @@ std::string setDuration(Nanos& out, absl::string_view v) {
   return "";
 }
 
+// derper's -home values: "", "blank", or an http(s) URL. The URL goes into a
+// Location header, so it may hold no spaces or control characters.
+std::string setHome(std::string& out, absl::string_view v) {
+  const bool url = v.substr(0, 7) == "http://" || v.substr(0, 8) == "https://";
+  if (!v.empty() && v != "blank" && !url) {
+    return "want empty (default page), blank, or an http:// or https:// URL";
+  }
+  for (char ch : v) {
+    if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) {
+      return "the URL may not contain spaces or control characters";
+    }
+  }
+  out = std::string(v);
+  return "";
+}
+
+// A comma-separated list of host names (empty entries skipped). derper's
+// name/txt-record rollout syntax needs TXT lookups derpd does not make.
+std::string setNameList(std::vector<std::string>& out, absl::string_view v) {
+  std::vector<std::string> names;
+  while (!v.empty()) {
+    const size_t comma = v.find(',');
+    absl::string_view name = v.substr(0, comma);
+    v = comma == absl::string_view::npos ? absl::string_view() : v.substr(comma + 1);
+    if (name.empty()) continue;
+    if (name.find('/') != absl::string_view::npos) {
+      return "a name/txt-record rollout entry is not supported by this derpd build yet";
+    }
+    for (char ch : name) {
+      if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) {
+        return "want comma-separated host names";
+      }
+    }
+    names.emplace_back(name);
+  }
+  out = std::move(names);
+  return "";
+}
+
 std::string notYet(absl::string_view what) {
   return absl::StrCat(what, " is not supported by this derpd build yet");
 }
@@ -108,16 +147,36 @@ const std::vector<FlagSpec>& flagSpecs() {
       {"drain-timeout", Kind::kDuration, "lifecycle",
        "on SIGTERM: how long clients told Restarting may stay before they are closed",
        [](Config& c, absl::string_view v) { return setDuration(c.drainTimeout, v); }},
+      {"home", Kind::kString, "http",
+       "what / serves: empty for the default page, \"blank\" for a blank page, or an "
+       "http(s) URL to redirect to",
+       [](Config& c, absl::string_view v) { return setHome(c.home, v); }},
+      {"bootstrap-dns-names", Kind::kString, "http",
+       "comma-separated host names whose addresses /bootstrap-dns serves (resolved in the "
+       "background every 5 minutes)",
+       [](Config& c, absl::string_view v) { return setNameList(c.bootstrapDnsNames, v); }},
+      {"unpublished-bootstrap-dns-names", Kind::kString, "http",
+       "comma-separated host names /bootstrap-dns answers only when asked for by ?q=<name>",
+       [](Config& c, absl::string_view v) {
+         return setNameList(c.unpublishedBootstrapDnsNames, v);
+       }},
+      {"metrics-addr", Kind::kString, "http",
+       "loopback host:port for a plain-HTTP listener serving /metrics and /debug/ "
+       "(empty: off)",
+       [](Config& c, absl::string_view v) {
+         c.metricsAddr = std::string(v);
+         return std::string();
+       }},
   };
   return specs;
 }
 
 // derper flags whose features are not built yet: accepted names, rejected use.
 constexpr absl::string_view kNotYetFlags[] = {
-    "mesh-with",        "mesh-psk-file",       "bootstrap-dns-names",
-    "unpublished-bootstrap-dns-names", "verify-clients", "socket",
-    "verify-client-url", "verify-client-url-fail-open", "accept-connection-limit",
-    "accept-connection-burst", "acme-email", "acme-eab-kid", "acme-eab-key", "home",
+    "mesh-with",         "mesh-psk-file",           "verify-clients",
+    "socket",            "verify-client-url",       "verify-client-url-fail-open",
+    "accept-connection-limit", "accept-connection-burst", "acme-email",
+    "acme-eab-kid",      "acme-eab-key",
 };
 
 bool isBoolText(absl::string_view v) { return v == "true" || v == "false"; }

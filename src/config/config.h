@@ -26,6 +26,14 @@ struct Config {
   Nanos tcpKeepAliveTime = 600 * kSecond;          // -tcp-keepalive-time
   Nanos tcpUserTimeout = 15 * kSecond;             // -tcp-user-timeout
   Nanos drainTimeout = 10 * kSecond;               // --drain-timeout
+  // -home: "" the default page, "blank" an empty page, or an http(s) URL that
+  // / redirects to.
+  std::string home;
+  std::vector<std::string> bootstrapDnsNames;             // -bootstrap-dns-names
+  std::vector<std::string> unpublishedBootstrapDnsNames;  // -unpublished-bootstrap-dns-names
+  // --metrics-addr: a loopback host:port serving /metrics and /debug/ over
+  // plain HTTP ("" = off). main checks that the address is loopback.
+  std::string metricsAddr;
 };
 
 enum class CommandLineAction { kRun, kHelp, kVersion };

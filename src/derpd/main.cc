@@ -7,12 +7,16 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/log.h"
 #include "config/config.h"
 #include "derp/key_file.h"
+#include "derpd/bootstrap_resolver.h"
+#include "derpd/service_notify.h"
 #include "derpd/tls_setup.h"
 #include "derpd_config.h"
 #include "net/socket_address.h"
@@ -46,6 +50,22 @@ int runServer(const derpd::Config& cfg) {
   if (!addr.ok()) {
     logError("flag -a: %s", addr.status().message());
     return kExitUsage;
+  }
+  // Metrics and /debug/ carry no authentication: their own listener is
+  // loopback only (a reverse proxy or an SSH tunnel reaches it from afar).
+  std::optional<net::SocketAddress> metricsAddr;
+  if (!cfg.metricsAddr.empty()) {
+    auto m = net::parseListenAddress(cfg.metricsAddr);
+    if (!m.ok()) {
+      logError("flag --metrics-addr: %s", m.status().message());
+      return kExitUsage;
+    }
+    if (!m->isLoopback()) {
+      logError("flag --metrics-addr: %s is not a loopback address; want 127.0.0.1:PORT, "
+               "[::1]:PORT or localhost:PORT", cfg.metricsAddr);
+      return kExitUsage;
+    }
+    metricsAddr = *m;
   }
   auto key = derp::loadOrCreateKeyFile(cfg.keyFile);
   if (!key.ok()) {
@@ -92,6 +112,17 @@ int runServer(const derpd::Config& cfg) {
     stunAddr.setPort(static_cast<uint16_t>(cfg.stunPort));
     opts.stunListen = stunAddr;
   }
+  opts.metricsListen = metricsAddr;
+  opts.home = cfg.home;
+  // /bootstrap-dns: resolved on a thread of its own, first right now.
+  http::BootstrapDnsStore bootstrapDns;
+  std::unique_ptr<BootstrapResolver> resolver;
+  if (!cfg.bootstrapDnsNames.empty() || !cfg.unpublishedBootstrapDnsNames.empty()) {
+    resolver = std::make_unique<BootstrapResolver>(cfg.bootstrapDnsNames,
+                                                   cfg.unpublishedBootstrapDnsNames, bootstrapDns);
+    resolver->start();
+    opts.bootstrapDns = &bootstrapDns;
+  }
   relay::Server server(opts);
   if (absl::Status st = server.start(); !st.ok()) {
     logError("start: %s", st.message());
@@ -107,12 +138,19 @@ int runServer(const derpd::Config& cfg) {
     logInfo("derpd %s: plain HTTP (redirects, /generate_204) on http://%s", DERPD_VERSION,
             server.httpAddress()->toString());
   }
+  if (server.metricsAddress()) {
+    logInfo("derpd %s: /metrics and /debug/ on http://%s", DERPD_VERSION,
+            server.metricsAddress()->toString());
+  }
   if (cfg.dev) {
     logInfo("dev mode: self-signed certificate %s; try: derpctl probe --pin %s https://%s",
             tlsSetup.devCertName, tlsSetup.devCertName, server.boundAddress().toString());
   }
   logInfo("derpd %s: %d shards; listening on %s://%s", DERPD_VERSION, server.shardCount(),
           opts.tls != nullptr ? "https" : "http", server.boundAddress().toString());
+  RealClock clock;
+  ServiceNotifier notify(clock);
+  notify.ready(listeningStatus(server, opts.tls != nullptr));
 
   // The main thread waits for signals and certificate changes. A change is
   // acted on once the directory has been quiet for a moment, so a renewal
@@ -122,11 +160,14 @@ int runServer(const derpd::Config& cfg) {
   bool draining = false;
   for (;;) {
     pollfd fds[2] = {{sigFd.get(), POLLIN, 0}, {watchFd, POLLIN, 0}};
-    int timeoutMs = reloadPending ? 300 : (draining ? 50 : -1);
+    const int wantedMs = reloadPending ? 300 : (draining ? 50 : -1);
+    const int timeoutMs = notify.pollTimeoutMs(wantedMs);
     int n = ::poll(fds, watchFd >= 0 ? 2 : 1, timeoutMs);
     if (n < 0 && errno != EINTR) break;
+    notify.keepAlive();
     if (draining && server.finished()) break;
-    if (n == 0 && reloadPending) {
+    // A wake-up for the watchdog is not the end of the quiet period.
+    if (n == 0 && reloadPending && timeoutMs == wantedMs) {
       reloadPending = false;
       reloadCertificates(tlsSetup, "certificate files changed");
       continue;
@@ -139,7 +180,9 @@ int runServer(const derpd::Config& cfg) {
     if (::read(sigFd.get(), &info, sizeof(info)) != sizeof(info)) continue;
     int sig = static_cast<int>(info.ssi_signo);
     if (sig == SIGHUP) {
+      notify.reloading();
       reloadCertificates(tlsSetup, "SIGHUP");
+      notify.reloaded();
       continue;
     }
     if (draining) {
@@ -154,9 +197,11 @@ int runServer(const derpd::Config& cfg) {
     // come back shortly and let them leave on their own, within the drain time.
     logInfo("SIGTERM: sending Restarting to every client; draining for up to %.1fs (a second "
             "signal stops at once)", static_cast<double>(cfg.drainTimeout) / kSecond);
+    notify.stopping("draining: clients were sent Restarting");
     server.requestDrain(cfg.drainTimeout);
     draining = true;
   }
+  notify.stopping("stopping: closing connections");
   server.stop();
   logInfo("stopped");
   return 0;

@@ -38,6 +38,8 @@ std::string_view reasonPhrase(int status) {
       return "Found";
     case 400:
       return "Bad Request";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
@@ -124,6 +126,13 @@ class ResponseBuilder {
 
   void add(std::string_view name, std::string_view value) { headers_[count_++] = {name, value}; }
 
+  // The handler says Connection: close itself (sorted with its headers, as
+  // Go writes it), whatever the request asked for.
+  void closeConnection() {
+    add("Connection", "close");
+    forceClose_ = true;
+  }
+
   // Content-Type as Go sniffs it from the body rather than as a handler sets it:
   // it goes after Content-Length, not among the sorted headers.
   void setSniffedContentType(std::string_view type) { sniffedContentType_ = type; }
@@ -131,7 +140,7 @@ class ResponseBuilder {
   RouteResult finish(std::string_view body) {
     RouteResult result;
     result.status = status_;
-    result.keepAlive = request_.keepAlive() && !hasBody(request_);
+    result.keepAlive = request_.keepAlive() && !hasBody(request_) && !forceClose_;
     std::sort(headers_.begin(), headers_.begin() + count_);
 
     std::string& out = result.response;
@@ -146,7 +155,9 @@ class ResponseBuilder {
     if (!sniffedContentType_.empty()) {
       out.append("Content-Type: ").append(sniffedContentType_).append("\r\n");
     }
-    if (!result.keepAlive) {
+    if (forceClose_) {
+      // Already among the sorted headers.
+    } else if (!result.keepAlive) {
       out += "Connection: close\r\n";
     } else if (request_.versionMinor == 0) {
       // HTTP/1.0 closes by default; say that we did not.
@@ -164,6 +175,7 @@ class ResponseBuilder {
   std::array<std::pair<std::string_view, std::string_view>, 8> headers_;
   size_t count_ = 0;
   std::string_view sniffedContentType_;
+  bool forceClose_ = false;
 };
 
 // http.Error's shape: a plain-text body ending in a newline, never sniffed.
@@ -248,11 +260,90 @@ RouteResult routeRobots(const Request& request, const RouteContext& ctx) {
   return builder.finish("User-agent: *\nDisallow: /\n");
 }
 
+// Go's http.Redirect with 302: Location, and for GET and HEAD a short HTML
+// body linking to it (quotes and angle brackets escaped).
+RouteResult redirect(const Request& request, const RouteContext& ctx, std::string_view location) {
+  ResponseBuilder builder(request, ctx, 302);
+  builder.add("Location", location);
+  if (!isGetOrHead(request)) return builder.finish({});
+  builder.add("Content-Type", kTextHtml);
+  std::string body = "<a href=\"";
+  for (char ch : location) {
+    switch (ch) {
+      case '"': body += "&#34;"; break;
+      case '&': body += "&amp;"; break;
+      case '<': body += "&lt;"; break;
+      case '>': body += "&gt;"; break;
+      case '\'': body += "&#39;"; break;
+      default: body += ch;
+    }
+  }
+  body += "\">Found</a>.\n\n";
+  return builder.finish(body);
+}
+
 RouteResult routeHome(const Request& request, const RouteContext& ctx) {
   if (!isGetOrHead(request)) return textError(request, ctx, 405, "method not allowed");
+  if (!ctx.home.empty() && ctx.home != "blank") return redirect(request, ctx, ctx.home);
   ResponseBuilder builder(request, ctx, 200);
   builder.add("Content-Type", kTextHtml);
-  return builder.finish(kHomePage);
+  return builder.finish(ctx.home.empty() ? kHomePage : std::string_view());
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The first value of query parameter `key` in target, URL-decoded ('+' is a
+// space, %XX a byte), as Go's URL.Query().Get does; empty when absent.
+std::string queryValue(std::string_view target, std::string_view key) {
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != key) continue;
+    if (eq == std::string_view::npos) return {};
+    std::string_view raw = pair.substr(eq + 1);
+    std::string value;
+    for (size_t i = 0; i < raw.size(); i++) {
+      if (raw[i] == '+') {
+        value += ' ';
+      } else if (raw[i] == '%' && i + 2 < raw.size() && hexValue(raw[i + 1]) >= 0 &&
+                 hexValue(raw[i + 2]) >= 0) {
+        value += static_cast<char>(hexValue(raw[i + 1]) * 16 + hexValue(raw[i + 2]));
+        i += 2;
+      } else {
+        value += raw[i];
+      }
+    }
+    return value;
+  }
+  return {};
+}
+
+// derper's /bootstrap-dns: every published name, unless ?q= names an
+// unpublished one, which is then answered alone. Always closes: clients ask
+// once, from anywhere, so a kept-alive connection would only cost memory.
+RouteResult routeBootstrapDns(const Request& request, const RouteContext& ctx) {
+  ResponseBuilder builder(request, ctx, 200);
+  builder.add("Content-Type", "application/json");
+  builder.closeConnection();
+  const BootstrapDnsSnapshot* dns = ctx.bootstrapDns;
+  if (dns == nullptr) return builder.finish({});
+  const std::string q = queryValue(request.target, "q");
+  if (!q.empty()) {
+    if (auto it = dns->unpublishedJson.find(q); it != dns->unpublishedJson.end()) {
+      return builder.finish(it->second);
+    }
+  }
+  return builder.finish(dns->publishedJson);
 }
 
 }  // namespace
@@ -263,6 +354,7 @@ RouteResult route(const Request& request, const RouteContext& ctx) {
   if (path == "/derp/probe" || path == "/derp/latency-check") return routeProbe(request, ctx);
   if (path == "/generate_204") return routeGenerate204(request, ctx);
   if (path == "/robots.txt") return routeRobots(request, ctx);
+  if (path == "/bootstrap-dns") return routeBootstrapDns(request, ctx);
   if (path == "/") return routeHome(request, ctx);
   // Go's http.NotFound text.
   return textError(request, ctx, 404, "404 page not found");
@@ -288,23 +380,18 @@ RouteResult routePort80(const Request& request, const RouteContext& ctx) {
   location.append(host);
   if (ctx.httpsPort != 443) location.append(":").append(std::to_string(ctx.httpsPort));
   location.append(request.target.empty() ? "/" : request.target);
-  ResponseBuilder builder(request, ctx, 302);
-  builder.add("Location", location);
-  builder.add("Content-Type", kTextHtml);
-  // Go's http.Redirect body for GET; quotes and angle brackets escaped.
-  std::string body = "<a href=\"";
-  for (char ch : location) {
-    switch (ch) {
-      case '"': body += "&#34;"; break;
-      case '&': body += "&amp;"; break;
-      case '<': body += "&lt;"; break;
-      case '>': body += "&gt;"; break;
-      case '\'': body += "&#39;"; break;
-      default: body += ch;
-    }
-  }
-  body += "\">Found</a>.\n\n";
+  return redirect(request, ctx, location);
+}
+
+RouteResult respond(const Request& request, const RouteContext& ctx, int status,
+                    std::string_view contentType, std::string_view body) {
+  ResponseBuilder builder(request, ctx, status);
+  builder.add("Content-Type", contentType);
   return builder.finish(body);
+}
+
+RouteResult debugForbidden(const Request& request, const RouteContext& ctx) {
+  return textError(request, ctx, 403, "debug access denied");
 }
 
 std::string errorResponse(int status, std::string_view body) {

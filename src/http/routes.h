@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "http/bootstrap_dns.h"
 #include "http/request_parser.h"
 
 namespace derpd::http {
@@ -14,6 +15,12 @@ struct RouteContext {
   std::string_view serverPublicKeyHex;  // 64 lowercase hex, for Derp-Public-Key
   bool tls = false;                     // adds HSTS/CSP headers like derper over TLS
   uint16_t httpsPort = 443;             // where port 80 redirects to
+  // -home: "" serves the default page, "blank" an empty one; anything else is
+  // an http(s) URL that / redirects to (302).
+  std::string_view home = {};
+  // /bootstrap-dns answers; nullptr before the first resolution (or with no
+  // names configured), which serves an empty body like derper.
+  const BootstrapDnsSnapshot* bootstrapDns = nullptr;
 };
 
 enum class RouteAction {
@@ -37,6 +44,15 @@ RouteResult route(const Request& request, const RouteContext& ctx);
 // are redirected (302) to the same host and target over https, other methods
 // get 400 "Use HTTPS", as derper's port-80 handler does.
 RouteResult routePort80(const Request& request, const RouteContext& ctx);
+
+// A response laid out like every other route's (TLS headers, keep-alive as the
+// request asks, no body for HEAD): for pages served outside route(), such as
+// /metrics and /debug/.
+RouteResult respond(const Request& request, const RouteContext& ctx, int status,
+                    std::string_view contentType, std::string_view body);
+
+// /debug/ asked for by a peer that may not see it: derper's 403.
+RouteResult debugForbidden(const Request& request, const RouteContext& ctx);
 
 // A complete error response with Connection: close (400, 408, 431, ...).
 std::string errorResponse(int status, std::string_view body);

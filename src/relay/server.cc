@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <sys/eventfd.h>
 
+#include <ctime>
 #include <latch>
 #include <memory>
 
@@ -56,6 +57,16 @@ absl::Status Server::start() {
     httpBound_ = http->bound;
     port80Sockets = std::move(http->fds);
   }
+  std::vector<UniqueFd> metricsSockets(n);
+  if (opts_.metricsListen) {
+    auto metrics = net::listenTcp(*opts_.metricsListen, n);
+    if (!metrics.ok()) {
+      return absl::Status(metrics.status().code(),
+                          absl::StrCat("--metrics-addr: ", metrics.status().message()));
+    }
+    metricsBound_ = metrics->bound;
+    metricsSockets = std::move(metrics->fds);
+  }
 
   mailbox_ = std::make_unique<Mailbox>(n);
   shared_ = std::make_unique<SharedState>();
@@ -65,6 +76,9 @@ absl::Status Server::start() {
   shared_->mailbox = mailbox_.get();
   shared_->tls = opts_.tls;
   shared_->httpsPort = bound_.port();
+  shared_->home = opts_.home;
+  shared_->bootstrapDns = opts_.bootstrapDns;
+  shared_->startUnixSeconds = static_cast<int64_t>(::time(nullptr));
   shared_->ringFds = std::vector<std::atomic<int>>(n);
   for (size_t i = 0; i < n; i++) {
     int efd = eventfd(0, EFD_CLOEXEC);
@@ -77,7 +91,8 @@ absl::Status Server::start() {
     shards_.push_back(std::make_unique<ShardServer>(static_cast<uint16_t>(i), *shared_,
                                                     std::move(listeners->fds[i]),
                                                     std::move(stunSockets[i]),
-                                                    std::move(port80Sockets[i]), *counters_[i],
+                                                    std::move(port80Sockets[i]),
+                                                    std::move(metricsSockets[i]), *counters_[i],
                                                     clock_));
   }
 

@@ -26,6 +26,11 @@ class Server {
     const tls::ServerTls* tls = nullptr;
     // With TLS: the plain-HTTP listener (-http-port), if on.
     std::optional<net::SocketAddress> httpListen;
+    // The plain-HTTP listener for /metrics and /debug/ (--metrics-addr), if on.
+    std::optional<net::SocketAddress> metricsListen;
+    std::string home;  // -home
+    // /bootstrap-dns answers (nullptr: none configured). It must outlive the server.
+    const http::BootstrapDnsStore* bootstrapDns = nullptr;
   };
 
   explicit Server(Options opts);
@@ -44,6 +49,7 @@ class Server {
   const net::SocketAddress& boundAddress() const { return bound_; }
   const std::optional<net::SocketAddress>& stunAddress() const { return stunBound_; }
   const std::optional<net::SocketAddress>& httpAddress() const { return httpBound_; }
+  const std::optional<net::SocketAddress>& metricsAddress() const { return metricsBound_; }
   size_t shardCount() const { return shards_.size(); }
   const derp::NodeKey& publicKey() const { return shared_->serverPublic; }
 
@@ -55,6 +61,7 @@ class Server {
   net::SocketAddress bound_;
   std::optional<net::SocketAddress> stunBound_;
   std::optional<net::SocketAddress> httpBound_;
+  std::optional<net::SocketAddress> metricsBound_;
   std::unique_ptr<Mailbox> mailbox_;
   std::unique_ptr<SharedState> shared_;
   std::vector<std::unique_ptr<ShardCounters>> counters_;

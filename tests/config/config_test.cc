@@ -138,11 +138,48 @@ TEST(ConfigTest, EnvironmentErrorsNameTheVariable) {
   }
 }
 
+TEST(ConfigTest, HomeTakesDerpersValues) {
+  for (const char* ok : {"", "blank", "https://example.com/derp", "http://x"}) {
+    auto c = parseCommandLine({std::string("-home=") + ok});
+    ASSERT_TRUE(c.ok()) << ok << ": " << c.status();
+    EXPECT_EQ(c->config.home, ok);
+  }
+  for (const char* bad : {"example.com", "ftp://x", "https://x/a b", "https://x/\r\nX: y"}) {
+    auto c = parseCommandLine({"-home", bad});
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(std::string(c.status().message()).find("-home"), std::string::npos) << c.status();
+  }
+}
+
+TEST(ConfigTest, BootstrapDnsNamesAreCommaLists) {
+  auto c = parseCommandLine({"-bootstrap-dns-names", "a.example.com,,b.example.com",
+                             "--unpublished-bootstrap-dns-names=hidden.example.com"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config.bootstrapDnsNames,
+            (std::vector<std::string>{"a.example.com", "b.example.com"}));
+  EXPECT_EQ(c->config.unpublishedBootstrapDnsNames,
+            (std::vector<std::string>{"hidden.example.com"}));
+  // derper's name/txt-record rollout needs TXT lookups: refused, not ignored.
+  auto rollout = parseCommandLine({"-unpublished-bootstrap-dns-names=a.example.com/pct.example.com"});
+  ASSERT_FALSE(rollout.ok());
+  EXPECT_NE(std::string(rollout.status().message()).find("unpublished-bootstrap-dns-names"),
+            std::string::npos);
+  EXPECT_FALSE(parseCommandLine({"-bootstrap-dns-names=a b"}).ok());
+}
+
+TEST(ConfigTest, MetricsAddrIsStored) {
+  auto c = parseCommandLine({"--metrics-addr", "127.0.0.1:9090"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config.metricsAddr, "127.0.0.1:9090");
+  EXPECT_TRUE(parseCommandLine({})->config.metricsAddr.empty());
+}
+
 TEST(ConfigTest, HelpAndVersion) {
   EXPECT_EQ(parseCommandLine({"-help"})->action, CommandLineAction::kHelp);
   EXPECT_EQ(parseCommandLine({"--version"})->action, CommandLineAction::kVersion);
   std::string usage = usageText();
-  for (const char* flag : {"-a ", "-c ", "-http-port", "-tcp-write-timeout", "-mesh-with"}) {
+  for (const char* flag : {"-a ", "-c ", "-http-port", "-tcp-write-timeout", "-mesh-with",
+                           "-home", "-bootstrap-dns-names", "-metrics-addr"}) {
     EXPECT_NE(usage.find(flag), std::string::npos) << flag;
   }
 }

@@ -270,6 +270,82 @@ TEST(RoutesTest, HomePageIsHtml) {
   EXPECT_THAT(body, StartsWith("<!DOCTYPE html>"));
 }
 
+TEST(RoutesTest, HomeBlankIsAnEmptyHtmlPage) {
+  RouteContext ctx = kPlain;
+  ctx.home = "blank";
+  const RouteResult r = routeWire(request("GET", "/"), ctx);
+  EXPECT_EQ(r.response,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+            "Content-Length: 0\r\n\r\n");
+  EXPECT_TRUE(r.keepAlive);
+}
+
+TEST(RoutesTest, HomeUrlRedirects) {
+  RouteContext ctx = kPlain;
+  ctx.home = "https://example.com/a?b=<c>";
+  RouteResult r = routeWire(request("GET", "/"), ctx);
+  EXPECT_EQ(r.status, 302);
+  EXPECT_EQ(r.response,
+            "HTTP/1.1 302 Found\r\nContent-Type: text/html; charset=utf-8\r\n"
+            "Location: https://example.com/a?b=<c>\r\nContent-Length: 56\r\n\r\n"
+            "<a href=\"https://example.com/a?b=&lt;c&gt;\">Found</a>.\n\n");
+  r = routeWire(request("HEAD", "/"), ctx);
+  EXPECT_EQ(r.status, 302);
+  EXPECT_THAT(r.response, Not(HasSubstr("Found</a>")));
+  // Only / itself: other paths are still 404.
+  EXPECT_EQ(routeWire(request("GET", "/x"), ctx).status, 404);
+}
+
+TEST(RoutesTest, BootstrapDnsJsonIsDerpersShape) {
+  EXPECT_EQ(bootstrapDnsJson({}), "{}");
+  EXPECT_EQ(bootstrapDnsJson({{"b.example", {"10.0.0.2", "2001:db8::2"}},
+                              {"a.example", {"10.0.0.1"}},
+                              {"c\"<", {}}}),
+            "{\n\t\"a.example\": [\n\t\t\"10.0.0.1\"\n\t],"
+            "\n\t\"b.example\": [\n\t\t\"10.0.0.2\",\n\t\t\"2001:db8::2\"\n\t],"
+            "\n\t\"c\\\"\\u003c\": []\n}");
+}
+
+TEST(RoutesTest, BootstrapDnsServesPublishedNamesAndUnpublishedOnlyWhenAsked) {
+  const BootstrapDnsSnapshot dns = BootstrapDnsSnapshot::build(
+      {{"pub.example", {"192.0.2.1"}}}, {{"hidden.example", {"192.0.2.9"}}, {"gone.example", {}}});
+  RouteContext ctx = kPlain;
+  ctx.bootstrapDns = &dns;
+  const std::string published = "{\n\t\"pub.example\": [\n\t\t\"192.0.2.1\"\n\t]\n}";
+  RouteResult r = routeWire(request("GET", "/bootstrap-dns"), ctx);
+  EXPECT_EQ(r.response, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                        "Content-Length: " + std::to_string(published.size()) + "\r\n\r\n" +
+                        published);
+  EXPECT_FALSE(r.keepAlive);
+  // ?q= naming an unpublished name answers it alone; anything else gets the
+  // published set, never the hidden names.
+  r = routeWire(request("GET", "/bootstrap-dns?x=1&q=hidden%2Eexample"), ctx);
+  EXPECT_THAT(r.response, HasSubstr("\r\n\r\n{\n\t\"hidden.example\": [\n\t\t\"192.0.2.9\"\n\t]\n}"));
+  EXPECT_THAT(r.response, Not(HasSubstr("pub.example")));
+  for (std::string_view target : {"/bootstrap-dns?q=pub.example", "/bootstrap-dns?q=gone.example",
+                                  "/bootstrap-dns?q=", "/bootstrap-dns?qq=hidden.example"}) {
+    SCOPED_TRACE(target);
+    r = routeWire(request("GET", target), ctx);
+    EXPECT_THAT(r.response, HasSubstr("\r\n\r\n" + published));
+    EXPECT_THAT(r.response, Not(HasSubstr("hidden")));
+  }
+  // Before the first resolution: 200 with an empty body, as derper.
+  r = routeWire(request("GET", "/bootstrap-dns"), kPlain);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.response, HasSubstr("Content-Length: 0\r\n"));
+}
+
+TEST(RoutesTest, DebugForbiddenAndRespond) {
+  const ParseResult parsed = parseRequest(asBytes(request("GET", "/debug/")));
+  RouteResult r = debugForbidden(parsed.request, kPlain);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_THAT(r.response, StartsWith("HTTP/1.1 403 Forbidden\r\n"));
+  EXPECT_THAT(r.response, HasSubstr("\r\n\r\ndebug access denied\n"));
+  r = respond(parsed.request, kPlain, 200, "text/plain", "x 1\n");
+  EXPECT_EQ(r.response, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nx 1\n");
+  EXPECT_TRUE(r.keepAlive);
+}
+
 TEST(RoutesTest, TlsAddsSecurityHeadersToEveryResponse) {
   for (std::string_view wire : {std::string_view("GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
                                 std::string_view("GET /derp/probe HTTP/1.1\r\nHost: h\r\n\r\n"),
@@ -290,7 +366,7 @@ TEST(RoutesTest, TlsAddsSecurityHeadersToEveryResponse) {
 
 TEST(RoutesTest, UnknownPathsAre404) {
   for (std::string_view path : {"/nope", "/derp/", "/derpx", "/derp/probe/", "/generate_204/x",
-                                "/ROBOTS.TXT", "//", "*", "/debug/", "/bootstrap-dns"}) {
+                                "/ROBOTS.TXT", "//", "*", "/debug/", "/bootstrap-dns/"}) {
     SCOPED_TRACE(path);
     const RouteResult r = routeWire(request("GET", path));
     EXPECT_EQ(r.status, 404);

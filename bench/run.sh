@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The full derp-bench suite (PERFORMANCE.md) against a freshly started derpd,
+# TLS (self-signed for 127.0.0.1) and plain HTTP; builds nothing.
+#   bench/run.sh [BUILD_DIR]
+# env: SERVER_CPUS=0 LOAD_CPUS=1 SHARDS=1 STEP_SECONDS=2 BENCH_ARGS="..."
+#      DERPER=/path/to/derper  also runs Tailscale's derper the same way
+# Writes bench/results/<date>-<commit>.json (every row, with the machine) and
+# prints a markdown summary on stdout; progress and the readable tables go
+# to stderr.
+set -euo pipefail
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+server_cpus=${SERVER_CPUS:-0}
+load_cpus=${LOAD_CPUS:-1}
+shards=${SHARDS:-1}
+step=${STEP_SECONDS:-2}
+derpd=$build/src/derpd/derpd
+bench=$build/bench/derp-bench
+for t in "$derpd" "$bench"; do
+  [ -x "$t" ] || { echo "missing $t (build it first: ninja -C $build src/derpd/derpd bench/derp-bench)" >&2; exit 1; }
+done
+if [ -n "${DERPER:-}" ] && [ ! -x "$DERPER" ]; then echo "DERPER=$DERPER is not executable" >&2; exit 1; fi
+
+tmp=$(mktemp -d)
+pid=""
+stop_server() {
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  sleep 0.3
+  kill -TERM "$pid" 2>/dev/null || true  # derpd: a second SIGTERM ends the drain
+  sleep 0.2
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
+}
+trap 'stop_server; rm -rf "$tmp"' EXIT
+
+# The idle scenario holds up to 50k connections on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+port="" stun_port=""
+# start_server NAME BINARY tls|plain: starts it on 127.0.0.1 and sets pid, port, stun_port.
+start_server() {
+  local name=$1 bin=$2 mode=$3 log=$tmp/$1.log args
+  rm -rf "$tmp/certs" && mkdir -p "$tmp/certs"
+  if [ "$bin" = "$derpd" ]; then
+    args=(-a 127.0.0.1:0 -stun-port 0 -http-port -1 -c "$tmp/$name.key" --shards "$shards")
+  else
+    # derper logs the address it was given, so give it fixed free ports.
+    port=$((20000 + RANDOM % 20000)) stun_port=$((40000 + RANDOM % 20000))
+    args=(-a "127.0.0.1:$port" -stun-port "$stun_port" -http-port -1 -c "$tmp/$name.json")
+  fi
+  [ "$mode" = tls ] && args+=(-certmode manual -certdir "$tmp/certs" -hostname 127.0.0.1)
+  taskset -c "$server_cpus" "$bin" "${args[@]}" >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    if [ "$bin" = "$derpd" ]; then
+      port=$(grep -o 'listening on https\?://127.0.0.1:[0-9]*' "$log" | sed 's/.*://' || true)
+      stun_port=$(grep -o 'STUN listening on udp://127.0.0.1:[0-9]*' "$log" | sed 's/.*://' || true)
+      [ -n "$port" ] && break
+    elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "$pid" 2>/dev/null || [ -z "$port" ]; then
+    echo "$name did not start:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+}
+
+rows=$tmp/rows.jsonl
+md=$tmp/summary.md
+: >"$rows"
+: >"$md"
+# run_bench NAME BINARY tls|plain SCENARIOS
+run_bench() {
+  local name=$1 scheme=http
+  [ "$3" = tls ] && scheme=https
+  start_server "$1" "$2" "$3"
+  echo "== $name: pid $pid on CPUs $server_cpus, https? $scheme, port $port" >&2
+  # shellcheck disable=SC2086
+  "$bench" --url "$scheme://127.0.0.1:$port" --insecure --label "$name" \
+    --server-pid "$pid" --server-cpus "$server_cpus" --load-cpus "$load_cpus" \
+    --stun "127.0.0.1:$stun_port" --scenarios "$4" --seconds "$step" \
+    --markdown "$md" ${BENCH_ARGS:-} >>"$rows" || echo "note: $name had rows that are not sane" >&2
+  stop_server
+}
+
+run_bench derpd-tls "$derpd" tls oneway,echo,idle,storm,stun
+run_bench derpd-plain "$derpd" plain oneway,echo,idle
+if [ -n "${DERPER:-}" ]; then
+  run_bench derper-tls "$DERPER" tls oneway,echo,idle,storm,stun
+  run_bench derper-plain "$DERPER" plain oneway,echo,idle
+fi
+
+commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$here" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "-dirty" || true)
+date=$(date -u +%Y-%m-%dT%H%M%SZ)
+cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+mkdir -p "$here/results"
+out=$here/results/$date-$commit$dirty.json
+jq -n --arg date "$date" --arg commit "$commit$dirty" --arg cpu "$cpu" \
+  --arg kernel "$(uname -r)" --argjson nproc "$(nproc)" --arg server_cpus "$server_cpus" \
+  --arg load_cpus "$load_cpus" --argjson shards "$shards" --slurpfile rows "$rows" \
+  '{date: $date, commit: $commit, machine: {cpu: $cpu, nproc: $nproc, kernel: $kernel},
+    server_cpus: $server_cpus, load_cpus: $load_cpus, derpd_shards: $shards, rows: $rows}' >"$out"
+echo "results: $out" >&2
+
+echo "## derp-bench $date, commit $commit$dirty"
+echo
+echo "$cpu, $(nproc) CPUs, Linux $(uname -r); server on CPU $server_cpus ($shards shard(s)),"
+echo "harness on CPU $load_cpus; load average $(cut -d' ' -f1-3 /proc/loadavg)."
+cat "$md"

@@ -1,0 +1,74 @@
+// ShardServer's observability pages: /metrics, and /debug/ for loopback
+// peers only (derper's rule; 403 for anyone else). Served on the main
+// listener and on the --metrics-addr one, which serves nothing else.
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "derpd_config.h"
+#include "relay/shard_server.h"
+#include "relay/varz.h"
+
+namespace derpd::relay {
+namespace {
+
+constexpr std::string_view kPrometheusText = "text/plain; version=0.0.4; charset=utf-8";
+// What derper's /debug/varz says it is.
+constexpr std::string_view kVarzText = "text/plain;version=0.0.4;charset=utf-8";
+
+void appendTlsMetrics(std::string& out, const tls::ServerTls& t) {
+  absl::StrAppend(&out,
+                  "# HELP derpd_tls_cert_expiry_timestamp_seconds when the first of the served "
+                  "certificates expires\n# TYPE derpd_tls_cert_expiry_timestamp_seconds gauge\n"
+                  "derpd_tls_cert_expiry_timestamp_seconds ",
+                  t.earliestNotAfterUnix(), "\n",
+                  "# HELP derpd_tls_cert_reloads_total certificate reloads, by result\n"
+                  "# TYPE derpd_tls_cert_reloads_total counter\n"
+                  "derpd_tls_cert_reloads_total{result=\"ok\"} ",
+                  t.reloadsOk.load(std::memory_order_relaxed), "\n",
+                  "derpd_tls_cert_reloads_total{result=\"error\"} ",
+                  t.reloadsFailed.load(std::memory_order_relaxed), "\n");
+}
+
+std::string debugIndex() {
+  return absl::StrCat(
+      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>derpd debug</title></head>"
+      "<body>\n<h1>derpd ", DERPD_VERSION, "</h1>\n<ul>\n",
+      "<li><a href=\"/debug/varz\">/debug/varz</a>: counters under derper's names "
+      "(Prometheus text)</li>\n",
+      "<li><a href=\"/debug/metrics\">/debug/metrics</a>: derpd's Prometheus metrics "
+      "(the same as /metrics)</li>\n",
+      "</ul>\n</body></html>\n");
+}
+
+}  // namespace
+
+std::optional<http::RouteResult> ShardServer::routeObservability(const Connection& c,
+                                                                 const http::Request& req,
+                                                                 const http::RouteContext& ctx) {
+  if (c.listener == ListenerKind::kPort80) return std::nullopt;
+  const std::string_view path = req.path;
+  const bool getOrHead = req.method == "GET" || req.method == "HEAD";
+  auto metrics = [&] {
+    std::string body = renderMetrics(shared_.counters);
+    if (shared_.tls != nullptr) appendTlsMetrics(body, *shared_.tls);
+    return http::respond(req, ctx, 200, kPrometheusText, body);
+  };
+  if (path == "/metrics" && getOrHead) return metrics();
+  if (path == "/debug" || path.starts_with("/debug/")) {
+    if (!c.fromLoopback) return http::debugForbidden(req, ctx);
+    if (path == "/debug" || path == "/debug/") {
+      return http::respond(req, ctx, 200, "text/html; charset=utf-8", debugIndex());
+    }
+    if (path == "/debug/varz") {
+      return http::respond(req, ctx, 200, kVarzText,
+                           renderVarz(shared_.counters, shared_.startUnixSeconds,
+                                      static_cast<int64_t>(::time(nullptr))));
+    }
+    if (path == "/debug/metrics") return metrics();
+  } else if (c.listener != ListenerKind::kMetrics) {
+    return std::nullopt;  // the main listener's other routes
+  }
+  return http::respond(req, ctx, 404, "text/plain; charset=utf-8", "404 page not found\n");
+}
+
+}  // namespace derpd::relay
