@@ -18,6 +18,7 @@
 #include "base/hex.h"
 #include "client/derp_client.h"
 #include "client/fd_wait.h"
+#include "tls/ssl_error.h"
 
 namespace derpd::client {
 namespace {
@@ -26,18 +27,6 @@ constexpr std::string_view kMetaCertPrefix = "derpkey";
 constexpr std::string_view kPinPrefix = "sha256-raw:";
 // ALPN wire form: a length byte, then the protocol name.
 constexpr uint8_t kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-
-// Drains BoringSSL's thread-local error queue into one line.
-std::string sslErrorText() {
-  std::string text;
-  while (uint32_t e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    if (!text.empty()) text += "; ";
-    text += buf;
-  }
-  return text.empty() ? "unknown TLS error" : text;
-}
 
 // The address part of an IP literal ("fe80::1%eth0" -> "fe80::1"), or empty
 // when `name` is not one.
@@ -117,7 +106,7 @@ absl::StatusOr<std::unique_ptr<ClientTls>> ClientTls::handshake(int fd, const Cl
   std::unique_ptr<ClientTls> t(new ClientTls(fd));
   State& s = *t->state_;
   s.ctx.reset(SSL_CTX_new(TLS_method()));
-  if (!s.ctx) return absl::InternalError(absl::StrCat("SSL_CTX_new: ", sslErrorText()));
+  if (!s.ctx) return absl::InternalError(absl::StrCat("SSL_CTX_new: ", tls::drainSslErrors()));
   SSL_CTX_set_min_proto_version(s.ctx.get(), TLS1_2_VERSION);
   const uint16_t maxVersion = opts.maxTlsVersion != 0 ? opts.maxTlsVersion : TLS1_3_VERSION;
   if (maxVersion < TLS1_2_VERSION || SSL_CTX_set_max_proto_version(s.ctx.get(), maxVersion) != 1) {
@@ -128,7 +117,7 @@ absl::StatusOr<std::unique_ptr<ClientTls>> ClientTls::handshake(int fd, const Cl
     const std::string caFile = opts.caFile.empty() ? kDefaultCaFile : opts.caFile;
     if (SSL_CTX_load_verify_locations(s.ctx.get(), caFile.c_str(), nullptr) != 1) {
       return absl::FailedPreconditionError(
-          absl::StrCat("cannot load CA certificates from ", caFile, ": ", sslErrorText()));
+          absl::StrCat("cannot load CA certificates from ", caFile, ": ", tls::drainSslErrors()));
     }
     SSL_CTX_set_verify(s.ctx.get(), SSL_VERIFY_PEER, nullptr);
   } else {
@@ -139,7 +128,7 @@ absl::StatusOr<std::unique_ptr<ClientTls>> ClientTls::handshake(int fd, const Cl
   s.ssl.reset(SSL_new(s.ctx.get()));
   if (!s.ssl || SSL_set_fd(s.ssl.get(), fd) != 1 ||
       SSL_set_alpn_protos(s.ssl.get(), kAlpnHttp11, sizeof(kAlpnHttp11)) != 0) {
-    return absl::InternalError(absl::StrCat("setting up TLS: ", sslErrorText()));
+    return absl::InternalError(absl::StrCat("setting up TLS: ", tls::drainSslErrors()));
   }
   SSL* ssl = s.ssl.get();
   // Clients that connect by IP send no SNI (PROTOCOL.md).
@@ -214,7 +203,7 @@ absl::Status ClientTls::waitAfter(int ret, Nanos deadline, std::string_view what
       if (errno == EINTR) return absl::OkStatus();
       return absl::UnavailableError(strerror(errno));
     default:
-      return absl::UnavailableError(sslErrorText());
+      return absl::UnavailableError(tls::drainSslErrors());
   }
 }
 

@@ -147,43 +147,6 @@ absl::StatusOr<Json> parseObject(absl::string_view what, std::string_view text) 
 
 }  // namespace
 
-std::vector<uint8_t> sealBox(const PrivateKey& self, const NodeKey& peer,
-                             std::span<const uint8_t> plaintext,
-                             const std::optional<Nonce>& nonce) {
-  ensureSodium();
-  std::vector<uint8_t> out(kNonceLen + kBoxOverhead + plaintext.size());
-  if (nonce) {
-    std::memcpy(out.data(), nonce->data(), kNonceLen);
-  } else {
-    randombytes_buf(out.data(), kNonceLen);
-  }
-  // libsodium refuses a low-order peer key (the shared secret would be zero);
-  // such a box could only be forged, so return nothing rather than send it.
-  if (crypto_box_easy(out.data() + kNonceLen, plaintext.data(), plaintext.size(), out.data(),
-                      peer.bytes.data(), self.bytes.data()) != 0) {
-    return {};
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<uint8_t>> openBox(const PrivateKey& self, const NodeKey& peer,
-                                             std::span<const uint8_t> sealed) {
-  ensureSodium();
-  if (sealed.size() < kNonceLen + kBoxOverhead) {
-    return absl::InvalidArgumentError(absl::StrCat("derp: sealed box of ", sealed.size(),
-                                                   " bytes is shorter than nonce + tag (",
-                                                   kNonceLen + kBoxOverhead, ")"));
-  }
-  const std::span<const uint8_t> box = sealed.subspan(kNonceLen);
-  std::vector<uint8_t> plain(box.size() - kBoxOverhead);
-  if (crypto_box_open_easy(plain.data(), box.data(), box.size(), sealed.data(), peer.bytes.data(),
-                           self.bytes.data()) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("derp: box from ", peer.toString(), " does not open"));
-  }
-  return plain;
-}
-
 std::optional<BoxKey> BoxKey::derive(const PrivateKey& self, const NodeKey& peer) {
   ensureSodium();
   static_assert(sizeof(BoxKey::bytes) == crypto_box_BEFORENMBYTES);
@@ -218,6 +181,29 @@ absl::StatusOr<std::vector<uint8_t>> openBox(const BoxKey& key, std::span<const 
   if (crypto_box_open_easy_afternm(plain.data(), box.data(), box.size(), sealed.data(),
                                    key.bytes.data()) != 0) {
     return absl::InvalidArgumentError("derp: box does not open");
+  }
+  return plain;
+}
+
+// The key-pair forms: the same boxes (crypto_box is beforenm then afternm).
+std::vector<uint8_t> sealBox(const PrivateKey& self, const NodeKey& peer,
+                             std::span<const uint8_t> plaintext,
+                             const std::optional<Nonce>& nonce) {
+  // libsodium refuses a low-order peer key (the shared secret would be zero);
+  // such a box could only be forged, so return nothing rather than send it.
+  std::optional<BoxKey> key = BoxKey::derive(self, peer);
+  if (!key) return {};
+  return sealBox(*key, plaintext, nonce);
+}
+
+absl::StatusOr<std::vector<uint8_t>> openBox(const PrivateKey& self, const NodeKey& peer,
+                                             std::span<const uint8_t> sealed) {
+  std::optional<BoxKey> key = BoxKey::derive(self, peer);
+  absl::StatusOr<std::vector<uint8_t>> plain =
+      key ? openBox(*key, sealed) : absl::InvalidArgumentError("derp: box does not open");
+  if (!plain.ok() && absl::StrContains(plain.status().message(), "does not open")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("derp: box from ", peer.toString(), " does not open"));
   }
   return plain;
 }

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/files.h"
 #include "base/unique_fd.h"
 
 namespace derpd::derp {
@@ -46,20 +47,6 @@ absl::StatusOr<std::string> readKeyFile(const std::string& path) {
   return content;
 }
 
-// Like mkdir -p, but 0700: the directory holds a secret.
-absl::Status makeParentDirs(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos || slash == 0) return absl::OkStatus();
-  const std::string dir = path.substr(0, slash);
-  for (size_t i = 1; i <= dir.size(); i++) {
-    if (i != dir.size() && dir[i] != '/') continue;
-    const std::string prefix = dir.substr(0, i);
-    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-      return errnoError(errno, path, absl::StrCat("create directory ", prefix));
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::Status writeAll(int fd, const std::string& data) {
   size_t off = 0;
@@ -77,7 +64,9 @@ absl::Status writeAll(int fd, const std::string& data) {
 // appeared since we looked, is never overwritten. nullopt: someone else won
 // the race and the caller should load their file.
 absl::StatusOr<std::optional<PrivateKey>> createKeyFile(const std::string& path) {
-  if (absl::Status s = makeParentDirs(path); !s.ok()) return s;
+  if (absl::Status s = makePrivateParentDirs(path); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("key file ", path, ": ", s.message()));
+  }
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) {
     if (errno == EEXIST) return std::nullopt;

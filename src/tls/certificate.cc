@@ -29,6 +29,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/files.h"
 #include "base/hex.h"
 #include "base/unique_fd.h"
 
@@ -313,20 +314,6 @@ bool addServerExtensions(X509* x509, std::span<const uint8_t> ip) {
   return X509_add1_ext_i2d(x509, NID_subject_alt_name, sans.get(), 0, X509V3_ADD_DEFAULT) == 1;
 }
 
-// Like mkdir -p, but 0700: the directory holds private keys.
-absl::Status makeParentDirs(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos || slash == 0) return absl::OkStatus();
-  const std::string dir = path.substr(0, slash);
-  for (size_t i = 1; i <= dir.size(); i++) {
-    if (i != dir.size() && dir[i] != '/') continue;
-    const std::string prefix = dir.substr(0, i);
-    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-      return absl::ErrnoToStatus(errno, absl::StrCat("create directory ", prefix));
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::Status writeAll(int fd, std::string_view data) {
   size_t off = 0;
@@ -514,7 +501,7 @@ absl::Status writePemFiles(const CertifiedKey& cert, const std::string& crtPath,
   absl::StatusOr<std::string> keyPem = keyToPem(cert.key.get());
   if (!keyPem.ok()) return keyPem.status();
   for (const std::string* path : {&crtPath, &keyPath}) {
-    if (absl::Status s = makeParentDirs(*path); !s.ok()) {
+    if (absl::Status s = makePrivateParentDirs(*path); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(*path, ": ", s.message()));
     }
   }

@@ -12,22 +12,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/fd_wait.h"
+#include "tls/ssl_error.h"
 
 namespace derpd::testing {
 namespace {
 
 using client::monotonicNow;
-
-std::string sslErrorText() {
-  std::string text;
-  while (uint32_t e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    if (!text.empty()) text += "; ";
-    text += buf;
-  }
-  return text.empty() ? "unknown TLS error" : text;
-}
 
 // Splits a whole HTTP/1.1 response read until close into status, headers and body.
 absl::StatusOr<HttpResponse> parseWholeResponse(const std::string& raw) {
@@ -86,7 +76,7 @@ absl::Status TlsTestConn::waitAfter(int ret, Nanos deadline) {
       if (errno == EINTR) return absl::OkStatus();
       return absl::UnavailableError(strerror(errno));
     default:
-      return absl::UnavailableError(sslErrorText());
+      return absl::UnavailableError(tls::drainSslErrors());
   }
 }
 
@@ -100,18 +90,18 @@ absl::StatusOr<std::unique_ptr<TlsTestConn>> TlsTestConn::connect(uint16_t port,
   State& s = *c->state_;
   ERR_clear_error();
   s.ctx.reset(SSL_CTX_new(TLS_method()));
-  if (!s.ctx) return absl::InternalError(sslErrorText());
+  if (!s.ctx) return absl::InternalError(tls::drainSslErrors());
   SSL_CTX_set_min_proto_version(s.ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(s.ctx.get(),
                                 opts.maxVersion != 0 ? opts.maxVersion : TLS1_3_VERSION);
   SSL_CTX_set_verify(s.ctx.get(), SSL_VERIFY_NONE, nullptr);
   s.ssl.reset(SSL_new(s.ctx.get()));
   if (!s.ssl || SSL_set_fd(s.ssl.get(), c->tcp_.fd()) != 1) {
-    return absl::InternalError(sslErrorText());
+    return absl::InternalError(tls::drainSslErrors());
   }
   if (!opts.serverName.empty() &&
       SSL_set_tlsext_host_name(s.ssl.get(), opts.serverName.c_str()) != 1) {
-    return absl::InvalidArgumentError(sslErrorText());
+    return absl::InvalidArgumentError(tls::drainSslErrors());
   }
   for (;;) {
     ERR_clear_error();
@@ -178,12 +168,12 @@ absl::Status TlsTestConn::writeCorruptedRecord(std::string_view plaintext) {
   // Let BoringSSL seal the record into memory instead of the socket.
   SSL* ssl = state_->ssl.get();
   BIO* mem = BIO_new(BIO_s_mem());
-  if (mem == nullptr) return absl::InternalError(sslErrorText());
+  if (mem == nullptr) return absl::InternalError(tls::drainSslErrors());
   SSL_set0_wbio(ssl, mem);  // the socket BIO stays as the read side
   ERR_clear_error();
   const int n = SSL_write(ssl, plaintext.data(), static_cast<int>(plaintext.size()));
   if (n != static_cast<int>(plaintext.size())) {
-    return absl::InternalError(absl::StrCat("SSL_write to memory: ", sslErrorText()));
+    return absl::InternalError(absl::StrCat("SSL_write to memory: ", tls::drainSslErrors()));
   }
   const uint8_t* data = nullptr;
   size_t len = 0;
