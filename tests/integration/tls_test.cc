@@ -2,23 +2,18 @@
 // 1.3 and 1.2, curl and `openssl s_client` as independent implementations,
 // certificates made at test time by the openssl tool (a CA; ECDSA and RSA
 // leaves for derp.test, other.test and 127.0.0.1), SNI, the self-signed IP
-// certificate, reloads (inotify and SIGHUP) under live clients, bad TLS input,
-// the plain-HTTP port and 1,000 clients plus a handshake storm.
+// certificate, reloads (inotify and SIGHUP) under live clients and the
+// plain-HTTP port. Bad TLS input and load are in tls_load_test.cc.
 // Exits 77 (skipped) when curl or openssl is not on PATH.
 #include <openssl/ssl.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cstdio>
 #include <ctime>
 #include <memory>
 #include <optional>
 #include <regex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -32,6 +27,7 @@
 #include "integration/test_net.h"
 #include "integration/test_pki.h"
 #include "integration/test_support.h"
+#include "integration/tls_fixture.h"
 #include "integration/tls_test_conn.h"
 
 namespace derpd::testing {
@@ -39,192 +35,8 @@ namespace {
 
 using client::DerpClient;
 
-constexpr Nanos kWait = 10 * kSecond;
-constexpr Nanos kToolTimeout = 20 * kSecond;
 constexpr const char* kReloadedOk = "certificates reloaded; new connections use them";
 constexpr const char* kReloadRefused = "certificates not reloaded, keeping the current ones";
-
-// Tools and the PKI, made once for the whole binary (RSA key generation is slow).
-struct Fixtures {
-  std::string curl, openssl;
-  std::string dir;
-  std::optional<TestPki> pki;
-  LeafFiles derp1, derp2, derp3;  // derp.test, ECDSA: initial, renewal, spare
-  LeafFiles other;                // other.test, RSA
-  LeafFiles ip;                   // 127.0.0.1 (IP SAN), ECDSA
-};
-Fixtures* gFix = nullptr;
-
-class PkiEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(gFix->dir, makeTempDir());
-    ASSERT_OK_AND_ASSIGN(TestPki pki, TestPki::create(gFix->dir, gFix->openssl));
-    gFix->pki = std::move(pki);
-    TestPki& p = *gFix->pki;
-    ASSERT_OK_AND_ASSIGN(gFix->derp1,
-                         p.issue("derp1", "derp.test", "DNS:derp.test", KeyType::kEcdsaP256));
-    ASSERT_OK_AND_ASSIGN(gFix->derp2,
-                         p.issue("derp2", "derp.test", "DNS:derp.test", KeyType::kEcdsaP256));
-    ASSERT_OK_AND_ASSIGN(gFix->derp3,
-                         p.issue("derp3", "derp.test", "DNS:derp.test", KeyType::kEcdsaP256));
-    ASSERT_OK_AND_ASSIGN(gFix->other,
-                         p.issue("other", "other.test", "DNS:other.test", KeyType::kRsa2048));
-    ASSERT_OK_AND_ASSIGN(gFix->ip, p.issue("ip", "127.0.0.1", "IP:127.0.0.1", KeyType::kEcdsaP256));
-  }
-  void TearDown() override {
-    if (!gFix->dir.empty()) removeTree(gFix->dir);
-  }
-};
-
-std::vector<uint8_t> leafDer(const LeafFiles& leaf) {
-  absl::StatusOr<std::string> pem = readFile(leaf.crt);
-  if (!pem.ok()) return {};
-  std::vector<std::vector<uint8_t>> ders = pemCertsDer(*pem);
-  return ders.empty() ? std::vector<uint8_t>{} : ders.front();
-}
-
-size_t countLog(const DerpdProcess& d, std::string_view needle) {
-  size_t n = 0;
-  for (const std::string& line : d.logLines()) n += line.find(needle) != std::string::npos ? 1 : 0;
-  return n;
-}
-
-// Waits until at least `count` log lines contain needle.
-bool waitForLogCount(const DerpdProcess& d, std::string_view needle, size_t count, Nanos timeout) {
-  RealClock clock;
-  const Nanos deadline = clock.now() + timeout;
-  while (countLog(d, needle) < count) {
-    if (clock.now() >= deadline) return false;
-    ::usleep(20'000);
-  }
-  return true;
-}
-
-// Scrapes over TLS until pred(value) holds or the timeout passes; returns the last value.
-template <typename Pred>
-absl::StatusOr<double> waitForMetricTls(uint16_t port, std::string_view name, const Labels& filter,
-                                        Pred pred, Nanos timeout) {
-  RealClock clock;
-  const Nanos deadline = clock.now() + timeout;
-  for (;;) {
-    absl::StatusOr<std::vector<MetricSample>> s = scrapeMetricsTls(port);
-    if (!s.ok()) return s.status();
-    const double v = sumMetric(*s, name, filter);
-    if (pred(v) || clock.now() >= deadline) return v;
-    ::usleep(50'000);
-  }
-}
-
-absl::StatusOr<double> metricTls(uint16_t port, std::string_view name, const Labels& filter = {}) {
-  absl::StatusOr<std::vector<MetricSample>> s = scrapeMetricsTls(port);
-  if (!s.ok()) return s.status();
-  return sumMetric(*s, name, filter);
-}
-
-// A connection with its own node key: the key in ClientOptions is made once
-// per options object, and two clients with one key would displace each other.
-absl::StatusOr<std::unique_ptr<DerpClient>> connectFresh(client::ClientOptions o) {
-  o.key = derp::PrivateKey::generate();
-  return DerpClient::connect(o);
-}
-
-void expectRelayed(DerpClient& from, DerpClient& to, uint32_t seq) {
-  const std::vector<uint8_t> payload = taggedPayload(seq, 0x715, 300);
-  ASSERT_OK(from.sendPacket(to.publicKey(), payload));
-  ASSERT_OK_AND_ASSIGN(DerpClient::Packet p, to.recvPacket(kWait));
-  EXPECT_EQ(p.src, from.publicKey());
-  EXPECT_TRUE(p.payload == payload) << "payload " << seq << " corrupted";
-}
-
-void expectRelayBothWays(DerpClient& a, DerpClient& b, uint32_t seq) {
-  expectRelayed(a, b, seq);
-  expectRelayed(b, a, seq + 1);
-}
-
-class TlsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_NE(gFix->pki, std::nullopt) << "no test PKI";
-    ASSERT_OK_AND_ASSIGN(certDir_, makeTempDir());
-    ASSERT_OK_AND_ASSIGN(stateDir_, makeTempDir());
-  }
-  void TearDown() override {
-    derpd_.reset();
-    removeTree(certDir_);
-    removeTree(stateDir_);
-  }
-
-  // Puts a pair in certDir_ under derper's names for hostname (rename into place).
-  void install(const LeafFiles& crtFrom, const LeafFiles& keyFrom, const std::string& hostname) {
-    ASSERT_OK_AND_ASSIGN(std::string crt, readFile(crtFrom.crt));
-    ASSERT_OK_AND_ASSIGN(std::string key, readFile(keyFrom.key));
-    ASSERT_OK(replaceFileAtomically(certDir_, hostname + ".key", key));
-    ASSERT_OK(replaceFileAtomically(certDir_, hostname + ".crt", crt));
-  }
-  void install(const LeafFiles& leaf, const std::string& hostname) {
-    install(leaf, leaf, hostname);
-  }
-
-  DerpdOptions options(const std::string& hostnames, std::vector<std::string> extra) const {
-    DerpdOptions opts;
-    opts.keyPath = stateDir_ + "/derper.key";  // kept across restarts
-    opts.extraArgs = {"-certmode", "manual", "-certdir", certDir_, "-hostname", hostnames};
-    opts.extraArgs.insert(opts.extraArgs.end(), extra.begin(), extra.end());
-    return opts;
-  }
-
-  void start(const std::string& hostnames, std::vector<std::string> extra = {}) {
-    ASSERT_OK_AND_ASSIGN(derpd_, DerpdProcess::start(options(hostnames, std::move(extra))));
-    port_ = derpd_->port();
-    ASSERT_TRUE(derpd_->findLog("listening on https://127.0.0.1:").has_value())
-        << derpd_->logText();
-  }
-
-  std::optional<derp::NodeKey> loggedServerKey() const {
-    std::optional<std::string> line = derpd_->findLog("public key nodekey:");
-    if (!line.has_value()) return std::nullopt;
-    return derp::NodeKey::parse(line->substr(line->find("nodekey:"), 8 + 64));
-  }
-
-  client::ClientOptions tlsOptions(const std::string& serverName = "derp.test") const {
-    client::ClientOptions o = clientOptions(port_);
-    o.tls = true;
-    o.caFile = gFix->pki->caCrt();
-    o.serverName = serverName;
-    return o;
-  }
-  absl::StatusOr<std::unique_ptr<DerpClient>> connectTls(
-      const std::string& serverName = "derp.test") const {
-    return connectFresh(tlsOptions(serverName));
-  }
-
-  // Runs curl against https://derp.test:<port><path> trusting the test CA.
-  absl::StatusOr<CommandResult> curlTls(const std::string& path,
-                                        std::vector<std::string> extra = {}) const {
-    std::vector<std::string> argv = {gFix->curl,   "-sS",
-                                     "-v",         "-i",
-                                     "--noproxy",  "*",
-                                     "--max-time", "10",
-                                     "--cacert",   gFix->pki->caCrt(),
-                                     "--resolve",  absl::StrCat("derp.test:", port_, ":127.0.0.1")};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.push_back(absl::StrCat("https://derp.test:", port_, path));
-    return runCommand(argv, {}, kToolTimeout);
-  }
-
-  absl::StatusOr<CommandResult> sClient(std::vector<std::string> extra) const {
-    std::vector<std::string> argv = {gFix->openssl, "s_client", "-connect",
-                                     absl::StrCat("127.0.0.1:", port_), "-showcerts"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return runCommand(argv, {}, kToolTimeout);
-  }
-
-  std::string certDir_;
-  std::string stateDir_;
-  std::unique_ptr<DerpdProcess> derpd_;
-  uint16_t port_ = 0;
-};
 
 // ---- DERP over TLS with our client ----
 
@@ -618,98 +430,6 @@ TEST_F(TlsTest, SighupReloadsFilesTheWatcherCannotSee) {
   expectRelayBothWays(*a, *b, 52);
   expectRelayBothWays(*c, *d, 54);
 }
-
-// ---- Bad TLS input ----
-
-class TlsBadInputTest : public TlsTest {
- protected:
-  void SetUp() override {
-    TlsTest::SetUp();
-    if (HasFatalFailure()) return;
-    install(gFix->derp1, "derp.test");
-    start("derp.test");
-    ASSERT_OK_AND_ASSIGN(a_, connectTls());
-    ASSERT_OK_AND_ASSIGN(b_, connectTls());
-  }
-  absl::StatusOr<double> closed(const std::string& reason) {
-    return metricTls(port_, "derpd_connections_closed_total", {{"reason", reason}});
-  }
-  std::unique_ptr<DerpClient> a_, b_;
-};
-
-TEST_F(TlsBadInputTest, GarbageAndOversizedRecordInsteadOfClientHello) {
-  ASSERT_OK_AND_ASSIGN(double before, closed("tls_handshake_failed"));
-  const std::string inputs[] = {
-      "GET / HTTP/1.1\r\nHost: derp.test\r\n\r\n",             // plain HTTP on the TLS port
-      std::string("\x16\x03\x01\x48\x00\x01\x00\x47\xfc", 9),  // record length 0x4800 > 16 KiB
-      std::string(64, '\x00'),
-  };
-  for (const std::string& in : inputs) {
-    ASSERT_OK_AND_ASSIGN(TcpConn conn, TcpConn::connect(port_));
-    ASSERT_OK(conn.writeAll(in));
-    EXPECT_OK(conn.expectClosed(kWait));
-  }
-  ASSERT_OK_AND_ASSIGN(double after, waitForMetricTls(
-                                         port_, "derpd_connections_closed_total",
-                                         {{"reason", "tls_handshake_failed"}},
-                                         [&](double v) { return v >= before + 3; }, kWait));
-  EXPECT_EQ(after, before + 3);
-  expectRelayBothWays(*a_, *b_, 60);
-}
-
-TEST_F(TlsBadInputTest, StalledClientHelloTimesOutWhileOthersRelay) {
-  ASSERT_OK_AND_ASSIGN(double before, closed("header_timeout"));
-  ASSERT_OK_AND_ASSIGN(TcpConn stalled, TcpConn::connect(port_));
-  // A handshake record announcing 512 bytes, of which only the first 40 come.
-  std::string partial("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
-  partial.append(29, '\x5a');
-  ASSERT_OK(stalled.writeAll(partial));
-  // Relay meanwhile; the stalled connection must be closed within 20 s (the
-  // header timeout is 10 s).
-  bool closedYet = false;
-  for (uint32_t round = 0; round < 40 && !closedYet; ++round) {
-    expectRelayBothWays(*a_, *b_, 100 + 2 * round);
-    if (HasFailure()) return;
-    closedYet = stalled.expectClosed(500 * kMillisecond).ok();
-  }
-  EXPECT_TRUE(closedYet) << "stalled TLS handshake still open";
-  ASSERT_OK_AND_ASSIGN(double after,
-                       waitForMetricTls(
-                           port_, "derpd_connections_closed_total", {{"reason", "header_timeout"}},
-                           [&](double v) { return v > before; }, kWait));
-  EXPECT_EQ(after, before + 1);
-  expectRelayBothWays(*a_, *b_, 200);
-}
-
-TEST_F(TlsBadInputTest, CorruptedAndOversizedRecordsAfterHandshake) {
-  ASSERT_OK_AND_ASSIGN(double before, closed("tls_error"));
-  // A real record with one ciphertext byte flipped.
-  ASSERT_OK_AND_ASSIGN(auto corrupt, TlsTestConn::connect(port_, {.serverName = "derp.test"}));
-  ASSERT_OK(corrupt->writeCorruptedRecord("GET /derp/probe HTTP/1.1\r\nHost: derp.test\r\n\r\n"));
-  EXPECT_OK(corrupt->expectClosed(kWait));
-  // A record header claiming more than a TLS record may hold.
-  ASSERT_OK_AND_ASSIGN(auto oversized, TlsTestConn::connect(port_, {.serverName = "derp.test"}));
-  std::string record("\x17\x03\x03\x48\x01", 5);
-  record.append(200, '\x33');
-  ASSERT_OK(oversized->writeRaw(record));
-  EXPECT_OK(oversized->expectClosed(kWait));
-  // Same over TLS 1.2.
-  ASSERT_OK_AND_ASSIGN(auto corrupt12, TlsTestConn::connect(port_, {.serverName = "derp.test",
-                                                                    .maxVersion = TLS1_2_VERSION}));
-  EXPECT_EQ(corrupt12->version(), "TLSv1.2");
-  ASSERT_OK(corrupt12->writeCorruptedRecord("GET / HTTP/1.1\r\n"));
-  EXPECT_OK(corrupt12->expectClosed(kWait));
-
-  ASSERT_OK_AND_ASSIGN(double after,
-                       waitForMetricTls(
-                           port_, "derpd_connections_closed_total", {{"reason", "tls_error"}},
-                           [&](double v) { return v >= before + 3; }, kWait));
-  EXPECT_EQ(after, before + 3);
-  expectRelayBothWays(*a_, *b_, 70);
-  ASSERT_OK_AND_ASSIGN(auto fresh, connectTls());
-  expectRelayBothWays(*fresh, *a_, 72);
-}
-
 // ---- The plain-HTTP port ----
 
 TEST_F(TlsTest, PlainPortServesGenerate204AndRedirectsToHttps) {
@@ -753,122 +473,7 @@ TEST_F(TlsTest, PlainPortServesGenerate204AndRedirectsToHttps) {
   EXPECT_EQ(r.out, absl::StrCat("200 1 https://127.0.0.1:", port_, "/derp/probe"));
 }
 
-// ---- Scale ----
-
-TEST_F(TlsTest, ThousandClientsThenHandshakeStorm) {
-  install(gFix->derp1, "derp.test");
-  start("derp.test");
-  constexpr int kThreads = 4;
-  constexpr int kPerThread = 250;
-  constexpr int kClients = kThreads * kPerThread;
-  client::ClientOptions opts = tlsOptions();
-  opts.timeout = 20 * kSecond;
-
-  std::vector<std::vector<std::unique_ptr<DerpClient>>> perThread(kThreads);
-  std::vector<std::string> errors(kThreads);
-  {
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        for (int i = 0; i < kPerThread; ++i) {
-          absl::StatusOr<std::unique_ptr<DerpClient>> c = connectFresh(opts);
-          if (!c.ok()) {
-            errors[t] = absl::StrCat("client ", i, ": ", c.status().ToString());
-            return;
-          }
-          perThread[t].push_back(*std::move(c));
-        }
-      });
-    }
-    for (std::thread& th : threads) th.join();
-  }
-  for (const std::string& e : errors) ASSERT_TRUE(e.empty()) << e;
-  std::vector<std::unique_ptr<DerpClient>> clients;
-  for (auto& v : perThread) {
-    for (auto& c : v) clients.push_back(std::move(c));
-  }
-  ASSERT_EQ(clients.size(), static_cast<size_t>(kClients));
-
-  ASSERT_OK_AND_ASSIGN(double connected, waitForMetricTls(
-                                             port_, "derpd_current_connections", {},
-                                             [](double v) { return v >= kClients; }, kWait));
-  EXPECT_EQ(connected, kClients);
-  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetricsTls(port_));
-  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "0"}}), 0);
-  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "1"}}), 0);
-
-  // A sample relays: pairs spread over the whole set.
-  for (int i = 0; i < 20; ++i) {
-    expectRelayBothWays(*clients[i * 37 % kClients], *clients[(i * 37 + 500) % kClients],
-                        1000 + 2 * i);
-    if (HasFailure()) return;
-  }
-
-  // Handshake storm: connect and close as fast as possible.
-  constexpr int kStormThreads = 8;
-  constexpr int kStormEach = 100;
-  const double h13Before = sumMetric(m, "derpd_tls_handshakes_total", {{"version", "1.3"}});
-  std::atomic<int> ok{0};
-  std::vector<std::string> stormErrors(kStormThreads);
-  {
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kStormThreads; ++t) {
-      threads.emplace_back([&, t] {
-        for (int i = 0; i < kStormEach; ++i) {
-          absl::StatusOr<std::unique_ptr<DerpClient>> c = connectFresh(opts);
-          if (!c.ok()) {
-            if (stormErrors[t].empty()) stormErrors[t] = c.status().ToString();
-            continue;
-          }
-          (*c)->close();
-          ok.fetch_add(1);
-        }
-      });
-    }
-    for (std::thread& th : threads) th.join();
-  }
-  for (const std::string& e : stormErrors) EXPECT_TRUE(e.empty()) << e;
-  EXPECT_EQ(ok.load(), kStormThreads * kStormEach);
-  // Every storm client, plus this scrape's own handshake.
-  ASSERT_OK_AND_ASSIGN(double h13After,
-                       metricTls(port_, "derpd_tls_handshakes_total", {{"version", "1.3"}}));
-  EXPECT_EQ(h13After - h13Before, kStormThreads * kStormEach + 1);
-  ASSERT_OK_AND_ASSIGN(double settled, waitForMetricTls(
-                                           port_, "derpd_current_connections", {},
-                                           [](double v) { return v == kClients; }, kWait));
-  EXPECT_EQ(settled, kClients);
-  expectRelayBothWays(*clients.front(), *clients.back(), 2000);
-}
-
 }  // namespace
 }  // namespace derpd::testing
 
-int main(int argc, char** argv) {
-  using derpd::testing::findOnPath;
-  static derpd::testing::Fixtures fixtures;
-  for (const char* tool : {"curl", "openssl"}) {
-    std::optional<std::string> path = findOnPath(tool);
-    if (!path.has_value()) {
-      std::printf("skipped: %s is not on PATH (packages curl and openssl)\n", tool);
-      return 77;
-    }
-    (std::string_view(tool) == "curl" ? fixtures.curl : fixtures.openssl) = *path;
-  }
-  derpd::testing::gFix = &fixtures;
-  // 1,000 clients: their sockets here and in derpd (which inherits the limit).
-  rlimit nofile{};
-  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &nofile);
-  }
-  constexpr rlim_t kFdsNeeded = 2500;
-  if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur < kFdsNeeded) {
-    std::printf("skipped: RLIMIT_NOFILE is %llu, the 1,000-client test needs %llu\n",
-                static_cast<unsigned long long>(nofile.rlim_cur),
-                static_cast<unsigned long long>(kFdsNeeded));
-    return 77;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new derpd::testing::PkiEnvironment());
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return derpd::testing::runTlsTestMain(argc, argv); }

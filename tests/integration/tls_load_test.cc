@@ -1,0 +1,193 @@
+// derpd with TLS under hostile and heavy load: bad TLS input (garbage and
+// oversized records instead of a ClientHello, a stalled handshake, corrupted
+// and oversized records after the handshake), each while other clients keep
+// relaying, and 1,000 TLS clients followed by a handshake storm. The fixtures
+// and the PKI are in tls_fixture.h.
+// Exits 77 (skipped) when curl or openssl is not on PATH, or when
+// RLIMIT_NOFILE cannot be raised to the 2,500 descriptors the load needs.
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/derp_client.h"
+#include "gtest/gtest.h"
+#include "integration/metrics_text.h"
+#include "integration/test_net.h"
+#include "integration/test_support.h"
+#include "integration/tls_fixture.h"
+#include "integration/tls_test_conn.h"
+
+namespace derpd::testing {
+namespace {
+
+using client::DerpClient;
+
+// ---- Bad TLS input ----
+TEST_F(TlsBadInputTest, GarbageAndOversizedRecordInsteadOfClientHello) {
+  ASSERT_OK_AND_ASSIGN(double before, closed("tls_handshake_failed"));
+  const std::string inputs[] = {
+      "GET / HTTP/1.1\r\nHost: derp.test\r\n\r\n",             // plain HTTP on the TLS port
+      std::string("\x16\x03\x01\x48\x00\x01\x00\x47\xfc", 9),  // record length 0x4800 > 16 KiB
+      std::string(64, '\x00'),
+  };
+  for (const std::string& in : inputs) {
+    ASSERT_OK_AND_ASSIGN(TcpConn conn, TcpConn::connect(port_));
+    ASSERT_OK(conn.writeAll(in));
+    EXPECT_OK(conn.expectClosed(kWait));
+  }
+  ASSERT_OK_AND_ASSIGN(double after, waitForMetricTls(
+                                         port_, "derpd_connections_closed_total",
+                                         {{"reason", "tls_handshake_failed"}},
+                                         [&](double v) { return v >= before + 3; }, kWait));
+  EXPECT_EQ(after, before + 3);
+  expectRelayBothWays(*a_, *b_, 60);
+}
+
+TEST_F(TlsBadInputTest, StalledClientHelloTimesOutWhileOthersRelay) {
+  ASSERT_OK_AND_ASSIGN(double before, closed("header_timeout"));
+  ASSERT_OK_AND_ASSIGN(TcpConn stalled, TcpConn::connect(port_));
+  // A handshake record announcing 512 bytes, of which only the first 40 come.
+  std::string partial("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+  partial.append(29, '\x5a');
+  ASSERT_OK(stalled.writeAll(partial));
+  // Relay meanwhile; the stalled connection must be closed within 20 s (the
+  // header timeout is 10 s).
+  bool closedYet = false;
+  for (uint32_t round = 0; round < 40 && !closedYet; ++round) {
+    expectRelayBothWays(*a_, *b_, 100 + 2 * round);
+    if (HasFailure()) return;
+    closedYet = stalled.expectClosed(500 * kMillisecond).ok();
+  }
+  EXPECT_TRUE(closedYet) << "stalled TLS handshake still open";
+  ASSERT_OK_AND_ASSIGN(double after,
+                       waitForMetricTls(
+                           port_, "derpd_connections_closed_total", {{"reason", "header_timeout"}},
+                           [&](double v) { return v > before; }, kWait));
+  EXPECT_EQ(after, before + 1);
+  expectRelayBothWays(*a_, *b_, 200);
+}
+
+TEST_F(TlsBadInputTest, CorruptedAndOversizedRecordsAfterHandshake) {
+  ASSERT_OK_AND_ASSIGN(double before, closed("tls_error"));
+  // A real record with one ciphertext byte flipped.
+  ASSERT_OK_AND_ASSIGN(auto corrupt, TlsTestConn::connect(port_, {.serverName = "derp.test"}));
+  ASSERT_OK(corrupt->writeCorruptedRecord("GET /derp/probe HTTP/1.1\r\nHost: derp.test\r\n\r\n"));
+  EXPECT_OK(corrupt->expectClosed(kWait));
+  // A record header claiming more than a TLS record may hold.
+  ASSERT_OK_AND_ASSIGN(auto oversized, TlsTestConn::connect(port_, {.serverName = "derp.test"}));
+  std::string record("\x17\x03\x03\x48\x01", 5);
+  record.append(200, '\x33');
+  ASSERT_OK(oversized->writeRaw(record));
+  EXPECT_OK(oversized->expectClosed(kWait));
+  // Same over TLS 1.2.
+  ASSERT_OK_AND_ASSIGN(auto corrupt12, TlsTestConn::connect(port_, {.serverName = "derp.test",
+                                                                    .maxVersion = TLS1_2_VERSION}));
+  EXPECT_EQ(corrupt12->version(), "TLSv1.2");
+  ASSERT_OK(corrupt12->writeCorruptedRecord("GET / HTTP/1.1\r\n"));
+  EXPECT_OK(corrupt12->expectClosed(kWait));
+
+  ASSERT_OK_AND_ASSIGN(double after,
+                       waitForMetricTls(
+                           port_, "derpd_connections_closed_total", {{"reason", "tls_error"}},
+                           [&](double v) { return v >= before + 3; }, kWait));
+  EXPECT_EQ(after, before + 3);
+  expectRelayBothWays(*a_, *b_, 70);
+  ASSERT_OK_AND_ASSIGN(auto fresh, connectTls());
+  expectRelayBothWays(*fresh, *a_, 72);
+}
+// ---- Scale ----
+
+TEST_F(TlsTest, ThousandClientsThenHandshakeStorm) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 250;
+  constexpr int kClients = kThreads * kPerThread;
+  client::ClientOptions opts = tlsOptions();
+  opts.timeout = 20 * kSecond;
+
+  std::vector<std::vector<std::unique_ptr<DerpClient>>> perThread(kThreads);
+  std::vector<std::string> errors(kThreads);
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          absl::StatusOr<std::unique_ptr<DerpClient>> c = connectFresh(opts);
+          if (!c.ok()) {
+            errors[t] = absl::StrCat("client ", i, ": ", c.status().ToString());
+            return;
+          }
+          perThread[t].push_back(*std::move(c));
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+  }
+  for (const std::string& e : errors) ASSERT_TRUE(e.empty()) << e;
+  std::vector<std::unique_ptr<DerpClient>> clients;
+  for (auto& v : perThread) {
+    for (auto& c : v) clients.push_back(std::move(c));
+  }
+  ASSERT_EQ(clients.size(), static_cast<size_t>(kClients));
+
+  ASSERT_OK_AND_ASSIGN(double connected, waitForMetricTls(
+                                             port_, "derpd_current_connections", {},
+                                             [](double v) { return v >= kClients; }, kWait));
+  EXPECT_EQ(connected, kClients);
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetricsTls(port_));
+  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "0"}}), 0);
+  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "1"}}), 0);
+
+  // A sample relays: pairs spread over the whole set.
+  for (int i = 0; i < 20; ++i) {
+    expectRelayBothWays(*clients[i * 37 % kClients], *clients[(i * 37 + 500) % kClients],
+                        1000 + 2 * i);
+    if (HasFailure()) return;
+  }
+
+  // Handshake storm: connect and close as fast as possible.
+  constexpr int kStormThreads = 8;
+  constexpr int kStormEach = 100;
+  const double h13Before = sumMetric(m, "derpd_tls_handshakes_total", {{"version", "1.3"}});
+  std::atomic<int> ok{0};
+  std::vector<std::string> stormErrors(kStormThreads);
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kStormThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kStormEach; ++i) {
+          absl::StatusOr<std::unique_ptr<DerpClient>> c = connectFresh(opts);
+          if (!c.ok()) {
+            if (stormErrors[t].empty()) stormErrors[t] = c.status().ToString();
+            continue;
+          }
+          (*c)->close();
+          ok.fetch_add(1);
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+  }
+  for (const std::string& e : stormErrors) EXPECT_TRUE(e.empty()) << e;
+  EXPECT_EQ(ok.load(), kStormThreads * kStormEach);
+  // Every storm client, plus this scrape's own handshake.
+  ASSERT_OK_AND_ASSIGN(double h13After,
+                       metricTls(port_, "derpd_tls_handshakes_total", {{"version", "1.3"}}));
+  EXPECT_EQ(h13After - h13Before, kStormThreads * kStormEach + 1);
+  ASSERT_OK_AND_ASSIGN(double settled, waitForMetricTls(
+                                           port_, "derpd_current_connections", {},
+                                           [](double v) { return v == kClients; }, kWait));
+  EXPECT_EQ(settled, kClients);
+  expectRelayBothWays(*clients.front(), *clients.back(), 2000);
+}
+
+}  // namespace
+}  // namespace derpd::testing
+
+int main(int argc, char** argv) { return derpd::testing::runTlsTestMain(argc, argv); }
