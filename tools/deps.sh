@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   meson ninja-build pkg-config g++
   liburing-dev android-libboringssl-dev libsodium-dev libabsl-dev libsystemd-dev
-  nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl openssl        # independent TLS peers (s_client, curl) in the tests
   stun-client coturn   # real STUN clients for the integration tests
   prometheus           # promtool check metrics (tests/integration/promtool_test.cc)

@@ -5,6 +5,7 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/strings/str_cat.h"
+#include "config/config_file.h"
 #include "config/duration.h"
 
 namespace derpd {
@@ -16,6 +17,10 @@ struct FlagSpec {
   absl::string_view name;
   Kind kind;
   absl::string_view group;
+  // The default as --help and README.md show it, in Go flag syntax ("" when
+  // empty). Config's initialisers are the real defaults; a test checks that
+  // giving this text changes nothing.
+  absl::string_view defaultText;
   absl::string_view help;
   // Applies the (validated) text; returns an error message or "".
   std::function<std::string(Config&, absl::string_view)> apply;
@@ -83,41 +88,47 @@ std::string notYet(absl::string_view what) {
 
 const std::vector<FlagSpec>& flagSpecs() {
   static const std::vector<FlagSpec> specs = {
-      {"a", Kind::kString, "listening", "server HTTP/HTTPS listen address, host:port or :port",
+      {"a", Kind::kString, "listening", ":443",
+       "server HTTP/HTTPS listen address, host:port or :port; HTTPS when the port is 443 or "
+       "-certmode is manual, otherwise HTTP",
        [](Config& c, absl::string_view v) {
          c.addr = std::string(v);
          return std::string();
        }},
-      {"http-port", Kind::kInt, "listening",
+      {"http-port", Kind::kInt, "listening", "80",
        "port for the plain-HTTP listener when serving TLS; -1 disables it",
        [](Config& c, absl::string_view v) { return setInt(c.httpPort, v, -1, 65535); }},
-      {"dev", Kind::kBool, "listening",
+      {"dev", Kind::kBool, "listening", "false",
        "development mode: TLS (self-signed, made at start) on 127.0.0.1:3340, STUN on",
        [](Config& c, absl::string_view v) {
          c.dev = v == "true";
          return std::string();
        }},
-      {"shards", Kind::kInt, "listening", "number of shards (0: one per CPU in the affinity mask)",
+      {"shards", Kind::kInt, "listening", "0",
+       "number of shards (0: one per CPU in the affinity mask)",
        [](Config& c, absl::string_view v) { return setInt(c.shards, v, 0, 1024); }},
-      {"c", Kind::kString, "identity", "config (private key) file path; created if missing",
+      {"c", Kind::kString, "identity", "/var/lib/derper/derper.key",
+       "config (private key) file path; created if missing",
        [](Config& c, absl::string_view v) {
          if (v.empty()) return std::string("want a file path");
          c.keyFile = std::string(v);
          return std::string();
        }},
-      {"certmode", Kind::kString, "tls", "mode for getting a cert: letsencrypt or manual",
+      {"certmode", Kind::kString, "tls", "letsencrypt",
+       "mode for getting a cert: manual (from -certdir), or letsencrypt (ACME: not built yet, "
+       "refused when serving HTTPS)",
        [](Config& c, absl::string_view v) {
          if (v != "letsencrypt" && v != "manual") return std::string("want letsencrypt or manual");
          c.certMode = std::string(v);
          return std::string();
        }},
-      {"certdir", Kind::kString, "tls",
-       "directory of <hostname>.crt and <hostname>.key (default ~/.cache/tailscale/derper-certs)",
+      {"certdir", Kind::kString, "tls", "~/.cache/tailscale/derper-certs",
+       "directory of <hostname>.crt and <hostname>.key",
        [](Config& c, absl::string_view v) {
          c.certDir = std::string(v);
          return std::string();
        }},
-      {"hostname", Kind::kString, "tls",
+      {"hostname", Kind::kString, "tls", "derp.tailscale.com",
        "TLS host name; an IP address gets a self-signed certificate; a comma-separated list "
        "serves one certificate per name, chosen by SNI (the first is the default)",
        [](Config& c, absl::string_view v) {
@@ -125,46 +136,71 @@ const std::vector<FlagSpec>& flagSpecs() {
          c.hostname = std::string(v);
          return std::string();
        }},
-      {"stun", Kind::kBool, "stun", "run a STUN server (UDP, on the IP of -a)",
+      {"stun", Kind::kBool, "stun", "true", "run a STUN server (UDP, on the IP of -a)",
        [](Config& c, absl::string_view v) {
          c.stun = v == "true";
          return std::string();
        }},
-      {"stun-port", Kind::kInt, "stun", "UDP port for STUN (0 picks a free one)",
+      {"stun-port", Kind::kInt, "stun", "3478", "UDP port for STUN (0 picks a free one)",
        [](Config& c, absl::string_view v) { return setInt(c.stunPort, v, 0, 65535); }},
-      {"derp", Kind::kBool, "derp", "run the DERP server",
+      {"derp", Kind::kBool, "derp", "true",
+       "run the DERP server; -derp=false (STUN only) is not built yet and is refused",
        [](Config&, absl::string_view v) {
          if (v == "false") return notYet("-derp=false (STUN-only mode)");
          return std::string();
        }},
-      {"tcp-write-timeout", Kind::kDuration, "tcp",
+      {"tcp-write-timeout", Kind::kDuration, "tcp", "2s",
        "time a write to a client may take before it is disconnected",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpWriteTimeout, v); }},
-      {"tcp-keepalive-time", Kind::kDuration, "tcp", "TCP keep-alive idle time (0 disables)",
+      {"tcp-keepalive-time", Kind::kDuration, "tcp", "10m", "TCP keep-alive idle time (0 disables)",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpKeepAliveTime, v); }},
-      {"tcp-user-timeout", Kind::kDuration, "tcp", "TCP_USER_TIMEOUT (0 keeps the kernel's)",
+      {"tcp-user-timeout", Kind::kDuration, "tcp", "15s", "TCP_USER_TIMEOUT (0 keeps the kernel's)",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpUserTimeout, v); }},
-      {"drain-timeout", Kind::kDuration, "lifecycle",
+      {"drain-timeout", Kind::kDuration, "lifecycle", "10s",
        "on SIGTERM: how long clients told Restarting may stay before they are closed",
        [](Config& c, absl::string_view v) { return setDuration(c.drainTimeout, v); }},
-      {"home", Kind::kString, "http",
+      {"home", Kind::kString, "http", "",
        "what / serves: empty for the default page, \"blank\" for a blank page, or an "
        "http(s) URL to redirect to",
        [](Config& c, absl::string_view v) { return setHome(c.home, v); }},
-      {"bootstrap-dns-names", Kind::kString, "http",
+      {"bootstrap-dns-names", Kind::kString, "http", "",
        "comma-separated host names whose addresses /bootstrap-dns serves (resolved in the "
        "background every 5 minutes)",
        [](Config& c, absl::string_view v) { return setNameList(c.bootstrapDnsNames, v); }},
-      {"unpublished-bootstrap-dns-names", Kind::kString, "http",
+      {"unpublished-bootstrap-dns-names", Kind::kString, "http", "",
        "comma-separated host names /bootstrap-dns answers only when asked for by ?q=<name>",
        [](Config& c, absl::string_view v) {
          return setNameList(c.unpublishedBootstrapDnsNames, v);
        }},
-      {"metrics-addr", Kind::kString, "http",
+      {"metrics-addr", Kind::kString, "http", "",
        "loopback host:port for a plain-HTTP listener serving /metrics and /debug/ "
        "(empty: off)",
        [](Config& c, absl::string_view v) {
          c.metricsAddr = std::string(v);
+         return std::string();
+       }},
+      {"log-format", Kind::kString, "logging", "text",
+       "log line format: text, or json (one object per line: time, level, msg)",
+       [](Config& c, absl::string_view v) {
+         if (v == "text") {
+           c.logFormat = LogFormat::kText;
+         } else if (v == "json") {
+           c.logFormat = LogFormat::kJson;
+         } else {
+           return std::string("want text or json");
+         }
+         return std::string();
+       }},
+      {"stats-interval", Kind::kDuration, "logging", "60s",
+       "how often to log a stats line (connections, packets, bytes, closes by reason since "
+       "the last line); 0 disables",
+       [](Config& c, absl::string_view v) { return setDuration(c.statsInterval, v); }},
+      // Read before everything else, so it is handled by parseCommandLine, not here.
+      {"config", Kind::kString, "config file", "",
+       "TOML file of settings keyed by flag name (a = \":443\", stun-port = 3478, "
+       "dev = true); DERP_* variables and flags override it. Command line only",
+       [](Config& c, absl::string_view v) {
+         c.configFile = std::string(v);
          return std::string();
        }},
   };
@@ -178,6 +214,45 @@ constexpr absl::string_view kNotYetFlags[] = {
     "accept-connection-limit", "accept-connection-burst", "acme-email",
     "acme-eab-kid",      "acme-eab-key",
 };
+
+bool isNotYetFlag(absl::string_view name) {
+  for (absl::string_view nf : kNotYetFlags) {
+    if (name == nf) return true;
+  }
+  return false;
+}
+
+// Whether `value` for a flag of a feature not built asks for nothing: derper's
+// default or off value, or a setting that only matters once a refused flag is on.
+bool notYetValueIsOff(absl::string_view name, const std::string& value) {
+  if (name == "verify-clients") return value == "false" || value == "0" || value == "f" ||
+                                       value == "F" || value == "FALSE" || value == "False";
+  if (name == "verify-client-url-fail-open" || name == "socket" ||
+      name == "accept-connection-burst") {
+    return true;
+  }
+  if (name == "accept-connection-limit") {
+    return value == "+Inf" || value == "Inf" || value == "inf" || value == "+inf";
+  }
+  return value.empty();  // mesh-with, mesh-psk-file, verify-client-url, acme-*
+}
+
+constexpr absl::string_view kNotYetGroup = "not built yet (rejected when given)";
+
+// The type word Go's flag package prints after a flag's name in -help.
+absl::string_view typeName(Kind kind) {
+  switch (kind) {
+    case Kind::kBool:
+      return "";
+    case Kind::kInt:
+      return "int";
+    case Kind::kDuration:
+      return "duration";
+    case Kind::kString:
+      return "string";
+  }
+  return "";
+}
 
 bool isBoolText(absl::string_view v) { return v == "true" || v == "false"; }
 
@@ -204,14 +279,36 @@ constexpr EnvFlag kEnvFlags[] = {
     {"DERP_VERIFY_CLIENT_URL", "verify-client-url"},
 };
 
+// A flag from a command line: a known, built flag with its value text
+// (booleans normalised to true/false), not yet validated or applied.
+struct FlagValue {
+  const FlagSpec* spec;
+  std::string value;
+};
+
+absl::Status scanFlags(const std::vector<std::string>& args, CommandLineAction& action,
+                       std::vector<FlagValue>& flags);
+absl::Status applyFlagValues(const std::vector<FlagValue>& flags, Config& config);
 absl::Status applyFlags(const std::vector<std::string>& args, ParsedCommandLine& out);
+absl::Status applyConfigFile(const std::string& path, Config& config);
 
 }  // namespace
 
 absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args,
                                                    const std::vector<std::string>& env) {
   ParsedCommandLine out;
-  // Environment first, so that flags given on the command line win.
+  std::vector<FlagValue> flags;
+  if (absl::Status st = scanFlags(args, out.action, flags); !st.ok()) return st;
+  if (out.action != CommandLineAction::kRun) return out;
+  // Lowest precedence first: the config file, the environment, then the
+  // command line, each overriding what came before.
+  std::string configPath;
+  for (const FlagValue& f : flags) {
+    if (f.spec->name == "config") configPath = f.value;
+  }
+  if (!configPath.empty()) {
+    if (absl::Status st = applyConfigFile(configPath, out.config); !st.ok()) return st;
+  }
   for (const EnvFlag& e : kEnvFlags) {
     for (const std::string& entry : env) {
       absl::string_view kv = entry;
@@ -233,13 +330,14 @@ absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string
       }
     }
   }
-  if (absl::Status st = applyFlags(args, out); !st.ok()) return st;
+  if (absl::Status st = applyFlagValues(flags, out.config); !st.ok()) return st;
   return out;
 }
 
 namespace {
 
-absl::Status applyFlags(const std::vector<std::string>& args, ParsedCommandLine& out) {
+absl::Status scanFlags(const std::vector<std::string>& args, CommandLineAction& action,
+                       std::vector<FlagValue>& flags) {
   for (size_t i = 0; i < args.size(); i++) {
     absl::string_view arg = args[i];
     if (arg.size() < 2 || arg[0] != '-') {
@@ -254,18 +352,23 @@ absl::Status applyFlags(const std::vector<std::string>& args, ParsedCommandLine&
       value = std::string(arg.substr(eq + 1));
     }
     if (name == "help" || name == "h") {
-      out.action = CommandLineAction::kHelp;
+      action = CommandLineAction::kHelp;
       return absl::OkStatus();
     }
     if (name == "version") {
-      out.action = CommandLineAction::kVersion;
+      action = CommandLineAction::kVersion;
       return absl::OkStatus();
     }
-    for (absl::string_view nf : kNotYetFlags) {
-      if (name == nf) {
+    if (isNotYetFlag(name)) {
+      // derper command lines often spell out the off value (-verify-clients=false):
+      // that asks for nothing missing, so it is accepted and ignored.
+      const bool isBool = name == "verify-clients" || name == "verify-client-url-fail-open";
+      if (!value && !isBool && i + 1 < args.size()) value = args[++i];
+      if (!value || !notYetValueIsOff(name, *value)) {
         return absl::InvalidArgumentError(
             absl::StrCat("flag -", name, ": ", notYet(absl::StrCat("-", name))));
       }
+      continue;
     }
     const FlagSpec* spec = nullptr;
     for (const FlagSpec& s : flagSpecs()) {
@@ -288,11 +391,61 @@ absl::Status applyFlags(const std::vector<std::string>& args, ParsedCommandLine&
       }
       value = args[++i];
     }
-    std::string err = spec->apply(out.config, *value);
+    flags.push_back({spec, std::move(*value)});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status applyFlagValues(const std::vector<FlagValue>& flags, Config& config) {
+  for (const FlagValue& f : flags) {
+    std::string err = f.spec->apply(config, f.value);
     if (!err.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("invalid value \"", *value, "\" for flag -", name, ": ", err));
+          absl::StrCat("invalid value \"", f.value, "\" for flag -", f.spec->name, ": ", err));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status applyFlags(const std::vector<std::string>& args, ParsedCommandLine& out) {
+  std::vector<FlagValue> flags;
+  if (absl::Status st = scanFlags(args, out.action, flags); !st.ok()) return st;
+  return applyFlagValues(flags, out.config);
+}
+
+// The file's keys are the flag names, and its values go through the same
+// apply functions as flag text, so a setting is validated the same way
+// wherever it comes from.
+absl::Status applyConfigFile(const std::string& path, Config& config) {
+  absl::StatusOr<std::vector<FileSetting>> settings = readConfigFile(path);
+  if (!settings.ok()) return settings.status();
+  for (const FileSetting& s : *settings) {
+    auto fail = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file ", path, " line ", s.line, ": key \"", s.key, "\": ", why));
+    };
+    if (s.key == "config") {
+      return fail("a config file cannot name another; give --config on the command line");
+    }
+    for (absl::string_view nf : kNotYetFlags) {
+      if (s.key == nf) return fail(notYet(s.key));
+    }
+    const FlagSpec* spec = nullptr;
+    for (const FlagSpec& f : flagSpecs()) {
+      if (f.name == s.key) spec = &f;
+    }
+    if (spec == nullptr) return fail("unknown key (keys are the flag names, as in -help)");
+    const absl::string_view want = spec->kind == Kind::kBool  ? "boolean"
+                                   : spec->kind == Kind::kInt ? "integer"
+                                                              : "string";
+    if (s.type != want) {
+      return fail(absl::StrCat("wants ", want == "integer" ? "an " : "a ", want,
+                               spec->kind == Kind::kDuration ? " (a Go duration such as \"2s\")"
+                                                             : "",
+                               "; found ", s.type));
+    }
+    std::string err = spec->apply(config, s.text);
+    if (!err.empty()) return fail(absl::StrCat("invalid value \"", s.text, "\": ", err));
   }
   return absl::OkStatus();
 }
@@ -304,23 +457,41 @@ std::string usageText() {
   std::string text =
       "Usage: derpd [flags]\n\n"
       "derpd is a DERP relay for Tailscale and Headscale, a drop-in for derper.\n"
-      "Flags take Go syntax: -name value, -name=value, --name value.\n";
+      "Flags take Go syntax: -name value, -name=value, --name value.\n"
+      "Settings come, highest precedence first, from flags, DERP_* environment variables,\n"
+      "a --config TOML file whose keys are the flag names, and the defaults.\n";
   absl::string_view group;
   for (const FlagSpec& s : flagSpecs()) {
     if (s.group != group) {
       group = s.group;
       absl::StrAppend(&text, "\n", group, ":\n");
     }
-    absl::string_view kind = s.kind == Kind::kBool       ? ""
-                            : s.kind == Kind::kInt      ? " int"
-                            : s.kind == Kind::kDuration ? " duration"
-                                                        : " string";
-    absl::StrAppend(&text, "  -", s.name, kind, "\n      ", s.help, "\n");
+    absl::string_view type = typeName(s.kind);
+    absl::StrAppend(&text, "  -", s.name, type.empty() ? "" : " ", type, "\n      ", s.help);
+    // Go's flag package leaves out zero-value defaults.
+    if (s.defaultText != "" && s.defaultText != "false" && s.defaultText != "0") {
+      const bool quote = s.kind == Kind::kString;
+      absl::StrAppend(&text, " (default ", quote ? "\"" : "", s.defaultText, quote ? "\"" : "",
+                      ")");
+    }
+    absl::StrAppend(&text, "\n");
   }
-  absl::StrAppend(&text, "\nnot built yet (rejected when given):\n ");
+  absl::StrAppend(&text, "\n", kNotYetGroup, ":\n ");
   for (absl::string_view nf : kNotYetFlags) absl::StrAppend(&text, " -", nf);
   absl::StrAppend(&text, "\n\nother:\n  -help\n  -version\n");
   return text;
+}
+
+std::vector<FlagInfo> flagTable() {
+  std::vector<FlagInfo> table;
+  for (const FlagSpec& s : flagSpecs()) {
+    table.push_back({std::string(s.name), std::string(s.group), std::string(typeName(s.kind)),
+                     std::string(s.defaultText), std::string(s.help), true});
+  }
+  for (absl::string_view nf : kNotYetFlags) {
+    table.push_back({std::string(nf), std::string(kNotYetGroup), "", "", "", false});
+  }
+  return table;
 }
 
 }  // namespace derpd

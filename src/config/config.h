@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
+#include "base/log.h"
 
 namespace derpd {
 
@@ -34,6 +35,12 @@ struct Config {
   // --metrics-addr: a loopback host:port serving /metrics and /debug/ over
   // plain HTTP ("" = off). main checks that the address is loopback.
   std::string metricsAddr;
+  LogFormat logFormat = LogFormat::kText;  // --log-format
+  Nanos statsInterval = 60 * kSecond;      // --stats-interval (0: no stats lines)
+  // --config: the TOML file read before the environment and the flags ("": none).
+  std::string configFile;
+
+  bool operator==(const Config&) const = default;
 };
 
 enum class CommandLineAction { kRun, kHelp, kVersion };
@@ -50,10 +57,30 @@ struct ParsedCommandLine {
 // env: the process environment ("NAME=value" entries). The DERP_* variables of
 // the popular derper container images set the same settings as their flags;
 // a flag on the command line wins. Errors name the variable.
+//
+// --config FILE (command line only) reads a TOML file whose keys are the flag
+// names, applied through the same validation. Precedence: command line >
+// environment > file > defaults. Errors name the file, the line and the key:
+// unreadable file, malformed TOML, unknown key, wrong type, bad value.
 absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args,
                                                    const std::vector<std::string>& env = {});
 
 // The --help text, grouped.
 std::string usageText();
+
+// One flag as --help and README.md describe it.
+struct FlagInfo {
+  std::string name;         // without the leading "-"
+  std::string group;        // the --help heading it is listed under
+  std::string type;         // Go's type word: "string", "int", "duration"; "" for booleans
+  std::string defaultText;  // Go syntax ("2s", "true", ":443"); "" when empty
+  std::string help;
+  // false: a derper flag derpd recognises but refuses, its feature not built yet.
+  bool built = true;
+};
+
+// Every flag parseCommandLine knows, in --help order (groups contiguous), for
+// the documentation and the test that keeps README.md's flag table in step.
+std::vector<FlagInfo> flagTable();
 
 }  // namespace derpd

@@ -20,6 +20,7 @@
 #include "derpd/tls_setup.h"
 #include "derpd_config.h"
 #include "net/socket_address.h"
+#include "relay/periodic_stats.h"
 #include "relay/server.h"
 
 namespace {
@@ -151,20 +152,28 @@ int runServer(const derpd::Config& cfg) {
   RealClock clock;
   ServiceNotifier notify(clock);
   notify.ready(listeningStatus(server, opts.tls != nullptr));
+  std::optional<relay::PeriodicStats> stats;
+  if (cfg.statsInterval > 0) stats.emplace(server.counters(), cfg.statsInterval, clock.now());
 
-  // The main thread waits for signals and certificate changes. A change is
-  // acted on once the directory has been quiet for a moment, so a renewal
-  // that writes the .crt and the .key one after the other is read whole.
+  // The main thread waits for signals and certificate changes, and logs the
+  // periodic stats line. A change is acted on once the directory has been
+  // quiet for a moment, so a renewal that writes the .crt and the .key one
+  // after the other is read whole.
   const int watchFd = tlsSetup.manual ? tlsSetup.manual->fd() : -1;
   bool reloadPending = false;
   bool draining = false;
   for (;;) {
     pollfd fds[2] = {{sigFd.get(), POLLIN, 0}, {watchFd, POLLIN, 0}};
     const int wantedMs = reloadPending ? 300 : (draining ? 50 : -1);
-    const int timeoutMs = notify.pollTimeoutMs(wantedMs);
+    int statsMs = stats ? stats->msUntilDue(clock.now()) : -1;
+    const int timeoutMs = notify.pollTimeoutMs(
+        statsMs >= 0 && (wantedMs < 0 || statsMs < wantedMs) ? statsMs : wantedMs);
     int n = ::poll(fds, watchFd >= 0 ? 2 : 1, timeoutMs);
     if (n < 0 && errno != EINTR) break;
     notify.keepAlive();
+    if (stats) {
+      if (std::optional<std::string> line = stats->lineIfDue(clock.now())) logInfo("%s", *line);
+    }
     if (draining && server.finished()) break;
     // A wake-up for the watchdog is not the end of the quiet period.
     if (n == 0 && reloadPending && timeoutMs == wantedMs) {
@@ -221,6 +230,7 @@ int main(int argc, char** argv) {
                  std::string(parsed.status().message()).c_str());
     return kExitUsage;
   }
+  derpd::setLogFormat(parsed->config.logFormat);
   switch (parsed->action) {
     case derpd::CommandLineAction::kHelp:
       std::fputs(derpd::usageText().c_str(), stdout);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -52,6 +53,9 @@ class Server {
   const std::optional<net::SocketAddress>& metricsAddress() const { return metricsBound_; }
   size_t shardCount() const { return shards_.size(); }
   const derp::NodeKey& publicKey() const { return shared_->serverPublic; }
+  // Every shard's counters (after start()). Relaxed atomics written by their
+  // shards: any thread may read them.
+  std::span<ShardCounters* const> counters() const { return shared_->counters; }
 
  private:
   void join();

@@ -100,6 +100,34 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
   }
 }
 
+TEST(ConfigTest, OffValuesOfFeaturesNotBuiltAreAccepted) {
+  // Real derper command lines spell these out; they ask for nothing missing.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"-verify-clients=false"},
+           {"--verify-clients=false", "-verify-client-url", ""},
+           {"-verify-client-url="},
+           {"-verify-client-url-fail-open=true"},
+           {"-accept-connection-limit", "+Inf", "-accept-connection-burst", "9223372036854775807"},
+           {"-mesh-with", "", "-mesh-psk-file="},
+           {"-acme-email", ""}}) {
+    auto c = parse(args);
+    EXPECT_TRUE(c.ok()) << args[0] << ": " << c.status();
+  }
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"-verify-clients"},
+           {"-verify-clients=true"},
+           {"-verify-client-url", "http://127.0.0.1/verify"},
+           {"-accept-connection-limit", "100"},
+           {"-mesh-with", "derp2.example.com"},
+           {"-acme-email", "ops@example.com"}}) {
+    auto c = parse(args);
+    ASSERT_FALSE(c.ok()) << args[0];
+    EXPECT_NE(std::string(c.status().message()).find(args[0].substr(0, args[0].find('='))),
+              std::string::npos)
+        << c.status();
+  }
+}
+
 TEST(ConfigTest, ContainerEnvironmentMapsToFlags) {
   auto c = parseCommandLine({}, {"DERP_ADDR=127.0.0.1:3340", "DERP_HTTP_PORT=-1",
                                  "DERP_STUN=false", "DERP_STUN_PORT=3479",
@@ -172,6 +200,37 @@ TEST(ConfigTest, MetricsAddrIsStored) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->config.metricsAddr, "127.0.0.1:9090");
   EXPECT_TRUE(parseCommandLine({})->config.metricsAddr.empty());
+}
+
+TEST(ConfigTest, LogFormatAndStatsInterval) {
+  auto d = parseCommandLine({});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->config.logFormat, LogFormat::kText);
+  EXPECT_EQ(d->config.statsInterval, 60 * kSecond);
+  const struct {
+    std::vector<std::string> args;
+    LogFormat format;
+    Nanos interval;
+  } ok[] = {
+      {{"--log-format", "json"}, LogFormat::kJson, 60 * kSecond},
+      {{"-log-format=text", "-stats-interval=1s"}, LogFormat::kText, kSecond},
+      {{"--stats-interval", "0"}, LogFormat::kText, 0},
+      {{"--stats-interval", "5m", "--log-format=json"}, LogFormat::kJson, 300 * kSecond},
+  };
+  for (const auto& c : ok) {
+    auto r = parseCommandLine(c.args);
+    ASSERT_TRUE(r.ok()) << c.args[0] << ": " << r.status();
+    EXPECT_EQ(r->config.logFormat, c.format) << c.args[0];
+    EXPECT_EQ(r->config.statsInterval, c.interval) << c.args[0];
+  }
+  for (const auto& bad : std::vector<std::vector<std::string>>{
+           {"--log-format", "xml"}, {"--log-format", ""}, {"--log-format"},
+           {"--stats-interval", "60"}, {"--stats-interval", "-1s"}}) {
+    auto r = parseCommandLine(bad);
+    ASSERT_FALSE(r.ok()) << bad[0];
+    EXPECT_NE(std::string(r.status().message()).find(bad[0].substr(1)), std::string::npos)
+        << r.status();
+  }
 }
 
 TEST(ConfigTest, HelpAndVersion) {
