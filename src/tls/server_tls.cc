@@ -87,6 +87,9 @@ absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::create(std::shared_ptr<con
   // The certificate is chosen per handshake (after SNI is parsed), so a
   // reload never has to touch the shared SSL_CTX.
   SSL_CTX_set_cert_cb(ctx, &ServerTls::selectCertificate, tls.get());
+  // DERP clients (Tailscale's derphttp) keep no session cache, so TLS 1.3
+  // tickets would be sealed and sent on every handshake for nothing.
+  SSL_CTX_set_num_tickets(ctx, 0);
   tls->replaceCerts(std::move(certs));
   return tls;
 }
