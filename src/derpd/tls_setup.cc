@@ -1,7 +1,5 @@
 #include "derpd/tls_setup.h"
 
-#include <openssl/rand.h>
-
 #include <cstdlib>
 #include <ctime>
 
@@ -10,8 +8,6 @@
 
 namespace derpd {
 namespace {
-
-constexpr int64_t kDay = 24 * 3600;
 
 // derper's default: tsweb.DefaultCertDir("derper-certs").
 std::string defaultCertDir() {
@@ -24,9 +20,7 @@ absl::StatusOr<TlsSetup> devTls(const std::string& serverPublicHex) {
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   auto leaf = tls::generateSelfSignedIp("127.0.0.1", now);
   if (!leaf.ok()) return leaf.status();
-  uint8_t seed[32];
-  RAND_bytes(seed, sizeof(seed));
-  auto meta = tls::makeMetaCert(serverPublicHex, seed, now - 30 * kDay, now + 30 * kDay);
+  auto meta = tls::makeFreshMetaCert(serverPublicHex, now);
   if (!meta.ok()) return meta.status();
   auto set = std::make_shared<tls::CertSet>();
   TlsSetup out;

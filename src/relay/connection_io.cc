@@ -19,6 +19,25 @@ namespace {
 
 constexpr size_t kMaxWriteBytes = 256 * 1024;  // per sendmsg
 
+// A RecvPacket frame has left for its destination (written, or sealed for TLS).
+void countSent(ShardCounters& counters, const PacketBuf* b) {
+  if (!(b->flags & kBufIsPacket)) return;
+  counters.packetsSent.add();
+  counters.bytesSent.add(b->length - derp::kFrameHeaderLen - derp::kKeyLen);
+}
+
+// The next frame the writer may take: control first, then disco, then other
+// packets. Until every shard has acknowledged a client's registration, only
+// what precedes its held ServerInfo may go.
+PacketBuf* popWritable(Connection& c) {
+  SendQueue* queues[] = {&c.control, &c.disco, &c.packets};
+  for (SendQueue* q : queues) {
+    if (c.pendingAcks > 0 && q != &c.control) break;
+    if (!q->empty() && !(q->front()->flags & kBufHold)) return q->pop();
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
@@ -40,7 +59,7 @@ void ShardServer::onTlsBytes(Connection& c, const uint8_t* data, size_t n) {
   if (!c.tlsReady) {
     int r = SSL_do_handshake(c.ssl.get());
     if (r != 1) {
-      tlsFailed(c, r, CloseReason::kTlsHandshake);
+      onTlsStopped(c, r, CloseReason::kTlsHandshake);
       c.bio.inLen = 0;
       return;
     }
@@ -77,7 +96,7 @@ void ShardServer::readTls(Connection& c) {
     }
     int r = SSL_read(c.ssl.get(), dst, static_cast<int>(max));
     if (r <= 0) {
-      tlsFailed(c, r, CloseReason::kTlsError);
+      onTlsStopped(c, r, CloseReason::kTlsError);
       return;
     }
     size_t n = static_cast<size_t>(r);
@@ -101,17 +120,16 @@ void ShardServer::readTls(Connection& c) {
 
 // After SSL_do_handshake/SSL_read returned r <= 0: waiting for more bytes is
 // not a failure; a clean close_notify is an EOF; anything else closes with
-// `reason`. Returns true when the connection stays open.
-bool ShardServer::tlsFailed(Connection& c, int ret, CloseReason reason) {
+// `reason`.
+void ShardServer::onTlsStopped(Connection& c, int ret, CloseReason reason) {
   int err = SSL_get_error(c.ssl.get(), ret);
   if (err == SSL_ERROR_WANT_READ) {
-    if (!c.writing) return true;
-    markDirty(c);  // a handshake flight or alert was produced
-    return true;
+    if (c.writing != nullptr) markDirty(c);  // a handshake flight or alert was produced
+    return;
   }
   if (err == SSL_ERROR_ZERO_RETURN) {
     close(c, CloseReason::kEof);
-    return false;
+    return;
   }
   char text[256];
   ERR_error_string_n(ERR_peek_last_error(), text, sizeof(text));
@@ -124,7 +142,6 @@ bool ShardServer::tlsFailed(Connection& c, int ret, CloseReason reason) {
            MSG_DONTWAIT | MSG_NOSIGNAL);
   }
   close(c, reason);
-  return false;
 }
 
 // The parser reads the head from its start, so calling it on every read would
@@ -466,16 +483,12 @@ bool ShardServer::gatherWrite(Connection& c) {
   size_t bytes = 0;
   for (PacketBuf* b = c.writing; b != nullptr; b = b->next) bytes += b->length;
   bytes -= c.writeOffset;
-  SendQueue* queues[] = {&c.control, &c.disco, &c.packets};
   if (c.ssl) {
     sealQueued(c, bytes);
   } else {
-    for (SendQueue* q : queues) {
-    // Until ServerInfo may go, nothing but what precedes it is written.
-    if (c.pendingAcks > 0 && q != &c.control) break;
-    while (!q->empty() && c.writingCount < Connection::kMaxIov && bytes < kMaxWriteBytes &&
-           !(q->front()->flags & kBufHold)) {
-      PacketBuf* b = q->pop();
+    while (c.writingCount < Connection::kMaxIov && bytes < kMaxWriteBytes) {
+      PacketBuf* b = popWritable(c);
+      if (b == nullptr) break;
       b->next = nullptr;
       if (c.writingTail) {
         c.writingTail->next = b;
@@ -485,7 +498,6 @@ bool ShardServer::gatherWrite(Connection& c) {
       c.writingTail = b;
       c.writingCount++;
       bytes += b->length;
-    }
     }
   }
   if (c.writing == nullptr) return false;
@@ -506,31 +518,25 @@ bool ShardServer::gatherWrite(Connection& c) {
 // together by one sendmsg; a frame is released as soon as it is sealed.
 void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
   if (!c.tlsReady) return;
-  SendQueue* queues[] = {&c.control, &c.disco, &c.packets};
-  for (SendQueue* q : queues) {
-    if (c.pendingAcks > 0 && q != &c.control) break;
-    while (!q->empty() && pendingBytes < kMaxWriteBytes && !(q->front()->flags & kBufHold)) {
-      PacketBuf* b = q->pop();
-      size_t before = c.writingTail ? c.writingTail->length : 0;
-      PacketBuf* tailBefore = c.writingTail;
-      int r = SSL_write(c.ssl.get(), b->data(), static_cast<int>(b->length));
-      if (r <= 0) {
-        // Our sink never asks to retry: this is out of memory or a dead session.
-        if (b->flags & kBufIsPacket) counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
-        releaseBuf(b);
-        ERR_clear_error();
-        close(c, CloseReason::kWriteError);
-        return;
-      }
-      if (b->flags & kBufIsPacket) {
-        counters_.packetsSent.add();
-        counters_.bytesSent.add(b->length - derp::kFrameHeaderLen - derp::kKeyLen);
-      }
-      // Approximate the record's size from what the sink took.
-      pendingBytes += c.writingTail == tailBefore ? c.writingTail->length - before
-                                                  : b->length + 32;
+  while (pendingBytes < kMaxWriteBytes) {
+    PacketBuf* b = popWritable(c);
+    if (b == nullptr) return;
+    size_t before = c.writingTail ? c.writingTail->length : 0;
+    PacketBuf* tailBefore = c.writingTail;
+    int r = SSL_write(c.ssl.get(), b->data(), static_cast<int>(b->length));
+    if (r <= 0) {
+      // Our sink never asks to retry: this is out of memory or a dead session.
+      if (b->flags & kBufIsPacket) counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
       releaseBuf(b);
+      ERR_clear_error();
+      close(c, CloseReason::kWriteError);
+      return;
     }
+    countSent(counters_, b);
+    // Approximate the record's size from what the sink took.
+    pendingBytes += c.writingTail == tailBefore ? c.writingTail->length - before
+                                                : b->length + 32;
+    releaseBuf(b);
   }
 }
 
@@ -616,10 +622,7 @@ void ShardServer::onWritten(Connection& c, size_t n) {
     left -= b->length;
     c.writing = b->next;
     c.writingCount--;
-    if (b->flags & kBufIsPacket) {
-      counters_.packetsSent.add();
-      counters_.bytesSent.add(b->length - derp::kFrameHeaderLen - derp::kKeyLen);
-    }
+    countSent(counters_, b);
     releaseBuf(b);
   }
   if (c.writing == nullptr) c.writingTail = nullptr;

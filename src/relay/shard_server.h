@@ -131,7 +131,7 @@ class ShardServer {
   void onBytes(Connection& c, const uint8_t* data, size_t n);
   void onTlsBytes(Connection& c, const uint8_t* data, size_t n);
   void readTls(Connection& c);
-  bool tlsFailed(Connection& c, int ret, CloseReason reason);
+  void onTlsStopped(Connection& c, int ret, CloseReason reason);
   size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n);
   // /metrics and /debug/ (debug_http.cc): the response, or nullopt when the
   // path is not one of them.

@@ -13,6 +13,7 @@
 #include <openssl/nid.h>
 #include <openssl/obj.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -546,6 +547,16 @@ absl::StatusOr<bssl::UniquePtr<CRYPTO_BUFFER>> makeMetaCert(
   bssl::UniquePtr<CRYPTO_BUFFER> der = toBuffer(x509.get());
   if (!der) return internalSslError("encode meta-cert");
   return der;
+}
+
+absl::StatusOr<bssl::UniquePtr<CRYPTO_BUFFER>> makeFreshMetaCert(std::string_view serverPublicHex,
+                                                                int64_t nowUnix) {
+  constexpr int64_t kSlack = 30 * 24 * 3600;
+  uint8_t seed[32];
+  RAND_bytes(seed, sizeof(seed));
+  auto meta = makeMetaCert(serverPublicHex, seed, nowUnix - kSlack, nowUnix + kSlack);
+  OPENSSL_cleanse(seed, sizeof(seed));
+  return meta;
 }
 
 }  // namespace derpd::tls

@@ -69,4 +69,9 @@ absl::StatusOr<bssl::UniquePtr<CRYPTO_BUFFER>> makeMetaCert(std::string_view ser
                                                            int64_t notBeforeUnix,
                                                            int64_t notAfterUnix);
 
+// The meta-cert as derper makes it at start: a fresh Ed25519 key (dropped once
+// it has signed), valid from 30 days before `nowUnix` to 30 days after.
+absl::StatusOr<bssl::UniquePtr<CRYPTO_BUFFER>> makeFreshMetaCert(std::string_view serverPublicHex,
+                                                                int64_t nowUnix);
+
 }  // namespace derpd::tls

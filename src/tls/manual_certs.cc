@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <openssl/mem.h>
 #include <openssl/pool.h>
-#include <openssl/rand.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -19,9 +18,6 @@
 namespace derpd::tls {
 namespace {
 
-constexpr int64_t kDay = 24 * 3600;
-// derper's meta-cert validity around its start time.
-constexpr int64_t kMetaCertSlack = 30 * kDay;
 
 constexpr uint32_t kWatchMask =
     IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB;
@@ -125,14 +121,8 @@ absl::StatusOr<std::shared_ptr<const CertSet>> ManualCerts::load(
   auto set = std::make_shared<CertSet>();
   set->certs = std::move(*pairs);
   if (!opts_.serverPublicHex.empty()) {
-    // As derper: a fresh key each start; nothing ever needs to sign with it
-    // again, so it is dropped once the certificate exists.
-    uint8_t seed[32];
-    RAND_bytes(seed, sizeof(seed));
-    const int64_t now = wallNow();
     absl::StatusOr<bssl::UniquePtr<CRYPTO_BUFFER>> meta =
-        makeMetaCert(opts_.serverPublicHex, seed, now - kMetaCertSlack, now + kMetaCertSlack);
-    OPENSSL_cleanse(seed, sizeof(seed));
+        makeFreshMetaCert(opts_.serverPublicHex, wallNow());
     if (!meta.ok()) return meta.status();
     set->metaCert = std::move(*meta);
   }
