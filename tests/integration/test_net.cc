@@ -190,20 +190,7 @@ bool HttpResponse::hasHeader(std::string_view name) const {
   });
 }
 
-absl::StatusOr<HttpResponse> readHttpResponse(TcpConn& conn, bool noBody, Nanos timeout) {
-  Nanos deadline = now() + timeout;
-  size_t end;
-  while ((end = conn.buffered().find("\r\n\r\n")) == std::string::npos) {
-    if (conn.buffered().size() > kMaxResponseHead) {
-      return absl::DataLossError("response head too large");
-    }
-    if (absl::Status st = conn.fill(deadline); !st.ok()) {
-      return absl::Status(st.code(), absl::StrCat("reading response head: ", st.message(),
-                                                  "; got: ", conn.buffered()));
-    }
-  }
-  std::string head = conn.buffered().substr(0, end);
-  conn.consume(end + 4);
+absl::StatusOr<HttpResponse> parseResponseHead(const std::string& head) {
   HttpResponse r;
   size_t lineEnd = head.find("\r\n");
   r.statusLine = head.substr(0, lineEnd);
@@ -221,6 +208,25 @@ absl::StatusOr<HttpResponse> readHttpResponse(TcpConn& conn, bool noBody, Nanos 
     r.headers.emplace_back(line.substr(0, colon),
                            std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
   }
+  return r;
+}
+
+absl::StatusOr<HttpResponse> readHttpResponse(TcpConn& conn, bool noBody, Nanos timeout) {
+  Nanos deadline = now() + timeout;
+  size_t end;
+  while ((end = conn.buffered().find("\r\n\r\n")) == std::string::npos) {
+    if (conn.buffered().size() > kMaxResponseHead) {
+      return absl::DataLossError("response head too large");
+    }
+    if (absl::Status st = conn.fill(deadline); !st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("reading response head: ", st.message(),
+                                                  "; got: ", conn.buffered()));
+    }
+  }
+  absl::StatusOr<HttpResponse> parsed = parseResponseHead(conn.buffered().substr(0, end));
+  conn.consume(end + 4);
+  if (!parsed.ok()) return parsed.status();
+  HttpResponse r = *std::move(parsed);
   if (noBody || r.status / 100 == 1 || r.status == 204 || r.status == 304) return r;
   if (std::string cl = r.header("Content-Length"); !cl.empty()) {
     size_t len = 0;

@@ -62,6 +62,9 @@ struct HttpResponse {
 // Reads one response from conn: the head, then a Content-Length body, a
 // chunked body, or (with neither) everything until the connection closes.
 // noBody: the request was HEAD (no body whatever the headers say).
+// Status line and headers of a response head (without its blank line).
+absl::StatusOr<HttpResponse> parseResponseHead(const std::string& head);
+
 absl::StatusOr<HttpResponse> readHttpResponse(TcpConn& conn, bool noBody = false,
                                               Nanos timeout = kIoTimeout);
 

@@ -78,6 +78,16 @@ void expectRelayed(DerpClient& from, DerpClient& to, uint32_t seq) {
   EXPECT_TRUE(p.payload == payload) << "payload " << seq << " corrupted";
 }
 
+void expectRegisteredOnBothShards(uint16_t port, int count) {
+  ASSERT_OK_AND_ASSIGN(double connected,
+                       waitForMetricTls(port, "derpd_current_connections", {},
+                                        [count](double v) { return v >= count; }, kWait));
+  EXPECT_EQ(connected, count);
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetricsTls(port));
+  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "0"}}), 0);
+  EXPECT_GT(sumMetric(m, "derpd_current_connections", {{"shard", "1"}}), 0);
+}
+
 void expectRelayBothWays(DerpClient& a, DerpClient& b, uint32_t seq) {
   expectRelayed(a, b, seq);
   expectRelayed(b, a, seq + 1);

@@ -78,6 +78,8 @@ absl::StatusOr<std::unique_ptr<client::DerpClient>> connectFresh(client::ClientO
 void expectRelayed(client::DerpClient& from, client::DerpClient& to, uint32_t seq);
 
 void expectRelayBothWays(client::DerpClient& a, client::DerpClient& b, uint32_t seq);
+// Waits until derpd reports `count` registered clients, and checks both shards have some.
+void expectRegisteredOnBothShards(uint16_t port, int count);
 
 class TlsTest : public ::testing::Test {
  protected:

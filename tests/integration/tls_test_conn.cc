@@ -23,24 +23,9 @@ using client::monotonicNow;
 absl::StatusOr<HttpResponse> parseWholeResponse(const std::string& raw) {
   const size_t end = raw.find("\r\n\r\n");
   if (end == std::string::npos) return absl::DataLossError(absl::StrCat("no head in: ", raw));
-  const std::string head = raw.substr(0, end);
-  HttpResponse r;
-  size_t lineEnd = head.find("\r\n");
-  r.statusLine = head.substr(0, lineEnd);
-  if (!r.statusLine.starts_with("HTTP/1.") || r.statusLine.size() < 12 ||
-      !absl::SimpleAtoi(r.statusLine.substr(9, 3), &r.status)) {
-    return absl::DataLossError(absl::StrCat("bad status line: ", r.statusLine));
-  }
-  while (lineEnd != std::string::npos) {
-    const size_t start = lineEnd + 2;
-    lineEnd = head.find("\r\n", start);
-    std::string line =
-        head.substr(start, lineEnd == std::string::npos ? std::string::npos : lineEnd - start);
-    const size_t colon = line.find(':');
-    if (colon == std::string::npos) return absl::DataLossError(absl::StrCat("bad header: ", line));
-    r.headers.emplace_back(line.substr(0, colon),
-                           std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
-  }
+  absl::StatusOr<HttpResponse> parsed = parseResponseHead(raw.substr(0, end));
+  if (!parsed.ok()) return parsed.status();
+  HttpResponse r = *std::move(parsed);
   r.body = raw.substr(end + 4);
   if (std::string cl = r.header("Content-Length"); !cl.empty()) {
     size_t len = 0;
