@@ -18,6 +18,7 @@
 #include "base/hex.h"
 #include "client/derp_client.h"
 #include "client/fd_wait.h"
+#include "tls/client_context.h"
 #include "tls/ssl_error.h"
 
 namespace derpd::client {
@@ -25,21 +26,6 @@ namespace {
 
 constexpr std::string_view kMetaCertPrefix = "derpkey";
 constexpr std::string_view kPinPrefix = "sha256-raw:";
-// ALPN wire form: a length byte, then the protocol name.
-constexpr uint8_t kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-
-// The address part of an IP literal ("fe80::1%eth0" -> "fe80::1"), or empty
-// when `name` is not one.
-std::string ipLiteral(std::string_view name) {
-  std::string addr(name.substr(0, name.find('%')));
-  in6_addr buf;
-  if (::inet_pton(AF_INET, addr.c_str(), &buf) == 1 ||
-      ::inet_pton(AF_INET6, addr.c_str(), &buf) == 1) {
-    return addr;
-  }
-  return {};
-}
-
 std::optional<std::string> commonName(X509* cert) {
   X509_NAME* subject = X509_get_subject_name(cert);
   int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
@@ -99,55 +85,23 @@ absl::StatusOr<std::unique_ptr<ClientTls>> ClientTls::handshake(int fd, const Cl
     pin = *parsed;
   }
   const std::string& name = opts.serverName.empty() ? opts.host : opts.serverName;
-  const std::string ip = ipLiteral(name);
   const bool verifyChain = !opts.insecure && !pin.has_value();
 
   ERR_clear_error();
   std::unique_ptr<ClientTls> t(new ClientTls(fd));
   State& s = *t->state_;
-  s.ctx.reset(SSL_CTX_new(TLS_method()));
-  if (!s.ctx) return absl::InternalError(absl::StrCat("SSL_CTX_new: ", tls::drainSslErrors()));
-  SSL_CTX_set_min_proto_version(s.ctx.get(), TLS1_2_VERSION);
-  const uint16_t maxVersion = opts.maxTlsVersion != 0 ? opts.maxTlsVersion : TLS1_3_VERSION;
-  if (maxVersion < TLS1_2_VERSION || SSL_CTX_set_max_proto_version(s.ctx.get(), maxVersion) != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsupported maximum TLS version 0x", absl::Hex(maxVersion)));
-  }
-  if (verifyChain) {
-    const std::string caFile = opts.caFile.empty() ? kDefaultCaFile : opts.caFile;
-    if (SSL_CTX_load_verify_locations(s.ctx.get(), caFile.c_str(), nullptr) != 1) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot load CA certificates from ", caFile, ": ", tls::drainSslErrors()));
-    }
-    SSL_CTX_set_verify(s.ctx.get(), SSL_VERIFY_PEER, nullptr);
-  } else {
-    // A pin is checked after the handshake, before any byte is sent.
-    SSL_CTX_set_verify(s.ctx.get(), SSL_VERIFY_NONE, nullptr);
-  }
-
+  // A pin is checked after the handshake, before any byte is sent.
+  auto ctx = tls::makeClientContext(
+      verifyChain ? (opts.caFile.empty() ? std::string(kDefaultCaFile) : opts.caFile) : "",
+      opts.maxTlsVersion);
+  if (!ctx.ok()) return ctx.status();
+  s.ctx = std::move(*ctx);
   s.ssl.reset(SSL_new(s.ctx.get()));
-  if (!s.ssl || SSL_set_fd(s.ssl.get(), fd) != 1 ||
-      SSL_set_alpn_protos(s.ssl.get(), kAlpnHttp11, sizeof(kAlpnHttp11)) != 0) {
+  if (!s.ssl || SSL_set_fd(s.ssl.get(), fd) != 1) {
     return absl::InternalError(absl::StrCat("setting up TLS: ", tls::drainSslErrors()));
   }
   SSL* ssl = s.ssl.get();
-  // Clients that connect by IP send no SNI (PROTOCOL.md).
-  if (ip.empty() && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("bad TLS server name \"", name, "\""));
-  }
-  if (verifyChain) {
-    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-    int ok;
-    if (!ip.empty()) {
-      ok = X509_VERIFY_PARAM_set1_ip_asc(param, ip.c_str());
-    } else {
-      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-      ok = X509_VERIFY_PARAM_set1_host(param, name.data(), name.size());
-    }
-    if (ok != 1) {
-      return absl::InvalidArgumentError(absl::StrCat("bad TLS server name \"", name, "\""));
-    }
-  }
+  if (absl::Status st = tls::configureClientSession(ssl, name, verifyChain); !st.ok()) return st;
 
   for (;;) {
     ERR_clear_error();

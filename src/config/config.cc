@@ -1,10 +1,14 @@
 #include "config/config.h"
 
+#include <arpa/inet.h>
+
 #include <charconv>
 #include <functional>
-#include "absl/strings/string_view.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "config/config_file.h"
 #include "config/duration.h"
 
@@ -82,6 +86,48 @@ std::string setNameList(std::vector<std::string>& out, absl::string_view v) {
   return "";
 }
 
+bool isIpLiteral(int family, absl::string_view text) {
+  in6_addr buf;
+  return inet_pton(family, std::string(text).c_str(), &buf) == 1;
+}
+
+// A DNS name: dot-separated labels of letters, digits, '-' and '_' (1-63
+// each, 253 in all, one trailing dot allowed). The last label may not be all
+// digits: getaddrinfo would read such a "name" as a shorthand IPv4 address.
+bool isHostName(absl::string_view name) {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (name.empty() || name.size() > 253) return false;
+  bool lastAllDigits = false;
+  while (true) {
+    const size_t dot = name.find('.');
+    absl::string_view label = name.substr(0, dot);
+    if (label.empty() || label.size() > 63) return false;
+    lastAllDigits = true;
+    for (char ch : label) {
+      if (!absl::ascii_isalnum(ch) && ch != '-' && ch != '_') return false;
+      if (!absl::ascii_isdigit(ch)) lastAllDigits = false;
+    }
+    if (dot == absl::string_view::npos) break;
+    name.remove_prefix(dot + 1);
+  }
+  return !lastAllDigits;
+}
+
+// -mesh-with: a comma-separated list (empty items skipped), each item checked
+// here so that a typo stops startup rather than a mesh link.
+std::string setMeshWith(std::vector<std::string>& out, absl::string_view v) {
+  std::vector<std::string> items;
+  for (absl::string_view item : absl::StrSplit(v, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    if (item.empty()) continue;
+    absl::StatusOr<MeshEntry> entry = parseMeshEntry(std::string_view(item.data(), item.size()));
+    if (!entry.ok()) return std::string(entry.status().message());
+    items.push_back(std::move(entry->text));
+  }
+  out = std::move(items);
+  return "";
+}
+
 std::string notYet(absl::string_view what) {
   return absl::StrCat(what, " is not supported by this derpd build yet");
 }
@@ -149,6 +195,41 @@ const std::vector<FlagSpec>& flagSpecs() {
          if (v == "false") return notYet("-derp=false (STUN-only mode)");
          return std::string();
        }},
+      {"mesh-with", Kind::kString, "mesh", "",
+       "comma-separated DERP servers of this region to mesh with: host, host:port, [v6]:port "
+       "or http(s)://host[:port]; a bare host uses this server's own scheme and port; this "
+       "server's -hostname may be listed (it is skipped); names are re-resolved, each address "
+       "a peer. Needs -mesh-psk-file",
+       [](Config& c, absl::string_view v) { return setMeshWith(c.meshWith, v); }},
+      {"mesh-psk-file", Kind::kString, "mesh", "",
+       "file holding the region's mesh pre-shared key (64 hex characters; whitespace "
+       "trimmed). Needs -mesh-with",
+       [](Config& c, absl::string_view v) {
+         c.meshPskFile = std::string(v);
+         return std::string();
+       }},
+      {"mesh-insecure", Kind::kBool, "mesh", "false",
+       "accept any certificate from mesh peers (tests only)",
+       [](Config& c, absl::string_view v) {
+         c.meshInsecure = v == "true";
+         return std::string();
+       }},
+      {"mesh-ca", Kind::kString, "mesh", "/etc/ssl/certs/ca-certificates.crt",
+       "PEM bundle the mesh peers' certificates are verified against",
+       [](Config& c, absl::string_view v) {
+         if (v.empty()) return std::string("want a file path");
+         c.meshCa = std::string(v);
+         return std::string();
+       }},
+      {"mesh-resolve-interval", Kind::kDuration, "mesh", "30s",
+       "how often the -mesh-with names are resolved again (at least 1s)",
+       [](Config& c, absl::string_view v) {
+         Nanos d = 0;
+         if (std::string err = setDuration(d, v); !err.empty()) return err;
+         if (d < kSecond) return std::string("want at least 1s");
+         c.meshResolveInterval = d;
+         return std::string();
+       }},
       {"tcp-write-timeout", Kind::kDuration, "tcp", "2s",
        "time a write to a client may take before it is disconnected",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpWriteTimeout, v); }},
@@ -209,10 +290,15 @@ const std::vector<FlagSpec>& flagSpecs() {
 
 // derper flags whose features are not built yet: accepted names, rejected use.
 constexpr absl::string_view kNotYetFlags[] = {
-    "mesh-with",         "mesh-psk-file",           "verify-clients",
-    "socket",            "verify-client-url",       "verify-client-url-fail-open",
-    "accept-connection-limit", "accept-connection-burst", "acme-email",
-    "acme-eab-kid",      "acme-eab-key",
+    "verify-clients",
+    "socket",
+    "verify-client-url",
+    "verify-client-url-fail-open",
+    "accept-connection-limit",
+    "accept-connection-burst",
+    "acme-email",
+    "acme-eab-kid",
+    "acme-eab-key",
 };
 
 bool isNotYetFlag(absl::string_view name) {
@@ -234,7 +320,7 @@ bool notYetValueIsOff(absl::string_view name, const std::string& value) {
   if (name == "accept-connection-limit") {
     return value == "+Inf" || value == "Inf" || value == "inf" || value == "+inf";
   }
-  return value.empty();  // mesh-with, mesh-psk-file, verify-client-url, acme-*
+  return value.empty();  // verify-client-url, acme-*
 }
 
 constexpr absl::string_view kNotYetGroup = "not built yet (rejected when given)";
@@ -276,7 +362,8 @@ constexpr EnvFlag kEnvFlags[] = {
     {"DERP_CERT_DIR", "certdir"},        {"DERP_ADDR", "a"},
     {"DERP_HTTP_PORT", "http-port"},     {"DERP_STUN", "stun"},
     {"DERP_STUN_PORT", "stun-port"},     {"DERP_VERIFY_CLIENTS", "verify-clients"},
-    {"DERP_VERIFY_CLIENT_URL", "verify-client-url"},
+    {"DERP_VERIFY_CLIENT_URL", "verify-client-url"}, {"DERP_MESH_WITH", "mesh-with"},
+    {"DERP_MESH_PSK_FILE", "mesh-psk-file"},
 };
 
 // A flag from a command line: a known, built flag with its value text
@@ -291,6 +378,21 @@ absl::Status scanFlags(const std::vector<std::string>& args, CommandLineAction& 
 absl::Status applyFlagValues(const std::vector<FlagValue>& flags, Config& config);
 absl::Status applyFlags(const std::vector<std::string>& args, ParsedCommandLine& out);
 absl::Status applyConfigFile(const std::string& path, Config& config);
+
+// Checks between settings, once every source has been applied.
+absl::Status checkCombinations(const Config& config) {
+  // Peers prove they belong to the region with the key, so one without the
+  // other is a half-configured mesh.
+  if (!config.meshWith.empty() && config.meshPskFile.empty()) {
+    return absl::InvalidArgumentError(
+        "-mesh-with needs -mesh-psk-file (the region's shared mesh key)");
+  }
+  if (config.meshWith.empty() && !config.meshPskFile.empty()) {
+    return absl::InvalidArgumentError(
+        "-mesh-psk-file needs -mesh-with (the other servers of the region)");
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -331,7 +433,72 @@ absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string
     }
   }
   if (absl::Status st = applyFlagValues(flags, out.config); !st.ok()) return st;
+  if (absl::Status st = checkCombinations(out.config); !st.ok()) return st;
   return out;
+}
+
+absl::StatusOr<MeshEntry> parseMeshEntry(std::string_view item) {
+  const absl::string_view text =
+      absl::StripAsciiWhitespace(absl::string_view(item.data(), item.size()));
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("mesh peer \"", text, "\": ", why));
+  };
+  if (text.empty()) return bad("empty");
+  MeshEntry entry;
+  entry.text = std::string(text);
+  absl::string_view authority = text;
+  if (const size_t sep = authority.find("://"); sep != absl::string_view::npos) {
+    const std::string scheme = absl::AsciiStrToLower(authority.substr(0, sep));
+    if (scheme == "https") {
+      entry.tls = true;
+    } else if (scheme == "http") {
+      entry.tls = false;
+    } else {
+      return bad("want http:// or https://, or no scheme");
+    }
+    authority.remove_prefix(sep + 3);
+    if (const size_t slash = authority.find('/'); slash != absl::string_view::npos) {
+      const absl::string_view path = authority.substr(slash);
+      if (path != "/" && path != "/derp") return bad("the only path allowed is /derp");
+      authority = authority.substr(0, slash);
+    }
+  } else if (authority.find('/') != absl::string_view::npos) {
+    return bad("derper's host/dial-address form is not supported by this derpd build yet");
+  }
+  absl::string_view host = authority;
+  std::optional<absl::string_view> portText;
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t close = authority.find(']');
+    if (close == absl::string_view::npos) return bad("no closing ]");
+    host = authority.substr(1, close - 1);
+    const absl::string_view after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':') return bad("want [address]:port");
+    if (!after.empty()) portText = after.substr(1);
+    if (!isIpLiteral(AF_INET6, host)) return bad("not an IPv6 address between [ and ]");
+  } else if (authority.find(':') != authority.rfind(':')) {
+    // Several colons: an IPv6 address, which needs brackets to take a port.
+    if (entry.tls.has_value() || !isIpLiteral(AF_INET6, authority)) {
+      return bad("an IPv6 address is written [address] or [address]:port");
+    }
+  } else if (const size_t colon = authority.find(':'); colon != absl::string_view::npos) {
+    host = authority.substr(0, colon);
+    portText = authority.substr(colon + 1);
+  }
+  if (portText) {
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(portText->data(), portText->data() + portText->size(), port);
+    if (portText->empty() || ec != std::errc() || end != portText->data() + portText->size() ||
+        port < 1 || port > 65535) {
+      return bad("want a port from 1 to 65535");
+    }
+    entry.port = static_cast<uint16_t>(port);
+  }
+  if (host.empty()) return bad("no host");
+  if (!isIpLiteral(AF_INET, host) && !isIpLiteral(AF_INET6, host) && !isHostName(host)) {
+    return bad("want a host name or IP address");
+  }
+  entry.host = absl::AsciiStrToLower(host);
+  return entry;
 }
 
 namespace {

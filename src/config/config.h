@@ -2,7 +2,10 @@
 // line that fills it.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -35,6 +38,14 @@ struct Config {
   // --metrics-addr: a loopback host:port serving /metrics and /debug/ over
   // plain HTTP ("" = off). main checks that the address is loopback.
   std::string metricsAddr;
+  // Regional mesh. -mesh-with: the items of the comma-separated list, trimmed,
+  // empty ones dropped, each accepted by parseMeshEntry. Given together with
+  // -mesh-psk-file or not at all.
+  std::vector<std::string> meshWith;
+  std::string meshPskFile;    // -mesh-psk-file: read at startup (relay::loadMeshKey)
+  bool meshInsecure = false;  // --mesh-insecure
+  std::string meshCa = "/etc/ssl/certs/ca-certificates.crt";  // --mesh-ca
+  Nanos meshResolveInterval = 30 * kSecond;                   // --mesh-resolve-interval
   LogFormat logFormat = LogFormat::kText;  // --log-format
   Nanos statsInterval = 60 * kSecond;      // --stats-interval (0: no stats lines)
   // --config: the TOML file read before the environment and the flags ("": none).
@@ -64,6 +75,22 @@ struct ParsedCommandLine {
 // unreadable file, malformed TOML, unknown key, wrong type, bad value.
 absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args,
                                                    const std::vector<std::string>& env = {});
+
+// One -mesh-with item, parsed: host, host:port, [v6]:port, a bare IPv6
+// address, or http://host[:port] / https://host[:port] with an optional /derp
+// path. Here rather than in relay/ because the flag parser checks each item;
+// relay/mesh_targets.h re-exports it.
+struct MeshEntry {
+  std::string text;         // as given (trimmed), for logs and metric labels
+  std::string host;         // name (lowercased) or IP literal, without brackets
+  uint16_t port = 0;        // 0: not given
+  std::optional<bool> tls;  // from an explicit http:// or https://; nullopt: bare
+
+  bool operator==(const MeshEntry&) const = default;
+};
+
+// Errors quote the item and say what is wrong with it.
+absl::StatusOr<MeshEntry> parseMeshEntry(std::string_view item);
 
 // The --help text, grouped.
 std::string usageText();

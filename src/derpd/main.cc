@@ -21,7 +21,10 @@
 #include "derpd_config.h"
 #include "net/socket_address.h"
 #include "relay/periodic_stats.h"
+#include "relay/mesh_state.h"
+#include "relay/mesh_targets.h"
 #include "relay/server.h"
+#include "tls/client_context.h"
 
 namespace {
 
@@ -124,12 +127,63 @@ int runServer(const derpd::Config& cfg) {
     resolver->start();
     opts.bootstrapDns = &bootstrapDns;
   }
+  // The regional mesh: the PSK is checked now; the peers' names are resolved
+  // off the shards, first right now so the shards start with their targets.
+  relay::MeshState mesh;
+  relay::MeshTargetStore meshTargets;
+  bssl::UniquePtr<SSL_CTX> meshTls;
+  std::vector<relay::MeshEntry> meshEntries;
+  if (!cfg.meshWith.empty()) {
+    auto meshKey = relay::loadMeshKey(cfg.meshPskFile);
+    if (!meshKey.ok()) {
+      logError("flag -mesh-psk-file: %s", meshKey.status().message());
+      return kExitUsage;
+    }
+    std::vector<relay::MeshEntry> entries;
+    bool anyTls = opts.tls != nullptr;
+    for (const std::string& item : cfg.meshWith) {
+      auto entry = relay::parseMeshEntry(item);
+      if (!entry.ok()) {
+        logError("flag -mesh-with: %s", entry.status().message());
+        return kExitUsage;
+      }
+      anyTls = anyTls || entry->tls.value_or(false);
+      entries.push_back(*entry);
+    }
+    if (anyTls) {
+      auto ctx = tls::makeClientContext(cfg.meshInsecure ? "" : cfg.meshCa);
+      if (!ctx.ok()) {
+        logError("flag --mesh-ca: %s", ctx.status().message());
+        return kExitUsage;
+      }
+      meshTls = std::move(*ctx);
+    }
+    mesh.meshKey = *meshKey;
+    mesh.targets = &meshTargets;
+    mesh.clientTls = meshTls.get();
+    mesh.verifyPeers = !cfg.meshInsecure;
+    opts.mesh = &mesh;
+    meshEntries = std::move(entries);
+  }
   relay::Server server(opts);
   if (absl::Status st = server.start(); !st.ok()) {
     logError("start: %s", st.message());
     return 1;
   }
   logInfo("derpd %s: public key %s", DERPD_VERSION, server.publicKey().toString());
+  std::unique_ptr<relay::MeshResolver> meshResolver;
+  if (opts.mesh != nullptr) {
+    // Every shard takes up its share of the peers now, and again whenever
+    // the resolver publishes a changed set.
+    meshResolver = std::make_unique<relay::MeshResolver>(
+        std::move(meshEntries), cfg.hostname, opts.tls != nullptr, server.boundAddress().port(),
+        meshTargets, cfg.meshResolveInterval, [&server] { server.meshTargetsChanged(); });
+    meshResolver->resolveNow();
+    meshResolver->start();
+    server.meshTargetsChanged();
+    logInfo("mesh: %zu peers listed in -mesh-with, %zu addresses", cfg.meshWith.size(),
+            meshTargets.load()->size());
+  }
   // STUN first: the listening line is what scripts wait for, so all is up by then.
   if (server.stunAddress()) {
     logInfo("derpd %s: STUN listening on udp://%s", DERPD_VERSION,

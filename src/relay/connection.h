@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "derp/key.h"
 #include "relay/counters.h"
+#include "relay/key_directory.h"
 #include "runtime/io_ring.h"
 #include "runtime/packet_pool.h"
 #include "runtime/send_queue.h"
@@ -46,13 +47,15 @@ constexpr size_t kTlsScratchSize = 16 * 1024;
 constexpr uint8_t kBufIsPacket = 1;  // a RecvPacket frame: counted when written
 constexpr uint8_t kBufIsDisco = 2;
 constexpr uint8_t kBufHold = 4;  // the writer stops here until the flag is cleared
+constexpr uint8_t kBufIsForward = 8;  // a ForwardPacket frame for a mesh link
 
 // The listener a connection came from: the main (-a) one, the plain -http-port
 // one beside TLS, or the --metrics-addr one.
 enum class ListenerKind : uint8_t { kMain, kPort80, kMetrics };
 
 struct Connection {
-  enum class State : uint8_t { kHttp, kDerpHandshake, kDerp, kClosing };
+  // kConnecting: an outgoing mesh link waiting for its TCP connect.
+  enum class State : uint8_t { kConnecting, kHttp, kDerpHandshake, kDerp, kClosing };
   static constexpr size_t kMaxIov = 32;
 
   Connection(ShardServer* s, uint32_t index, uint32_t generation, int socket,
@@ -72,6 +75,11 @@ struct Connection {
   ListenerKind listener = ListenerKind::kMain;  // which listener accepted it
   bool fromLoopback = false;    // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
   bool preferred = false;       // the client's last NotePreferred said true
+  bool notIdeal = false;        // its upgrade carried an Ideal-Node that is not this node
+  bool canMesh = false;         // its ClientInfo carried this node's mesh key
+  bool watcher = false;         // it sent WatchConns
+  int32_t meshLink = -1;        // an outgoing mesh link's slot; -1: an accepted connection
+  PeerInfo peer;                // its address and PeerPresent flags
   bool tlsReady = false;        // TLS handshake complete (or no TLS)
   bool closeNotifySent = false;
   uint16_t pendingAcks = 0;  // shards yet to apply this client's registration
@@ -109,6 +117,7 @@ struct Connection {
   // DERP identity and bookkeeping.
   derp::NodeKey key;
   derp::NodeKey lastDst;
+  derp::NodeKey lastFwdSrc;  // a mesh peer's last forwarded (source, lastDst)
   bool haveLastDst = false;
   absl::flat_hash_set<derp::NodeKey> sentTo;  // keys this client sent to
   double peerGoneTokens = 3;

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "base/log.h"
 #include "derp/frame.h"
 #include "derp/handshake.h"
@@ -18,6 +19,11 @@ namespace derpd::relay {
 namespace {
 
 constexpr size_t kMaxWriteBytes = 256 * 1024;  // per sendmsg
+// Room kept in front of a SendPacket's bytes when this node has mesh peers: a
+// packet for a client on a peer becomes a ForwardPacket (32 bytes longer) in place.
+constexpr uint16_t kMeshHeadroom = derp::kKeyLen;
+// Mesh peers may be slower to drain than clients (derper's 30 s).
+constexpr Nanos kMeshWriteTimeout = 30 * kSecond;
 
 // A RecvPacket frame has left for its destination (written, or sealed for TLS).
 void countSent(ShardCounters& counters, const PacketBuf* b) {
@@ -42,7 +48,7 @@ PacketBuf* popWritable(Connection& c) {
 
 void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
   if (c.state == Connection::State::kHttp) {
-    size_t used = onHttpBytes(c, data, n);
+    size_t used = c.meshLink >= 0 ? onLinkResponseBytes(c, data, n) : onHttpBytes(c, data, n);
     data += used;
     n -= used;
   }
@@ -67,6 +73,7 @@ void ShardServer::onTlsBytes(Connection& c, const uint8_t* data, size_t n) {
     (SSL_version(c.ssl.get()) == TLS1_3_VERSION ? counters_.tls13Handshakes
                                                 : counters_.tls12Handshakes)
         .add();
+    if (c.meshLink >= 0) queueLinkRequest(c);
     markDirty(c);  // the server's last flight (and 1.3 tickets), and anything queued
   }
   readTls(c);
@@ -91,7 +98,7 @@ void ShardServer::readTls(Connection& c) {
       into = kHeader;
     } else if (derp) {
       max = std::min<size_t>(max, c.curLen - c.bodyHave);
-      if (c.body != nullptr) dst = c.body->data() + derp::kFrameHeaderLen + c.bodyHave;
+      if (c.body != nullptr) dst = c.body->bytes() + derp::kFrameHeaderLen + c.bodyHave;
       into = kBody;
     }
     int r = SSL_read(c.ssl.get(), dst, static_cast<int>(max));
@@ -138,7 +145,7 @@ void ShardServer::onTlsStopped(Connection& c, int ret, CloseReason reason) {
   ERR_clear_error();
   // BoringSSL queued an alert for the peer; send it before closing if it fits.
   if (c.writing != nullptr) {
-    ::send(c.fd, c.writing->data() + c.writeOffset, c.writing->length - c.writeOffset,
+    ::send(c.fd, c.writing->bytes() + c.writeOffset, c.writing->length - c.writeOffset,
            MSG_DONTWAIT | MSG_NOSIGNAL);
   }
   close(c, reason);
@@ -207,6 +214,7 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
       http::RouteResult route = c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx)
                                                                     : http::route(req, ctx);
       if (route.idealNodeMismatch) counters_.idealNodeMismatch.add();
+      c.notIdeal = route.idealNodeMismatch;
       if (route.action == http::RouteAction::kRespond) {
         queueControl(c, {reinterpret_cast<const uint8_t*>(route.response.data()),
                          route.response.size()});
@@ -257,7 +265,7 @@ void ShardServer::onDerpBytes(Connection& c, const uint8_t* data, size_t n) {
     }
     size_t take = std::min<size_t>(n, c.curLen - c.bodyHave);
     if (c.body != nullptr) {
-      std::memcpy(c.body->data() + derp::kFrameHeaderLen + c.bodyHave, data, take);
+      std::memcpy(c.body->bytes() + derp::kFrameHeaderLen + c.bodyHave, data, take);
     }
     c.bodyHave += static_cast<uint32_t>(take);
     data += take;
@@ -280,7 +288,9 @@ bool ShardServer::startFrame(Connection& c) {
     close(c, CloseReason::kFrameTooLarge);
     return false;
   }
+  if (c.meshLink >= 0) return startLinkFrame(c);
   bool keep = true;
+  uint16_t headroom = 0;
   if (c.state == Connection::State::kDerpHandshake) {
     if (type != FrameType::kClientInfo) {
       close(c, CloseReason::kNotClientInfo);
@@ -305,6 +315,7 @@ bool ShardServer::startFrame(Connection& c) {
           close(c, CloseReason::kBadFrame);
           return false;
         }
+        if (shared_.mesh != nullptr) headroom = kMeshHeadroom;
         break;
       case FrameType::kNotePreferred:
         if (c.curLen != 1) {
@@ -321,9 +332,8 @@ bool ShardServer::startFrame(Connection& c) {
       case FrameType::kForwardPacket:
       case FrameType::kWatchConns:
       case FrameType::kClosePeer:
-        // Mesh frames need the mesh key, which no client has without -mesh-psk-file.
-        close(c, CloseReason::kMeshFrameDenied);
-        return false;
+        if (!checkMeshFrame(c)) return false;
+        break;
       default:
         keep = false;  // unknown or not for a server: skipped, as derper does
         counters_.unknownFrames.add();
@@ -331,13 +341,14 @@ bool ShardServer::startFrame(Connection& c) {
     }
   }
   if (keep) {
-    c.body = pool_.allocate(derp::kFrameHeaderLen + c.curLen);
+    c.body = pool_.allocate(headroom + derp::kFrameHeaderLen + c.curLen);
     if (c.body == nullptr) {
       // Out of packet memory: read past this frame and count the loss.
       counters_.drop(DropReason::kQueueTail, false);
       return true;
     }
-    std::memcpy(c.body->data(), c.hdr, derp::kFrameHeaderLen);
+    c.body->start = headroom;
+    std::memcpy(c.body->bytes(), c.hdr, derp::kFrameHeaderLen);
   }
   return true;
 }
@@ -348,12 +359,18 @@ void ShardServer::finishFrame(Connection& c) {
   c.body = nullptr;
   if (b == nullptr) return;  // skipped
   auto type = static_cast<derp::FrameType>(c.curType);
-  if (type == derp::FrameType::kSendPacket) {
+  if (type == derp::FrameType::kSendPacket && c.meshLink < 0) {
     onSendPacket(c, b);
     return;
   }
-  std::span<const uint8_t> body{b->data() + derp::kFrameHeaderLen, c.curLen};
-  if (type == derp::FrameType::kClientInfo) {
+  if (type == derp::FrameType::kForwardPacket && c.meshLink < 0) {
+    onForwardPacket(c, b);
+    return;
+  }
+  std::span<const uint8_t> body{b->bytes() + derp::kFrameHeaderLen, c.curLen};
+  if (c.meshLink >= 0) {
+    onLinkFrame(c, body);
+  } else if (type == derp::FrameType::kClientInfo) {
     onClientInfo(c, body);
   } else {
     onOtherFrame(c, c.curType, body);
@@ -383,6 +400,13 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   c.key = ci.key;
   c.state = Connection::State::kDerp;
   c.registered = true;
+  c.canMesh = shared_.mesh != nullptr && !info->meshKey.empty() &&
+              absl::EqualsIgnoreCase(info->meshKey, shared_.mesh->meshKey);
+  // As derper: "regular" only when no other flag applies.
+  c.peer.flags = static_cast<uint8_t>((c.canMesh ? derp::kPeerPresentIsMeshPeer : 0) |
+                                      (info->isProber ? derp::kPeerPresentIsProber : 0) |
+                                      (c.notIdeal ? derp::kPeerPresentNotIdeal : 0));
+  if (c.peer.flags == 0) c.peer.flags = derp::kPeerPresentIsRegular;
   timers_.cancel(c.deadline);
   counters_.handshakes.add();
   counters_.currentConnections.add();
@@ -390,9 +414,10 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
 
   ConnRef me{id_, c.idx, c.gen};
   broadcastDirectory(kMailRegister, c);
-  KeyDirectory::Change change = directory_.add(c.key, me);
+  KeyDirectory::Change change = directory_.add(c.key, me, c.peer);
   if (change.instances > 1) counters_.duplicateKeys.add();
   applyDirectoryChange(c.key, change);
+  notifyWatchers(c.key, &c.peer);
   armKeepAlive(c);
 }
 
@@ -423,6 +448,10 @@ void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint
   if (auto* ping = std::get_if<derp::PingFrame>(&*frame)) {
     counters_.pingsReceived.add();
     if (queueFrame(c, derp::PongFrame{ping->data})) counters_.pongsSent.add();
+  } else if (std::holds_alternative<derp::WatchConnsFrame>(*frame)) {
+    onWatchConns(c);
+  } else if (auto* cp = std::get_if<derp::ClosePeerFrame>(&*frame)) {
+    onClosePeer(cp->key);
   } else if (auto* pref = std::get_if<derp::NotePreferredFrame>(&*frame)) {
     if (pref->preferred) counters_.homeClients.add();
     if (pref->preferred != c.preferred) {
@@ -454,7 +483,7 @@ bool ShardServer::queueFrame(Connection& c, const derp::Frame& f, uint8_t flags)
   size_t size = derp::encodedFrameSize(f);
   PacketBuf* b = pool_.allocate(size);
   if (b == nullptr) return false;
-  b->length = static_cast<uint32_t>(derp::encodeFrame(f, {b->data(), size}));
+  b->length = static_cast<uint32_t>(derp::encodeFrame(f, {b->bytes(), size}));
   b->flags = flags;
   releaseChain(c.control.push(b));
   markDirty(c);
@@ -504,7 +533,7 @@ bool ShardServer::gatherWrite(Connection& c) {
   size_t n = 0;
   for (PacketBuf* b = c.writing; b != nullptr && n < Connection::kMaxIov; b = b->next, n++) {
     size_t skip = n == 0 ? c.writeOffset : 0;
-    c.iov[n].iov_base = b->data() + skip;
+    c.iov[n].iov_base = b->bytes() + skip;
     c.iov[n].iov_len = b->length - skip;
   }
   c.msg = msghdr{};
@@ -523,7 +552,7 @@ void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
     if (b == nullptr) return;
     size_t before = c.writingTail ? c.writingTail->length : 0;
     PacketBuf* tailBefore = c.writingTail;
-    int r = SSL_write(c.ssl.get(), b->data(), static_cast<int>(b->length));
+    int r = SSL_write(c.ssl.get(), b->bytes(), static_cast<int>(b->length));
     if (r <= 0) {
       // Our sink never asks to retry: this is out of memory or a dead session.
       if (b->flags & kBufIsPacket) counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
@@ -602,7 +631,9 @@ void ShardServer::startWrite(Connection& c) {
     IoRing::setCompletion(s, &c.sendOp);
     c.sending = true;
     if (!c.writeTimeout.armed()) {
-      timers_.arm(c.writeTimeout, clock_.now() + shared_.config.writeTimeout);
+      Nanos timeout = shared_.config.writeTimeout;
+      if (c.canMesh || c.meshLink >= 0) timeout = std::max(timeout, kMeshWriteTimeout);
+      timers_.arm(c.writeTimeout, clock_.now() + timeout);
     }
   }
 }
@@ -634,6 +665,10 @@ void ShardServer::onWritten(Connection& c, size_t n) {
 void ShardServer::onSendDone(Connection& c, int res) {
   c.sending = false;
   if (c.state == Connection::State::kClosing) return;
+  if (c.state == Connection::State::kConnecting) {
+    onLinkConnected(c, res);
+    return;
+  }
   if (res < 0) {
     if (res == -EINTR || res == -EAGAIN) {
       startWrite(c);

@@ -24,6 +24,14 @@ const char* closeReasonName(CloseReason r) {
     case CloseReason::kHttpDone: return "http_done";
     case CloseReason::kTlsHandshake: return "tls_handshake_failed";
     case CloseReason::kTlsError: return "tls_error";
+    case CloseReason::kClosePeer: return "close_peer";
+    case CloseReason::kWatcherOverflow: return "watcher_overflow";
+    case CloseReason::kMeshConnect: return "mesh_connect_failed";
+    case CloseReason::kMeshBadPeer: return "mesh_bad_peer";
+    case CloseReason::kMeshSelf: return "mesh_self";
+    case CloseReason::kMeshRemoved: return "mesh_removed";
+    case CloseReason::kMeshRestarting: return "mesh_restarting";
+    case CloseReason::kReadTimeout: return "read_timeout";
     case CloseReason::kCount: break;
   }
   return "unknown";
@@ -37,6 +45,8 @@ const char* dropReasonName(DropReason r) {
     case DropReason::kQueueTail: return "queue_tail";
     case DropReason::kWriteError: return "write_error";
     case DropReason::kStaleGeneration: return "stale_generation";
+    case DropReason::kUnknownDestOnFwd: return "unknown_dest_on_fwd";
+    case DropReason::kMeshLinkDown: return "mesh_link_down";
     case DropReason::kCount: break;
   }
   return "unknown";
@@ -168,6 +178,18 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   total(out, shards, "derpd_ideal_node_header_total", "counter",
         "upgrades that carried an Ideal-Node header",
         [](const ShardCounters& c) { return c.idealNodeMismatch.get(); });
+  total(out, shards, "derpd_mesh_forwarded_in_packets_total", "counter",
+        "ForwardPacket frames received from mesh peers",
+        [](const ShardCounters& c) { return c.meshForwardedInPackets.get(); });
+  total(out, shards, "derpd_mesh_forwarded_in_bytes_total", "counter",
+        "payload bytes of ForwardPacket frames received from mesh peers",
+        [](const ShardCounters& c) { return c.meshForwardedInBytes.get(); });
+  total(out, shards, "derpd_mesh_watchers", "gauge",
+        "mesh peers watching this node's clients (WatchConns)",
+        [](const ShardCounters& c) { return c.meshWatchers.get(); });
+  family(out, "derpd_mesh_remote_keys", "gauge", "distinct client keys present on mesh peers");
+  absl::StrAppend(&out, "derpd_mesh_remote_keys ",
+                  shards.empty() ? 0 : shards[0]->meshRemoteKeys.get(), "\n");
   perShard(out, shards, "derpd_stun_requests_total", "counter", "STUN datagrams received",
            [](const ShardCounters& c) { return c.stunRequests.get(); });
   perShard(out, shards, "derpd_stun_responses_total", "counter", "STUN binding responses sent",

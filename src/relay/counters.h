@@ -33,6 +33,14 @@ enum class CloseReason : uint8_t {
   kHttpDone,
   kTlsHandshake,  // the TLS handshake failed (garbage, no shared version/cipher, ...)
   kTlsError,      // a TLS record could not be opened, or an alert arrived
+  kClosePeer,        // a mesh peer's ClosePeer named this client
+  kWatcherOverflow,  // a mesh watcher fell too far behind to keep its view exact
+  kMeshConnect,      // a mesh link could not connect
+  kMeshBadPeer,      // a mesh peer answered something other than DERP
+  kMeshSelf,         // a mesh link reached this node itself
+  kMeshRemoved,      // a mesh peer left -mesh-with (or its name's addresses)
+  kMeshRestarting,   // a mesh peer said it is restarting
+  kReadTimeout,      // a mesh peer sent nothing, not even a keep-alive, for too long
   kCount,
 };
 const char* closeReasonName(CloseReason r);
@@ -44,6 +52,8 @@ enum class DropReason : uint8_t {
   kQueueTail,
   kWriteError,
   kStaleGeneration,
+  kUnknownDestOnFwd,  // a forwarded packet for a key not on this node
+  kMeshLinkDown,      // a packet for a peer whose link broke on its way out
   kCount,
 };
 const char* dropReasonName(DropReason r);
@@ -88,6 +98,12 @@ struct alignas(64) ShardCounters {
   Counter directoryKeys;  // gauge: distinct keys in this shard's directory replica
   Counter bootstrapDnsRequests;
   Counter idealNodeMismatch;
+  Counter meshForwardedInPackets;  // ForwardPacket frames from mesh peers
+  Counter meshForwardedInBytes;
+  Counter meshForwardedOutPackets;  // packets handed to mesh links
+  Counter meshForwardedOutBytes;
+  Counter meshWatchers;    // gauge: mesh peers watching this shard's view of the node
+  Counter meshRemoteKeys;  // gauge: keys present on mesh peers, in this shard's replica
   Counter stunRequests;
   Counter stunResponses;
   Counter stunSendErrors;

@@ -37,6 +37,8 @@ std::string debugIndex() {
       "(Prometheus text)</li>\n",
       "<li><a href=\"/debug/metrics\">/debug/metrics</a>: derpd's Prometheus metrics "
       "(the same as /metrics)</li>\n",
+      "<li><a href=\"/debug/mesh\">/debug/mesh</a>: mesh peers, their links and what was "
+      "forwarded to them</li>\n",
       "</ul>\n</body></html>\n");
 }
 
@@ -51,6 +53,7 @@ std::optional<http::RouteResult> ShardServer::routeObservability(const Connectio
   auto metrics = [&] {
     std::string body = renderMetrics(shared_.counters);
     if (shared_.tls != nullptr) appendTlsMetrics(body, *shared_.tls);
+    if (shared_.mesh != nullptr) shared_.mesh->stats.render(body);
     return http::respond(req, ctx, 200, kPrometheusText, body);
   };
   if (path == "/metrics" && getOrHead) return metrics();
@@ -65,6 +68,11 @@ std::optional<http::RouteResult> ShardServer::routeObservability(const Connectio
                                       static_cast<int64_t>(::time(nullptr))));
     }
     if (path == "/debug/metrics") return metrics();
+    if (path == "/debug/mesh") {
+      std::string body = shared_.mesh != nullptr ? shared_.mesh->stats.debugText()
+                                                 : std::string("no mesh peers (-mesh-with)\n");
+      return http::respond(req, ctx, 200, "text/plain; charset=utf-8", body);
+    }
   } else if (c.listener != ListenerKind::kMetrics) {
     return std::nullopt;  // the main listener's other routes
   }

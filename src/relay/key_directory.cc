@@ -3,12 +3,21 @@
 #include <algorithm>
 
 namespace derpd::relay {
+namespace {
 
-KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref) {
+template <typename V>
+auto findRef(V& v, const ConnRef& ref) {
+  return std::find_if(v.begin(), v.end(), [&](const auto& i) { return i.ref == ref; });
+}
+
+}  // namespace
+
+KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref,
+                                       const PeerInfo& info) {
   auto& v = entries_[key];
   Change c;
-  if (!v.empty()) c.oldActive = v.back();
-  v.push_back(ref);
+  if (!v.empty()) c.oldActive = v.back().ref;
+  v.push_back(Instance{ref, info});
   c.newActive = ref;
   c.instances = v.size();
   return c;
@@ -19,8 +28,8 @@ KeyDirectory::Change KeyDirectory::remove(const derp::NodeKey& key, ConnRef ref)
   auto it = entries_.find(key);
   if (it == entries_.end()) return c;
   auto& v = it->second;
-  c.oldActive = v.back();
-  auto pos = std::find(v.begin(), v.end(), ref);
+  c.oldActive = v.back().ref;
+  auto pos = findRef(v, ref);
   if (pos == v.end()) {
     c.newActive = c.oldActive;
     c.instances = v.size();
@@ -31,7 +40,7 @@ KeyDirectory::Change KeyDirectory::remove(const derp::NodeKey& key, ConnRef ref)
   if (v.empty()) {
     entries_.erase(it);
   } else {
-    c.newActive = v.back();
+    c.newActive = v.back().ref;
   }
   return c;
 }
@@ -41,19 +50,56 @@ KeyDirectory::Change KeyDirectory::activate(const derp::NodeKey& key, ConnRef re
   auto it = entries_.find(key);
   if (it == entries_.end()) return c;
   auto& v = it->second;
-  c.oldActive = v.back();
+  c.oldActive = v.back().ref;
   c.instances = v.size();
-  auto pos = std::find(v.begin(), v.end(), ref);
+  auto pos = findRef(v, ref);
   if (pos != v.end()) {
     std::rotate(pos, pos + 1, v.end());
   }
-  c.newActive = v.back();
+  c.newActive = v.back().ref;
   return c;
 }
 
 size_t KeyDirectory::instances(const derp::NodeKey& key) const {
   auto it = entries_.find(key);
   return it == entries_.end() ? 0 : it->second.size();
+}
+
+bool KeyDirectory::addRemote(const derp::NodeKey& key, MeshRef ref) {
+  auto& v = remote_[key];
+  bool added = v.empty();
+  auto pos = std::find(v.begin(), v.end(), ref);
+  if (pos != v.end()) v.erase(pos);
+  v.push_back(ref);
+  return added;
+}
+
+bool KeyDirectory::removeRemote(const derp::NodeKey& key, MeshRef ref) {
+  auto it = remote_.find(key);
+  if (it == remote_.end()) return false;
+  auto& v = it->second;
+  auto pos = std::find(v.begin(), v.end(), ref);
+  if (pos == v.end()) return false;
+  v.erase(pos);
+  if (!v.empty()) return false;
+  remote_.erase(it);
+  return true;
+}
+
+std::vector<derp::NodeKey> KeyDirectory::removeRemoteLink(MeshRef ref) {
+  std::vector<derp::NodeKey> gone;
+  for (auto it = remote_.begin(); it != remote_.end();) {
+    auto& v = it->second;
+    auto pos = std::find(v.begin(), v.end(), ref);
+    if (pos != v.end()) v.erase(pos);
+    if (v.empty()) {
+      gone.push_back(it->first);
+      remote_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return gone;
 }
 
 }  // namespace derpd::relay

@@ -5,11 +5,18 @@
 // shard to its own replica, so a lookup on the packet path is a local hash
 // probe. A key may be connected more than once (duplicate clients): all its
 // instances are kept and the active one (the most recent to connect or send)
-// is last. Owned by one shard; only its thread may call it.
+// is last. Each instance carries what a mesh watcher is told about it.
+//
+// Beside the local clients, the replica holds the keys present on the other
+// nodes of the region (mesh peers), each tagged with the link that reported it:
+// a key may be on several peers at once (a client moving between nodes), the
+// most recent report is used. Owned by one shard; only its thread may call it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
@@ -24,6 +31,22 @@ struct ConnRef {
   friend bool operator==(const ConnRef&, const ConnRef&) = default;
 };
 
+// What PeerPresent says about a connection: its address and flags.
+struct PeerInfo {
+  std::array<uint8_t, 16> ip{};  // IPv4-mapped for v4
+  uint16_t port = 0;
+  uint8_t flags = 0;
+};
+
+// One mesh link (on shard `shard`, slot `link`) during one of its connections
+// (`gen`): a later connection of the same link has another gen.
+struct MeshRef {
+  uint16_t shard = 0;
+  uint16_t link = 0;
+  uint32_t gen = 0;
+  friend bool operator==(const MeshRef&, const MeshRef&) = default;
+};
+
 class KeyDirectory {
  public:
   struct Change {
@@ -31,9 +54,13 @@ class KeyDirectory {
     std::optional<ConnRef> newActive;
     size_t instances = 0;  // after the change
   };
+  struct Instance {
+    ConnRef ref;
+    PeerInfo info;
+  };
 
   // Adds an instance and makes it active.
-  Change add(const derp::NodeKey& key, ConnRef ref);
+  Change add(const derp::NodeKey& key, ConnRef ref, const PeerInfo& info = {});
   // Removes an instance (no-op if absent); the most recent remaining becomes active.
   Change remove(const derp::NodeKey& key, ConnRef ref);
   // Makes an existing instance the active one (no-op if absent).
@@ -42,13 +69,37 @@ class KeyDirectory {
   // The active instance for a key, or nullptr.
   const ConnRef* lookup(const derp::NodeKey& key) const {
     auto it = entries_.find(key);
-    return it == entries_.end() ? nullptr : &it->second.back();
+    return it == entries_.end() ? nullptr : &it->second.back().ref;
   }
   size_t instances(const derp::NodeKey& key) const;
   size_t size() const { return entries_.size(); }
+  // Calls fn(key, instance) for every instance of every key.
+  template <typename Fn>
+  void forEach(Fn&& fn) const {
+    for (const auto& [key, v] : entries_) {
+      for (const Instance& i : v) fn(key, i);
+    }
+  }
+
+  // Mesh: `key` is present on the peer behind `ref`. Returns true if the key
+  // was on no peer before.
+  bool addRemote(const derp::NodeKey& key, MeshRef ref);
+  // The peer behind `ref` reports `key` gone. Returns true if the key is now
+  // on no peer.
+  bool removeRemote(const derp::NodeKey& key, MeshRef ref);
+  // The link `ref` broke: every key it reported goes. Returns the keys now on
+  // no peer.
+  std::vector<derp::NodeKey> removeRemoteLink(MeshRef ref);
+  // The peer to forward to for a key that is not local, or nullptr.
+  const MeshRef* lookupRemote(const derp::NodeKey& key) const {
+    auto it = remote_.find(key);
+    return it == remote_.end() ? nullptr : &it->second.back();
+  }
+  size_t remoteSize() const { return remote_.size(); }
 
  private:
-  absl::flat_hash_map<derp::NodeKey, absl::InlinedVector<ConnRef, 1>> entries_;
+  absl::flat_hash_map<derp::NodeKey, absl::InlinedVector<Instance, 1>> entries_;
+  absl::flat_hash_map<derp::NodeKey, absl::InlinedVector<MeshRef, 1>> remote_;
 };
 
 }  // namespace derpd::relay

@@ -78,6 +78,7 @@ absl::Status Server::start() {
   shared_->httpsPort = bound_.port();
   shared_->home = opts_.home;
   shared_->bootstrapDns = opts_.bootstrapDns;
+  shared_->mesh = opts_.mesh;
   shared_->startUnixSeconds = static_cast<int64_t>(::time(nullptr));
   shared_->ringFds = std::vector<std::atomic<int>>(n);
   for (size_t i = 0; i < n; i++) {
@@ -131,6 +132,10 @@ absl::Status Server::start() {
     }
   }
   return absl::OkStatus();
+}
+
+void Server::meshTargetsChanged() {
+  for (auto& s : shards_) s->wake();
 }
 
 void Server::requestDrain(Nanos timeout) {

@@ -32,6 +32,8 @@ class Server {
     std::string home;  // -home
     // /bootstrap-dns answers (nullptr: none configured). It must outlive the server.
     const http::BootstrapDnsStore* bootstrapDns = nullptr;
+    // The regional mesh (nullptr: none). It must outlive the server.
+    MeshState* mesh = nullptr;
   };
 
   explicit Server(Options opts);
@@ -46,6 +48,8 @@ class Server {
   // the rest and returns. finished() says when all have; stop() then joins.
   void requestDrain(Nanos timeout);
   bool finished() const;
+  // Any thread: the mesh target store has a new set; every shard takes up its share.
+  void meshTargetsChanged();
 
   const net::SocketAddress& boundAddress() const { return bound_; }
   const std::optional<net::SocketAddress>& stunAddress() const { return stunBound_; }

@@ -1,5 +1,7 @@
 #include "relay/shard_server.h"
 
+#include "relay/mesh_link.h"
+
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -52,6 +54,10 @@ void ShardServer::WakeOp::complete(int res, uint32_t) {
     server->beginShutdown();
   } else if (server->drainRequested_.load(std::memory_order_acquire) && !server->draining_) {
     server->beginDrain();
+  }
+  if (server->shared_.mesh != nullptr && !server->stopping_ && !server->draining_ &&
+      server->shared_.mesh->targets->generation() != server->meshTargetsSeen_) {
+    server->reconcileMesh();
   }
   if (!server->stopping_) server->armWakeRead();
 }
@@ -106,6 +112,12 @@ absl::Status ShardServer::init() {
 void ShardServer::requestDrain(Nanos timeout) {
   drainTimeout_.store(timeout, std::memory_order_relaxed);
   drainRequested_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t unused = ::write(shared_.wakeFds[id_], &one, sizeof(one));
+  (void)unused;
+}
+
+void ShardServer::wake() {
   uint64_t one = 1;
   ssize_t unused = ::write(shared_.wakeFds[id_], &one, sizeof(one));
   (void)unused;
@@ -177,6 +189,10 @@ void ShardServer::run() {
         (void)unused;
       }
     });
+    // A draining node keeps its mesh links while it has clients to serve.
+    if (draining_ && !stopping_ && liveConnections_ == liveLinks_ && liveLinks_ > 0) {
+      beginShutdown();
+    }
     if ((stopping_ || draining_) && liveConnections_ == 0) break;
   }
   // Let the kernel finish what we submitted (wake-ups to other shards).
@@ -213,7 +229,7 @@ void ShardServer::beginDrain() {
     if (!c || c->state == Connection::State::kClosing) continue;
     if (c->registered) {
       queueFrame(*c, restarting);
-    } else {
+    } else if (c->meshLink < 0) {
       close(*c, CloseReason::kShutdown);
     }
   }
@@ -231,30 +247,22 @@ void ShardServer::onAccept(AcceptOp& op, int res, uint32_t flags) {
       ::close(res);
     } else {
       counters_.accepts.add();
-      counters_.openSockets.add();
-      net::applyTcpOptions(res, shared_.config.tcp);
-      uint32_t idx;
-      if (!freeSlots_.empty()) {
-        idx = freeSlots_.back();
-        freeSlots_.pop_back();
-      } else {
-        idx = static_cast<uint32_t>(conns_.size());
-        conns_.emplace_back();
-        gens_.push_back(0);
-      }
-      uint32_t gen = ++gens_[idx];
-      conns_[idx] = std::make_unique<Connection>(
-          this, idx, gen, res, shared_.config, &ShardServer::onDeadline,
-          &ShardServer::onKeepAlive, &ShardServer::onWriteTimeout);
-      Connection& c = *conns_[idx];
-      c.listener = op.kind;
-      c.acceptedAt = clock_.now();
-      // Once per connection, for /debug/ (multishot accept has no address).
+      Connection& c = newConnection(res, op.kind);
+      // Once per connection, for /debug/ and PeerPresent (multishot accept has no address).
       net::SocketAddress peer;
       peer.length = sizeof(peer.storage);
-      c.fromLoopback = ::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage),
-                                     &peer.length) == 0 &&
-                       peer.isLoopback();
+      if (::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
+        c.fromLoopback = peer.isLoopback();
+        c.peer.port = peer.port();
+        if (peer.family() == AF_INET) {
+          const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer.storage);
+          c.peer.ip[10] = c.peer.ip[11] = 0xff;
+          std::memcpy(c.peer.ip.data() + 12, &v4->sin_addr, 4);
+        } else if (peer.family() == AF_INET6) {
+          const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&peer.storage);
+          std::memcpy(c.peer.ip.data(), &v6->sin6_addr, 16);
+        }
+      }
       if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {
         // The handshake runs here, on this shard, as bytes arrive; the BIO
         // reads the receive buffers and writes records into c.writing.
@@ -269,7 +277,6 @@ void ShardServer::onAccept(AcceptOp& op, int res, uint32_t flags) {
       } else {
         c.tlsReady = true;
       }
-      liveConnections_++;
       timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
       armRecv(c);
     }
@@ -318,6 +325,29 @@ void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
   if (!c.recvArmed) armRecv(c);
 }
 
+Connection& ShardServer::newConnection(int fd, ListenerKind kind) {
+  counters_.openSockets.add();
+  net::applyTcpOptions(fd, shared_.config.tcp);
+  uint32_t idx;
+  if (!freeSlots_.empty()) {
+    idx = freeSlots_.back();
+    freeSlots_.pop_back();
+  } else {
+    idx = static_cast<uint32_t>(conns_.size());
+    conns_.emplace_back();
+    gens_.push_back(0);
+  }
+  uint32_t gen = ++gens_[idx];
+  conns_[idx] = std::make_unique<Connection>(this, idx, gen, fd, shared_.config,
+                                             &ShardServer::onDeadline, &ShardServer::onKeepAlive,
+                                             &ShardServer::onWriteTimeout);
+  Connection& c = *conns_[idx];
+  c.listener = kind;
+  c.acceptedAt = clock_.now();
+  liveConnections_++;
+  return c;
+}
+
 Connection* ShardServer::find(uint32_t idx, uint32_t gen) {
   if (idx >= conns_.size() || gens_[idx] != gen || !conns_[idx]) return nullptr;
   Connection* c = conns_[idx].get();
@@ -327,6 +357,8 @@ Connection* ShardServer::find(uint32_t idx, uint32_t gen) {
 void ShardServer::close(Connection& c, CloseReason reason) {
   if (c.state == Connection::State::kClosing) return;
   counters_.close(reason);
+  if (c.meshLink >= 0) onLinkClosed(c, reason);
+  if (c.watcher) dropWatcher(c);
   if (c.registered) unregister(c);
   c.state = Connection::State::kClosing;
   timers_.cancel(c.deadline);
@@ -366,6 +398,7 @@ void ShardServer::reapClosed() {
     c.writing = nullptr;
     ::close(c.fd);
     counters_.openSockets.sub();
+    if (c.meshLink >= 0) liveLinks_--;
     gens_[idx]++;  // any ConnRef to the old connection is now stale
     conns_[idx].reset();
     freeSlots_.push_back(idx);
@@ -383,6 +416,7 @@ void ShardServer::unregister(Connection& c) {
   KeyDirectory::Change change = directory_.remove(c.key, ref);
   applyDirectoryChange(c.key, change);
   if (change.instances == 0) {
+    notifyWatchers(c.key, nullptr);
     // Everyone this client sent to learns it is gone (derper's peer-gone
     // watchers), unless another connection of the same key remains.
     for (const derp::NodeKey& dst : c.sentTo) {
@@ -408,6 +442,10 @@ MailMessage ShardServer::mail(MailKind kind, uint32_t idx, uint32_t gen, void* p
 void ShardServer::broadcastDirectory(MailKind kind, const Connection& c) {
   MailMessage m = mail(kind, c.idx, c.gen);
   m.key = c.key.bytes;
+  if (kind == kMailRegister) {
+    m.addr = c.peer.ip;
+    m.aux = c.peer.port | (static_cast<uint32_t>(c.peer.flags) << 16);
+  }
   broadcast(m);
 }
 
@@ -485,7 +523,10 @@ void ShardServer::onMail(const MailMessage& m) {
       pool_.release(static_cast<PacketBuf*>(m.ptr));
       break;
     case kMailRegister: {
-      applyDirectoryChange(key, directory_.add(key, ref));
+      PeerInfo info{m.addr, static_cast<uint16_t>(m.aux & 0xffff),
+                    static_cast<uint8_t>(m.aux >> 16)};
+      applyDirectoryChange(key, directory_.add(key, ref, info));
+      notifyWatchers(key, &info);
       outbox_.send(m.shard, mail(kMailRegisterAck, m.idx, m.gen));
       break;
     }
@@ -494,14 +535,32 @@ void ShardServer::onMail(const MailMessage& m) {
         if (--c->pendingAcks == 0) releaseServerInfo(*c);
       }
       break;
-    case kMailUnregister:
-      applyDirectoryChange(key, directory_.remove(key, ref));
+    case kMailUnregister: {
+      KeyDirectory::Change change = directory_.remove(key, ref);
+      applyDirectoryChange(key, change);
+      if (change.instances == 0) notifyWatchers(key, nullptr);
       break;
+    }
     case kMailActivate:
       applyDirectoryChange(key, directory_.activate(key, ref));
       break;
     case kMailPeerGone:
       sendPeerGone(ConnRef{id_, m.idx, m.gen}, key, static_cast<derp::PeerGoneReason>(m.aux));
+      break;
+    case kMailMeshPresent:
+      applyRemotePresent(key, MeshRef{m.shard, static_cast<uint16_t>(m.idx), m.gen});
+      break;
+    case kMailMeshGone:
+      applyRemoteGone(key, MeshRef{m.shard, static_cast<uint16_t>(m.idx), m.gen});
+      break;
+    case kMailMeshLinkDown:
+      applyLinkDown(MeshRef{m.shard, static_cast<uint16_t>(m.idx), m.gen});
+      break;
+    case kMailForward:
+      forwardOnLink(m.idx, m.gen, static_cast<PacketBuf*>(m.ptr));
+      break;
+    case kMailClosePeer:
+      closeLocalInstances(key, CloseReason::kClosePeer);
       break;
     default:
       logError("shard %d: unknown mailbox message kind %d", id_, m.kind);
@@ -568,7 +627,7 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   // b holds the whole SendPacket frame: header(5) dst(32) payload. It becomes
   // the RecvPacket frame in place: same length, the source key where the
   // destination was. From here on its bytes are never copied.
-  uint8_t* d = b->data();
+  uint8_t* d = b->bytes();
   size_t payload = c.curLen - derp::kKeyLen;
   derp::NodeKey dst;
   std::memcpy(dst.bytes.data(), d + derp::kFrameHeaderLen, derp::kKeyLen);
@@ -592,6 +651,12 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   }
 
   const ConnRef* to = directory_.lookup(dst);
+  if (to == nullptr && shared_.mesh != nullptr) {
+    if (const MeshRef* peer = directory_.lookupRemote(dst)) {
+      forward(c, *peer, dst, b);
+      return;
+    }
+  }
   if (to == nullptr) {
     counters_.drop(DropReason::kUnknownDest, disco);
     releaseBuf(b);
@@ -612,13 +677,18 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
     c.lastDst = dst;
     c.sentTo.insert(dst);
   }
-  if (to->shard == id_) {
+  relay(*to, b);
+}
+
+// Hands a RecvPacket frame to its destination's shard.
+void ShardServer::relay(const ConnRef& to, PacketBuf* b) {
+  if (to.shard == id_) {
     counters_.relayedLocal.add();
-    deliver(*to, b);
+    deliver(to, b);
     return;
   }
   counters_.relayedCrossShard.add();
-  outbox_.send(to->shard, mail(kMailPacket, to->idx, to->gen, b));
+  outbox_.send(to.shard, mail(kMailPacket, to.idx, to.gen, b));
 }
 
 void ShardServer::armKeepAlive(Connection& c) {
@@ -632,8 +702,15 @@ void ShardServer::armKeepAlive(Connection& c) {
 void ShardServer::onDeadline(Timer*, void* ctx) {
   Connection& c = *static_cast<Connection*>(ctx);
   ShardServer* s = c.recvOp.server;
-  s->close(c, c.state == Connection::State::kHttp ? CloseReason::kHeaderTimeout
-                                                  : CloseReason::kHandshakeTimeout);
+  CloseReason reason = CloseReason::kHandshakeTimeout;
+  if (c.state == Connection::State::kConnecting) {
+    reason = CloseReason::kMeshConnect;
+  } else if (c.state == Connection::State::kDerp) {
+    reason = CloseReason::kReadTimeout;  // a mesh link heard nothing for too long
+  } else if (c.state == Connection::State::kHttp && c.meshLink < 0) {
+    reason = CloseReason::kHeaderTimeout;
+  }
+  s->close(c, reason);
 }
 
 void ShardServer::onKeepAlive(Timer*, void* ctx) {

@@ -27,6 +27,7 @@
 #include "relay/connection.h"
 #include "relay/counters.h"
 #include "relay/key_directory.h"
+#include "relay/mesh_state.h"
 #include "relay/stun_server.h"
 #include "runtime/buffer_ring.h"
 #include "runtime/io_ring.h"
@@ -46,7 +47,14 @@ enum MailKind : uint8_t {
   kMailActivate,    // key's instance at (shard, idx, gen) is now the one that receives
   kMailPeerGone,    // tell (idx, gen) that key is gone; aux: reason
   kMailRegisterAck, // the sender applied the registration of (idx, gen)
+  kMailMeshPresent, // key is present on the peer behind mesh link (shard, idx, gen)
+  kMailMeshGone,    // key left the peer behind mesh link (shard, idx, gen)
+  kMailMeshLinkDown,  // mesh link (shard, idx, gen) broke: every key it reported goes
+  kMailForward,     // ptr: a ForwardPacket frame for this shard's mesh link (idx, gen)
+  kMailClosePeer,   // a mesh peer's ClosePeer: close this shard's connections of key
 };
+// kMailRegister carries the client's PeerInfo: addr is its IP, aux its port
+// and (<< 16) its PeerPresent flags.
 
 struct RelayConfig {
   derp::PrivateKey serverKey;
@@ -77,6 +85,8 @@ struct SharedState {
   // /bootstrap-dns answers, refreshed off the shards; nullptr: none configured.
   const http::BootstrapDnsStore* bootstrapDns = nullptr;
   int64_t startUnixSeconds = 0;  // for /debug/varz uptime
+  // The regional mesh (-mesh-with), or nullptr when this node has no peers.
+  MeshState* mesh = nullptr;
 };
 
 class ShardServer {
@@ -100,6 +110,8 @@ class ShardServer {
   // clients have left or `timeout` has passed, then close the rest.
   void requestStop();
   void requestDrain(Nanos timeout);
+  // Any thread: the mesh targets changed; the shard takes up the ones it owns.
+  void wake();
 
   // Completion entry points (shard thread).
   void onRecv(Connection& c, int res, uint32_t flags);
@@ -174,7 +186,39 @@ class ShardServer {
   void onWritten(Connection& c, size_t n);
   void writeFailed(Connection& c);
 
+  // Regional mesh, incoming side (mesh.cc): watchers, forwarded packets, ClosePeer.
+  bool checkMeshFrame(Connection& c);
+  void onWatchConns(Connection& c);
+  void onForwardPacket(Connection& c, PacketBuf* b);
+  void onClosePeer(const derp::NodeKey& key);
+  void closeLocalInstances(const derp::NodeKey& key, CloseReason reason);
+  void notifyWatchers(const derp::NodeKey& key, const PeerInfo* present);
+  void queuePeerState(Connection& c, const derp::Frame& f);
+  void dropWatcher(Connection& c);
+  void relay(const ConnRef& to, PacketBuf* b);
+  // Outgoing side (mesh_link.cc): one link per peer this shard owns.
+  struct MeshLink;
+  void reconcileMesh();
+  void addLink(const MeshTarget& target);
+  void removeLink(MeshLink& l);
+  void connectLink(MeshLink& l);
+  void scheduleLinkRetry(MeshLink& l);
+  static void onLinkRetry(Timer* t, void* ctx);
+  void onLinkConnected(Connection& c, int res);
+  void queueLinkRequest(Connection& c);
+  size_t onLinkResponseBytes(Connection& c, const uint8_t* data, size_t n);
+  bool startLinkFrame(Connection& c);
+  void onLinkFrame(Connection& c, std::span<const uint8_t> body);
+  void onLinkClosed(Connection& c, CloseReason reason);
+  void forward(Connection& from, const MeshRef& ref, const derp::NodeKey& dst, PacketBuf* b);
+  void forwardOnLink(uint32_t slot, uint32_t gen, PacketBuf* b);
+  void applyRemotePresent(const derp::NodeKey& key, const MeshRef& ref);
+  void applyRemoteGone(const derp::NodeKey& key, const MeshRef& ref);
+  void applyLinkDown(const MeshRef& ref);
+  void remoteKeyGone(const derp::NodeKey& key);
+
   // Lifetime.
+  Connection& newConnection(int fd, ListenerKind kind);
   Connection* find(uint32_t idx, uint32_t gen);
   void close(Connection& c, CloseReason reason);
   void reapClosed();
@@ -221,6 +265,16 @@ class ShardServer {
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> closing_;  // closed, waiting for their last completions
   std::minstd_rand rng_;
+
+  // Mesh.
+  std::vector<uint32_t> watchers_;  // slots of this shard's WatchConns connections
+  // Remote senders of forwarded packets -> the local keys they sent to, told
+  // PeerGone when the sender leaves the region.
+  absl::flat_hash_map<derp::NodeKey, absl::flat_hash_set<derp::NodeKey>> remoteSentTo_;
+  std::vector<std::unique_ptr<MeshLink>> links_;  // slot -> link (nullptr: free)
+  uint64_t meshTargetsSeen_ = 0;  // the target store generation last taken up
+  uint32_t nextLinkGen_ = 0;
+  size_t liveLinks_ = 0;  // link connections not yet reaped
 };
 
 }  // namespace derpd::relay

@@ -26,11 +26,13 @@ std::string renderVarz(std::span<ShardCounters* const> shards, int64_t startUnix
   sample(out, "derp_accepts", "counter", sum(shards, &ShardCounters::derpUpgrades));
   sample(out, "derp_bytes_received", "counter", sum(shards, &ShardCounters::bytesReceived));
   sample(out, "derp_bytes_sent", "counter", sum(shards, &ShardCounters::bytesSent));
-  // Without mesh every client is local; each shard's directory replica holds
-  // the whole node, so shard 0's size is the node's.
+  // Each shard's directory replica holds the whole node (and the keys on mesh
+  // peers), so shard 0's sizes are the node's.
   const uint64_t keys = shards.empty() ? 0 : shards[0]->directoryKeys.get();
+  const uint64_t remote = shards.empty() ? 0 : shards[0]->meshRemoteKeys.get();
   sample(out, "derp_clients_local", "gauge", keys);
-  sample(out, "derp_clients_total", "gauge", keys);
+  sample(out, "derp_clients_remote", "gauge", remote);
+  sample(out, "derp_clients_total", "gauge", keys + remote);
   sample(out, "derp_current_connections", "gauge",
          sum(shards, &ShardCounters::currentConnections));
   sample(out, "derp_current_home_connections", "gauge",
@@ -59,6 +61,7 @@ std::string renderVarz(std::span<ShardCounters* const> shards, int64_t startUnix
                   {"queue_head", DropReason::kQueueHead},
                   {"queue_tail", DropReason::kQueueTail},
                   {"unknown_dest", DropReason::kUnknownDest},
+                  {"unknown_dest_on_fwd", DropReason::kUnknownDestOnFwd},
                   {"write_error", DropReason::kWriteError}};
   for (const auto& r : kReasons) {
     uint64_t n = dropped(r.reason, 0) + dropped(r.reason, 1);
@@ -78,6 +81,10 @@ std::string renderVarz(std::span<ShardCounters* const> shards, int64_t startUnix
                   "derp_packets_received_kind{kind=\"disco\"} ", disco, "\n",
                   "derp_packets_received_kind{kind=\"other\"} ", received - disco, "\n");
   sample(out, "derp_packets_sent", "counter", sum(shards, &ShardCounters::packetsSent));
+  sample(out, "derp_packets_forwarded_in", "counter",
+         sum(shards, &ShardCounters::meshForwardedInPackets));
+  sample(out, "derp_packets_forwarded_out", "counter",
+         sum(shards, &ShardCounters::meshForwardedOutPackets));
   sample(out, "derp_peer_gone_disconnected_frames", "counter",
          sum(shards, &ShardCounters::peerGoneDisconnected));
   sample(out, "derp_peer_gone_not_here_frames", "counter",

@@ -23,7 +23,10 @@ struct alignas(64) MailMessage {
   uint32_t idx = 0;
   uint32_t gen = 0;
   uint32_t aux = 0;
-  void* ptr = nullptr;
+  union {
+    void* ptr = nullptr;
+    std::array<uint8_t, 16> addr;  // for messages that carry an address, not a buffer
+  };
   std::array<uint8_t, 32> key{};
 };
 static_assert(sizeof(MailMessage) == 64);

@@ -51,6 +51,7 @@ PacketBuf* PacketPool::allocate(size_t bytes) {
   b->next = nullptr;
   b->length = 0;
   b->flags = 0;
+  b->start = 0;
   ++inUse_;
   return b;
 }

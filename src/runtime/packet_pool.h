@@ -27,10 +27,16 @@ struct alignas(16) PacketBuf {
   uint16_t ownerShard;  // which shard's pool it returns to
   uint8_t sizeClass;    // index of the pool's class it came from
   uint8_t flags;        // free for the user; cleared by allocate()
+  // Where the bytes in use begin within data(): room left in front lets a holder
+  // prepend a header without copying what follows. Cleared by allocate().
+  uint16_t start;
 
-  // The bytes, 16-byte aligned, right after the header.
+  // The buffer, 16-byte aligned, right after the header.
   uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
   const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(this + 1); }
+  // The bytes in use: `length` of them from here.
+  uint8_t* bytes() { return data() + start; }
+  const uint8_t* bytes() const { return data() + start; }
 };
 static_assert(sizeof(PacketBuf) % 16 == 0, "data() must stay 16-byte aligned");
 
@@ -51,7 +57,7 @@ class PacketPool {
   PacketPool(const PacketPool&) = delete;
   PacketPool& operator=(const PacketPool&) = delete;
 
-  // A buffer with capacity >= bytes, length 0 and flags 0, or nullptr if bytes exceeds
+  // A buffer with capacity >= bytes, length, flags and start 0, or nullptr if bytes exceeds
   // kMaxBufferBytes or growing would pass the cap.
   PacketBuf* allocate(size_t bytes);
   // Returns `b` to its class's free list. b->ownerShard must be this pool's shard.

@@ -91,10 +91,25 @@ class SendQueue {
   bool empty() const { return head_ == nullptr; }
   size_t maxPackets() const { return maxPackets_; }
   size_t maxBytes() const { return maxBytes_; }
+  // New caps (a connection that turns out to be a mesh peer gets larger ones);
+  // they apply from the next push.
+  void setLimits(size_t maxPackets, size_t maxBytes) {
+    assert(maxPackets >= 1);
+    maxPackets_ = maxPackets;
+    maxBytes_ = maxBytes;
+  }
+  // Appends n bytes to the newest packet, which the holder has just written
+  // into its free capacity (small control frames share a buffer).
+  void grewTail(size_t n) {
+    assert(tail_ != nullptr);
+    tail_->length += static_cast<uint32_t>(n);
+    bytes_ += n;
+  }
+  PacketBuf* back() const { return tail_; }
 
  private:
-  const size_t maxPackets_;
-  const size_t maxBytes_;
+  size_t maxPackets_;
+  size_t maxBytes_;
   PacketBuf* head_ = nullptr;
   PacketBuf* tail_ = nullptr;
   size_t size_ = 0;

@@ -118,6 +118,27 @@ TEST_F(ConfigFileTest, EveryKindOfSettingIsApplied) {
   EXPECT_EQ(c.configFile, path);
 }
 
+TEST_F(ConfigFileTest, MeshSettings) {
+  std::string path = writeFile(
+      "mesh-with = \"derp1.example.com, https://derp2.example.com:8443/derp\"\n"
+      "mesh-psk-file = \"/etc/derp/mesh.key\"\n"
+      "mesh-insecure = true\n"
+      "mesh-ca = \"/etc/derp/ca.pem\"\n"
+      "mesh-resolve-interval = \"10s\"\n");
+  auto r = parseCommandLine({"--config", path});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.meshWith,
+            (std::vector<std::string>{"derp1.example.com", "https://derp2.example.com:8443/derp"}));
+  EXPECT_EQ(r->config.meshPskFile, "/etc/derp/mesh.key");
+  EXPECT_TRUE(r->config.meshInsecure);
+  EXPECT_EQ(r->config.meshCa, "/etc/derp/ca.pem");
+  EXPECT_EQ(r->config.meshResolveInterval, 10 * kSecond);
+  // The pairing is checked after every source: the file's key, the flag's peers.
+  auto keyOnly = writeFile("mesh-psk-file = \"/etc/derp/mesh.key\"\n");
+  EXPECT_TRUE(parseCommandLine({"--config", keyOnly, "-mesh-with", "derp1.example.com"}).ok());
+  EXPECT_FALSE(parseCommandLine({"--config", keyOnly}).ok());
+}
+
 TEST_F(ConfigFileTest, EmptyFileAndEmptyPathChangeNothing) {
   auto defaults = parseCommandLine({});
   ASSERT_TRUE(defaults.ok());
@@ -189,7 +210,9 @@ TEST_F(ConfigFileTest, ErrorsNameTheFileLineAndKey) {
       {"stats-interval = \"-1s\"\n", {"line 1", "\"stats-interval\""}},
       {"hostname = \"\"\n", {"line 1", "\"hostname\""}},
       {"derp = false\n", {"line 1", "\"derp\"", "not supported"}},
-      {"mesh-with = \"a,b\"\n", {"line 1", "\"mesh-with\"", "not supported"}},
+      {"acme-email = \"ops@example.com\"\n", {"line 1", "\"acme-email\"", "not supported"}},
+      {"mesh-with = \"a,h:99999\"\n", {"line 1", "\"mesh-with\"", "h:99999", "port"}},
+      {"mesh-resolve-interval = \"500ms\"\n", {"line 1", "\"mesh-resolve-interval\"", "1s"}},
       {"config = \"/other.toml\"\n", {"line 1", "\"config\"", "command line"}},
       {"help = true\n", {"line 1", "\"help\"", "unknown key"}},
       {"ratio = 1.5\nshards = 2.0\n", {"line 1", "\"ratio\"", "unknown key"}},

@@ -85,7 +85,9 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
       {{"-stun=maybe"}, "-stun"},
       {{"-stun-port", "65536"}, "-stun-port"},
       {{"-stun-port", "x"}, "-stun-port"},
-      {{"-mesh-with", "a,b"}, "-mesh-with"},
+      {{"-mesh-with", "a,h:99999", "-mesh-psk-file", "k"}, "-mesh-with"},
+      {{"-mesh-resolve-interval", "500ms"}, "-mesh-resolve-interval"},
+      {{"-mesh-ca", ""}, "-mesh-ca"},
       {{"-verify-clients"}, "-verify-clients"},
       {{"-hostname", ""}, "-hostname"},
       {{"-certmode", "bogus"}, "-certmode"},
@@ -108,7 +110,6 @@ TEST(ConfigTest, OffValuesOfFeaturesNotBuiltAreAccepted) {
            {"-verify-client-url="},
            {"-verify-client-url-fail-open=true"},
            {"-accept-connection-limit", "+Inf", "-accept-connection-burst", "9223372036854775807"},
-           {"-mesh-with", "", "-mesh-psk-file="},
            {"-acme-email", ""}}) {
     auto c = parse(args);
     EXPECT_TRUE(c.ok()) << args[0] << ": " << c.status();
@@ -118,7 +119,6 @@ TEST(ConfigTest, OffValuesOfFeaturesNotBuiltAreAccepted) {
            {"-verify-clients=true"},
            {"-verify-client-url", "http://127.0.0.1/verify"},
            {"-accept-connection-limit", "100"},
-           {"-mesh-with", "derp2.example.com"},
            {"-acme-email", "ops@example.com"}}) {
     auto c = parse(args);
     ASSERT_FALSE(c.ok()) << args[0];
@@ -158,12 +158,85 @@ TEST(ConfigTest, FlagsWinOverEnvironment) {
 TEST(ConfigTest, EnvironmentErrorsNameTheVariable) {
   for (const char* bad : {"DERP_HTTP_PORT=eighty", "DERP_STUN=maybe", "DERP_STUN_PORT=70000",
                           "DERP_VERIFY_CLIENTS=true", "DERP_VERIFY_CLIENT_URL=http://x/verify",
-                          "DERP_CERT_MODE=selfsigned"}) {
+                          "DERP_CERT_MODE=selfsigned", "DERP_MESH_WITH=ftp://x"}) {
     auto r = parseCommandLine({}, {bad});
     ASSERT_FALSE(r.ok()) << bad;
     std::string var(bad, std::string(bad).find('='));
     EXPECT_NE(std::string(r.status().message()).find(var), std::string::npos) << r.status();
   }
+}
+
+TEST(ConfigTest, MeshFlags) {
+  auto d = parseCommandLine({});
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->config.meshWith.empty());
+  EXPECT_TRUE(d->config.meshPskFile.empty());
+  EXPECT_FALSE(d->config.meshInsecure);
+  EXPECT_EQ(d->config.meshCa, "/etc/ssl/certs/ca-certificates.crt");
+  EXPECT_EQ(d->config.meshResolveInterval, 30 * kSecond);
+
+  auto c =
+      parseCommandLine({"-mesh-with", " derp1.example.com,,[fd00::1]:8443, http://10.0.0.2/derp ,",
+                        "-mesh-psk-file=/etc/derp/mesh.key", "--mesh-insecure", "--mesh-ca",
+                        "/etc/derp/ca.pem", "--mesh-resolve-interval=1s"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config.meshWith, (std::vector<std::string>{"derp1.example.com", "[fd00::1]:8443",
+                                                          "http://10.0.0.2/derp"}));
+  EXPECT_EQ(c->config.meshPskFile, "/etc/derp/mesh.key");
+  EXPECT_TRUE(c->config.meshInsecure);
+  EXPECT_EQ(c->config.meshCa, "/etc/derp/ca.pem");
+  EXPECT_EQ(c->config.meshResolveInterval, kSecond);
+
+  // Empty values are derper's "no mesh" and need no partner.
+  EXPECT_TRUE(parseCommandLine({"-mesh-with", "", "-mesh-psk-file="}).ok());
+  EXPECT_TRUE(parseCommandLine({"-mesh-with", " , "}).ok());
+
+  // Each bad item is named, as is the flag.
+  for (const char* bad : {"h:99999", "ftp://x", "a b", "h:0", "[::1", "http://h/x", "h/10.0.0.1"}) {
+    auto r = parseCommandLine(
+        {"-mesh-with", std::string("ok.example.com,") + bad, "-mesh-psk-file", "k"});
+    ASSERT_FALSE(r.ok()) << bad;
+    const std::string msg(r.status().message());
+    EXPECT_NE(msg.find("-mesh-with"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::string("\"") + bad + "\""), std::string::npos) << msg;
+  }
+}
+
+TEST(ConfigTest, MeshWithAndMeshPskFileComeTogether) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"-mesh-with", "derp2.example.com"}, {"-mesh-psk-file", "/etc/derp/mesh.key"}}) {
+    auto r = parseCommandLine(args);
+    ASSERT_FALSE(r.ok()) << args[0];
+    const std::string msg(r.status().message());
+    EXPECT_NE(msg.find("-mesh-with"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("-mesh-psk-file"), std::string::npos) << msg;
+  }
+  auto r = parseCommandLine({"-mesh-with", "derp2.example.com"});
+  EXPECT_NE(std::string(r.status().message()).find("-mesh-with needs -mesh-psk-file"),
+            std::string::npos)
+      << r.status();
+}
+
+TEST(ConfigTest, MeshEnvironment) {
+  auto c = parseCommandLine({}, {"DERP_MESH_WITH=derp1.example.com,derp2.example.com",
+                                 "DERP_MESH_PSK_FILE=/etc/derp/mesh.key"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config.meshWith,
+            (std::vector<std::string>{"derp1.example.com", "derp2.example.com"}));
+  EXPECT_EQ(c->config.meshPskFile, "/etc/derp/mesh.key");
+  // Images that set them empty ask for no mesh.
+  auto off = parseCommandLine({}, {"DERP_MESH_WITH=", "DERP_MESH_PSK_FILE="});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(off->config.meshWith.empty());
+  // Flags win; the pairing holds across sources.
+  auto mixed = parseCommandLine(
+      {"-mesh-with", "derp3.example.com"},
+      {"DERP_MESH_WITH=derp1.example.com", "DERP_MESH_PSK_FILE=/etc/derp/mesh.key"});
+  ASSERT_TRUE(mixed.ok()) << mixed.status();
+  EXPECT_EQ(mixed->config.meshWith, (std::vector<std::string>{"derp3.example.com"}));
+  EXPECT_FALSE(parseCommandLine({"-mesh-with="},
+                                {"DERP_MESH_WITH=derp1.example.com", "DERP_MESH_PSK_FILE=/k"})
+                   .ok());
 }
 
 TEST(ConfigTest, HomeTakesDerpersValues) {
@@ -237,8 +310,9 @@ TEST(ConfigTest, HelpAndVersion) {
   EXPECT_EQ(parseCommandLine({"-help"})->action, CommandLineAction::kHelp);
   EXPECT_EQ(parseCommandLine({"--version"})->action, CommandLineAction::kVersion);
   std::string usage = usageText();
-  for (const char* flag : {"-a ", "-c ", "-http-port", "-tcp-write-timeout", "-mesh-with",
-                           "-home", "-bootstrap-dns-names", "-metrics-addr"}) {
+  for (const char* flag :
+       {"-a ", "-c ", "-http-port", "-tcp-write-timeout", "-mesh-with", "-mesh-psk-file",
+        "-mesh-resolve-interval", "-home", "-bootstrap-dns-names", "-metrics-addr"}) {
     EXPECT_NE(usage.find(flag), std::string::npos) << flag;
   }
 }

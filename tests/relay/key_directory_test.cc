@@ -1,5 +1,9 @@
 #include "relay/key_directory.h"
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 namespace derpd::relay {
@@ -72,6 +76,63 @@ TEST(KeyDirectoryTest, ManyKeys) {
   k.bytes[1] = 0x03;
   ASSERT_NE(d.lookup(k), nullptr);
   EXPECT_EQ(d.lookup(k)->idx, 999u);
+}
+
+TEST(KeyDirectoryTest, InstancesCarryWhatWatchersAreTold) {
+  KeyDirectory d;
+  PeerInfo a;
+  a.ip[15] = 7;
+  a.port = 4242;
+  a.flags = 1;
+  PeerInfo b = a;
+  b.flags = 2;
+  d.add(key(1), {0, 1, 1}, a);
+  d.add(key(1), {1, 2, 1}, b);
+  d.add(key(2), {0, 3, 1});
+  std::vector<std::pair<uint32_t, uint8_t>> seen;
+  d.forEach([&](const derp::NodeKey& k, const KeyDirectory::Instance& i) {
+    if (!(k == key(1))) return;
+    seen.emplace_back(i.ref.idx, i.info.flags);
+    EXPECT_EQ(i.info.port, 4242);
+  });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::pair<uint32_t, uint8_t>>{{1, 1}, {2, 2}}));
+}
+
+TEST(KeyDirectoryTest, RemoteKeysFollowTheirLinks) {
+  KeyDirectory d;
+  const MeshRef peerA{0, 0, 1};
+  const MeshRef peerB{1, 0, 2};
+  EXPECT_TRUE(d.addRemote(key(5), peerA));
+  EXPECT_FALSE(d.addRemote(key(5), peerB));  // moved to B before A said it left
+  ASSERT_NE(d.lookupRemote(key(5)), nullptr);
+  EXPECT_EQ(*d.lookupRemote(key(5)), peerB);  // the most recent report wins
+  EXPECT_FALSE(d.removeRemote(key(5), peerA));  // still on B
+  EXPECT_EQ(*d.lookupRemote(key(5)), peerB);
+  EXPECT_FALSE(d.removeRemote(key(6), peerA));  // never there
+  EXPECT_TRUE(d.removeRemote(key(5), peerB));
+  EXPECT_EQ(d.lookupRemote(key(5)), nullptr);
+  EXPECT_EQ(d.remoteSize(), 0u);
+}
+
+TEST(KeyDirectoryTest, ABrokenLinkTakesOnlyItsKeys) {
+  KeyDirectory d;
+  const MeshRef link{0, 3, 7};
+  const MeshRef other{1, 0, 8};
+  const MeshRef sameSlotLater{0, 3, 9};  // the next connection of the same link
+  d.addRemote(key(1), link);
+  d.addRemote(key(2), link);
+  d.addRemote(key(2), other);
+  d.addRemote(key(3), other);
+  d.addRemote(key(4), sameSlotLater);
+  std::vector<derp::NodeKey> gone = d.removeRemoteLink(link);
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0], key(1));
+  EXPECT_EQ(d.lookupRemote(key(1)), nullptr);
+  ASSERT_NE(d.lookupRemote(key(2)), nullptr);
+  EXPECT_EQ(*d.lookupRemote(key(2)), other);
+  EXPECT_NE(d.lookupRemote(key(4)), nullptr);
+  EXPECT_EQ(d.remoteSize(), 3u);
 }
 
 }  // namespace
