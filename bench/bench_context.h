@@ -78,12 +78,19 @@ struct Target {
   pid_t serverPid = 0;   // 0: no server CPU or RSS
   std::string stunHost;  // empty: no STUN scenario
   uint16_t stunPort = 0;
+  // --receiver-url: oneway's receivers connect to this other node of a mesh
+  // region, so every packet is forwarded between nodes (empty: same server).
+  std::string receiverUrl;
+  std::string receiverHost;
+  uint16_t receiverPort = 0;
+  bool receiverTls = false;
 
-  client::ClientOptions clientOptions() const {
+  client::ClientOptions clientOptions(bool receiver = false) const {
     client::ClientOptions o;
-    o.host = host;
-    o.port = port;
-    o.tls = tls;
+    const bool other = receiver && !receiverUrl.empty();
+    o.host = other ? receiverHost : host;
+    o.port = other ? receiverPort : port;
+    o.tls = other ? receiverTls : tls;
     o.insecure = insecure;
     o.pinCertName = pin;
     return o;

@@ -25,6 +25,8 @@ namespace {
 constexpr const char* kUsage = R"(usage: derp-bench --url http[s]://HOST:PORT [options]
   --url URL            the DERP server (http:// or https://)
   --label NAME         names the server in the output (default: the URL)
+  --receiver-url URL   oneway receivers connect to this other node of the server's mesh
+                       region (measures forwarding between nodes)
   --insecure           accept any TLS certificate (self-signed servers)
   --pin sha256-raw:HEX accept exactly the server whose leaf certificate has this SHA-256
   --server-pid PID     read the server's CPU (/proc/PID/stat) and RSS (/proc/PID/status)
@@ -101,6 +103,13 @@ std::string parseArgs(int argc, char** argv, BenchContext& ctx, Options& opt) {
     bool good = true;
     if (k == "--url") {
       if (std::string e = parseServerUrl(v, t); !e.empty()) return e;
+    } else if (k == "--receiver-url") {
+      Target r;
+      if (std::string e = parseServerUrl(v, r); !e.empty()) return "--receiver-url: " + e;
+      t.receiverUrl = r.url;
+      t.receiverHost = r.host;
+      t.receiverPort = r.port;
+      t.receiverTls = r.tls;
     } else if (k == "--label") t.label = v;
     else if (k == "--pin") t.pin = v;
     else if (k == "--server-pid") t.serverPid = static_cast<pid_t>(std::atoi(v.c_str()));

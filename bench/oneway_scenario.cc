@@ -95,15 +95,17 @@ StepResult runStep(BenchContext& ctx, const Step& s) {
   r.step = s;
   std::vector<std::unique_ptr<client::DerpClient>> senders, receivers;
   for (int i = 0; i < 2 * s.pairs; i++) {
-    auto c = client::DerpClient::connect(ctx.target.clientOptions());
+    auto c = client::DerpClient::connect(ctx.target.clientOptions(i % 2 == 1));
     if (!c.ok()) {
       r.error = "connect: " + std::string(c.status().message());
       return r;
     }
     (i % 2 ? receivers : senders).push_back(std::move(*c));
   }
-  // Registration may cross shards after ServerInfo; let it settle.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Registration may cross shards after ServerInfo (and nodes, with
+  // --receiver-url); let it settle.
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(ctx.target.receiverUrl.empty() ? 20 : 500));
   std::atomic<bool> stopSenders{false}, stopReceivers{false};
   std::vector<std::atomic<uint64_t>> sent(static_cast<size_t>(s.pairs)),
       got(static_cast<size_t>(s.pairs));

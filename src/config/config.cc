@@ -203,7 +203,7 @@ const std::vector<FlagSpec>& flagSpecs() {
        [](Config& c, absl::string_view v) { return setMeshWith(c.meshWith, v); }},
       {"mesh-psk-file", Kind::kString, "mesh", "",
        "file holding the region's mesh pre-shared key (64 hex characters; whitespace "
-       "trimmed). Needs -mesh-with",
+       "trimmed). Without -mesh-with the server accepts mesh peers but dials none",
        [](Config& c, absl::string_view v) {
          c.meshPskFile = std::string(v);
          return std::string();
@@ -381,15 +381,11 @@ absl::Status applyConfigFile(const std::string& path, Config& config);
 
 // Checks between settings, once every source has been applied.
 absl::Status checkCombinations(const Config& config) {
-  // Peers prove they belong to the region with the key, so one without the
-  // other is a half-configured mesh.
+  // Peers prove they belong to the region with the key. A key alone is
+  // derper's accepting-only node: peers may mesh with it, it dials none.
   if (!config.meshWith.empty() && config.meshPskFile.empty()) {
     return absl::InvalidArgumentError(
         "-mesh-with needs -mesh-psk-file (the region's shared mesh key)");
-  }
-  if (config.meshWith.empty() && !config.meshPskFile.empty()) {
-    return absl::InvalidArgumentError(
-        "-mesh-psk-file needs -mesh-with (the other servers of the region)");
   }
   return absl::OkStatus();
 }

@@ -133,7 +133,7 @@ int runServer(const derpd::Config& cfg) {
   relay::MeshTargetStore meshTargets;
   bssl::UniquePtr<SSL_CTX> meshTls;
   std::vector<relay::MeshEntry> meshEntries;
-  if (!cfg.meshWith.empty()) {
+  if (!cfg.meshPskFile.empty()) {
     auto meshKey = relay::loadMeshKey(cfg.meshPskFile);
     if (!meshKey.ok()) {
       logError("flag -mesh-psk-file: %s", meshKey.status().message());
@@ -172,7 +172,7 @@ int runServer(const derpd::Config& cfg) {
   }
   logInfo("derpd %s: public key %s", DERPD_VERSION, server.publicKey().toString());
   std::unique_ptr<relay::MeshResolver> meshResolver;
-  if (opts.mesh != nullptr) {
+  if (!meshEntries.empty()) {
     // Every shard takes up its share of the peers now, and again whenever
     // the resolver publishes a changed set.
     meshResolver = std::make_unique<relay::MeshResolver>(

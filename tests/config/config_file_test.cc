@@ -136,7 +136,10 @@ TEST_F(ConfigFileTest, MeshSettings) {
   // The pairing is checked after every source: the file's key, the flag's peers.
   auto keyOnly = writeFile("mesh-psk-file = \"/etc/derp/mesh.key\"\n");
   EXPECT_TRUE(parseCommandLine({"--config", keyOnly, "-mesh-with", "derp1.example.com"}).ok());
-  EXPECT_FALSE(parseCommandLine({"--config", keyOnly}).ok());
+  EXPECT_TRUE(parseCommandLine({"--config", keyOnly}).ok());  // accepting-only node
+  auto peersOnly = writeFile("mesh-with = \"derp1.example.com\"\n");
+  EXPECT_FALSE(parseCommandLine({"--config", peersOnly}).ok());
+  EXPECT_TRUE(parseCommandLine({"--config", peersOnly, "-mesh-psk-file", "/k"}).ok());
 }
 
 TEST_F(ConfigFileTest, EmptyFileAndEmptyPathChangeNothing) {
