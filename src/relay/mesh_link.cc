@@ -292,12 +292,17 @@ void ShardServer::onLinkFrame(Connection& c, std::span<const uint8_t> body) {
     c.state = Connection::State::kDerp;
     timers_.arm(c.deadline, clock_.now() + kLinkReadTimeout);
     l.up = true;
-    l.backoff = 0;
     l.stats->up.set(1);
     l.stats->connects.add();
     queueFrame(c, derp::WatchConnsFrame{});
-    logInfo("mesh: linked to %s", l.target.label);
   } else if (auto* pp = std::get_if<derp::PeerPresentFrame>(&*frame)) {
+    if (!l.watching) {
+      // The first answer to WatchConns (the peer lists at least our own
+      // link): the peer took our mesh key; the link is good.
+      l.watching = true;
+      l.backoff = 0;
+      logInfo("mesh: linked to %s", l.target.label);
+    }
     // The peer lists our own link among its clients: not a client to forward to.
     if (pp->key == shared_.serverPublic || !l.present.insert(pp->key).second) return;
     l.stats->keys.set(l.present.size());
@@ -338,18 +343,27 @@ void ShardServer::onLinkClosed(Connection& c, CloseReason reason) {
       l.stats->dropsLinkDown.add();
     }
   }
+  const bool wasWatching = l.watching;
   if (l.up) {
     l.up = false;
+    l.watching = false;
     l.stats->up.set(0);
     l.stats->keys.set(0);
     l.present.clear();
-    logWarn("mesh: link to %s lost (%s); its clients are gone from the directory",
-            l.target.label, closeReasonName(reason));
     MeshRef ref{id_, l.slot, l.gen};
     broadcast(mail(kMailMeshLinkDown, l.slot, l.gen));
     applyLinkDown(ref);
-  } else if (reason != CloseReason::kMeshSelf && reason != CloseReason::kMeshRemoved &&
-             reason != CloseReason::kShutdown && l.backoff == 0) {
+  }
+  if (wasWatching && reason != CloseReason::kShutdown && reason != CloseReason::kMeshRemoved) {
+    logWarn("mesh: link to %s lost (%s); its clients are gone from the directory",
+            l.target.label, closeReasonName(reason));
+  } else if (reason == CloseReason::kEof && l.boxKey && l.backoff == 0) {
+    // Handshaken, then closed when we asked to watch: it did not take our key.
+    logWarn("mesh: %s refused WatchConns; does it have the same -mesh-psk-file? retrying",
+            l.target.label);
+  } else if (!wasWatching && reason != CloseReason::kMeshSelf &&
+             reason != CloseReason::kMeshRemoved && reason != CloseReason::kShutdown &&
+             l.backoff == 0) {
     // Logged once per outage: the retries after it stay quiet.
     std::string why = closeReasonName(reason);
     if (c.ssl && SSL_get_verify_result(c.ssl.get()) != X509_V_OK) {

@@ -26,7 +26,8 @@ struct ShardServer::MeshLink {
   bool connected = false;
   uint32_t connIdx = 0;
   uint32_t connGen = 0;
-  bool up = false;       // handshaken and watching
+  bool up = false;        // handshaken (ServerInfo opened), WatchConns sent
+  bool watching = false;  // the peer answered WatchConns: it took our mesh key
   bool self = false;     // the target is this node: never retried
   bool removed = false;  // the target is gone: freed once its connection is
   std::optional<derp::BoxKey> boxKey;  // with the peer's server key, after ServerKey

@@ -161,14 +161,11 @@ DerpdOptions MeshCluster::nodeOptions(const std::string& ip, const std::string& 
   DerpdOptions o;
   o.defaultArgs = false;
   o.keyPath = keyFile;
-  o.extraArgs = {"-a",         absl::StrCat(ip, ":", port_),
-                 "-http-port", "-1",
-                 "-stun=false", "--shards",
-                 "2",          "-c",
-                 keyFile,      "-mesh-with",
-                 meshWith,     "-mesh-psk-file",
-                 pskFile,      "--metrics-addr",
-                 "127.0.0.1:0"};
+  o.extraArgs = {"-a", absl::StrCat(ip, ":", port_), "-c", keyFile, "--shards", "2"};
+  o.extraArgs.insert(o.extraArgs.end(), {"-http-port", "-1", "-stun=false"});
+  o.extraArgs.insert(o.extraArgs.end(), {"-mesh-with", meshWith, "-mesh-psk-file", pskFile});
+  // On 127.0.0.1, where scrapeMetrics() looks, at a port the kernel picks.
+  o.extraArgs.insert(o.extraArgs.end(), {"--metrics-addr", "127.0.0.1:0"});
   o.extraArgs.insert(o.extraArgs.end(), extra.begin(), extra.end());
   return o;
 }
@@ -192,14 +189,14 @@ absl::StatusOr<MeshCluster::Node> MeshCluster::startNode(int n) const {
 
 absl::Status MeshCluster::waitPeerUp(int observer, int peer, bool up, Nanos timeout) {
   const double want = up ? 1 : 0;
-  absl::StatusOr<double> v =
-      waitForMetricWhere(metricsPort(observer), "derpd_mesh_peer_up", {{"peer", label(peer)}},
-                         [want](double v) { return v == want; }, timeout);
+  absl::StatusOr<double> v = waitForMetricWhere(
+      metricsPort(observer), "derpd_mesh_peer_up", {{"peer", label(peer)}},
+      [want](double v) { return v == want; }, timeout);
   if (!v.ok()) return v.status();
   if (*v != want) {
     return absl::DeadlineExceededError(
-        absl::StrCat("node ", observer, " reports derpd_mesh_peer_up{peer=\"", label(peer),
-                     "\"} ", *v, ", not ", want, ", after ", timeout / kMillisecond, " ms"));
+        absl::StrCat("node ", observer, " reports derpd_mesh_peer_up{peer=\"", label(peer), "\"} ",
+                     *v, ", not ", want, ", after ", timeout / kMillisecond, " ms"));
   }
   return absl::OkStatus();
 }

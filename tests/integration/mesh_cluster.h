@@ -10,9 +10,9 @@
 
 #include <cstdint>
 #include <functional>
-#include <string_view>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"

@@ -121,9 +121,9 @@ absl::Status sendUntilDelivered(DerpClient& from, DerpClient& to, uint32_t tag,
     if (got.ok()) return absl::OkStatus();
     if (!absl::IsDeadlineExceeded(got.status())) return got.status();
     if (now() >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("none of ", seq + 1, " packets tagged ", tag, " from ",
-                       from.publicKey().toString(), " reached ", to.publicKey().toString()));
+      return absl::DeadlineExceededError(absl::StrCat("none of ", seq + 1, " packets tagged ", tag,
+                                                      " from ", from.publicKey().toString(),
+                                                      " reached ", to.publicKey().toString()));
     }
   }
 }
@@ -195,10 +195,10 @@ class MeshTest : public ::testing::Test {
 
   // Waits until node n has learned at least `keys` keys from peer.
   void expectPeerKeys(int n, int peer, double keys, Nanos timeout = kPropagation) {
-    ASSERT_OK_AND_ASSIGN(double v, waitForMetricWhere(
-                                       mesh_->metricsPort(n), kPeerKeys,
-                                       {{"peer", mesh_->label(peer)}},
-                                       [&](double v) { return v >= keys; }, timeout));
+    ASSERT_OK_AND_ASSIGN(double v,
+                         waitForMetricWhere(
+                             mesh_->metricsPort(n), kPeerKeys, {{"peer", mesh_->label(peer)}},
+                             [&](double v) { return v >= keys; }, timeout));
     ASSERT_GE(v, keys) << "node " << n << " knows too few keys of node " << peer;
   }
 
@@ -302,14 +302,13 @@ TEST_F(MeshTest, MovingClientIsFoundOnItsNewNode) {
 TEST_F(MeshTest, WrongMeshKeyIsRefused) {
   // A fourth node with another region's key, meshing with node 1.
   ASSERT_OK(replaceFileAtomically(mesh_->dir(), "other.psk", randomMeshKey()));
-  ASSERT_OK_AND_ASSIGN(
-      auto node4, DerpdProcess::start(mesh_->nodeOptions("127.0.0.4", mesh_->dir() + "/node4.key",
-                                                         mesh_->label(1),
-                                                         mesh_->dir() + "/other.psk", {})));
+  ASSERT_OK_AND_ASSIGN(auto node4, DerpdProcess::start(mesh_->nodeOptions(
+                                       "127.0.0.4", mesh_->dir() + "/node4.key", mesh_->label(1),
+                                       mesh_->dir() + "/other.psk", {})));
   ASSERT_OK_AND_ASSIGN(double denied,
-                       waitForMetricWhere(mesh_->metricsPort(1), kClosed,
-                                          {{"reason", "mesh_frame_denied"}},
-                                          [](double v) { return v >= 1; }, kWait));
+                       waitForMetricWhere(
+                           mesh_->metricsPort(1), kClosed, {{"reason", "mesh_frame_denied"}},
+                           [](double v) { return v >= 1; }, kWait));
   EXPECT_GE(denied, 1) << "node 1 never refused node 4's WatchConns";
   ASSERT_OK_AND_ASSIGN(uint16_t metrics4, metricsPortOf(*node4));
   EXPECT_EQ(scrapeMetric(metrics4, kPeerKeys, {{"peer", mesh_->label(1)}}).value_or(-1), 0);
@@ -557,7 +556,7 @@ TEST(MeshTlsTest, NodesMeshOverTls) {
   opts.scheme = "https://";
   opts.clientCaFile = pki->caCrt();
   opts.nodeArgs = [&](int n) {
-    return std::vector<std::string>{"-certmode", "manual", "-certdir",  certDir,
+    return std::vector<std::string>{"-certmode", "manual",           "-certdir",  certDir,
                                     "-hostname", MeshCluster::ip(n), "--mesh-ca", pki->caCrt()};
   };
   ASSERT_OK_AND_ASSIGN(auto mesh, MeshCluster::start(opts));
