@@ -89,8 +89,36 @@ run_bench() {
   stop_server
 }
 
+# run_mesh_bench: two plain derpd nodes of one mesh region on 127.0.0.1 and
+# 127.0.0.2 (same port, both pinned like the single server); oneway senders on
+# node 1, receivers on node 2, so every packet is forwarded between the nodes.
+# Compare with derpd-plain's oneway rows of the same run. CPU is node 1's.
+run_mesh_bench() {
+  local p=$((20000 + RANDOM % 20000)) psk=$tmp/mesh.psk pids=() n
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$psk"
+  for n in 1 2; do
+    taskset -c "$server_cpus" "$derpd" -a "127.0.0.$n:$p" -stun=false -http-port -1 \
+      -c "$tmp/mesh$n.key" --shards "$shards" -mesh-psk-file "$psk" \
+      -mesh-with "127.0.0.1:$p,127.0.0.2:$p" >"$tmp/mesh$n.log" 2>&1 &
+    pids+=($!)
+  done
+  for _ in $(seq 1 100); do
+    grep -q 'mesh: linked to' "$tmp/mesh1.log" && grep -q 'mesh: linked to' "$tmp/mesh2.log" && break
+    sleep 0.1
+  done
+  echo "== derpd-mesh: pids ${pids[*]} on CPUs $server_cpus, port $p" >&2
+  # shellcheck disable=SC2086
+  "$bench" --url "http://127.0.0.1:$p" --receiver-url "http://127.0.0.2:$p" --label derpd-mesh \
+    --server-pid "${pids[0]}" --load-cpus "$load_cpus" --scenarios oneway --sizes 1280 \
+    --seconds "$step" --markdown "$md" ${BENCH_ARGS:-} >>"$rows" ||
+    echo "note: derpd-mesh had rows that are not sane" >&2
+  kill -INT "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+
 run_bench derpd-tls "$derpd" tls oneway,echo,idle,storm,stun
 run_bench derpd-plain "$derpd" plain oneway,echo,idle
+run_mesh_bench
 if [ -n "${DERPER:-}" ]; then
   run_bench derper-tls "$DERPER" tls oneway,echo,idle,storm,stun
   run_bench derper-plain "$DERPER" plain oneway,echo,idle
