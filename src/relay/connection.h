@@ -80,6 +80,7 @@ struct Connection {
   bool watcher = false;         // it sent WatchConns
   int32_t meshLink = -1;        // an outgoing mesh link's slot; -1: an accepted connection
   PeerInfo peer;                // its address and PeerPresent flags
+  struct MeshLinkStats* meshStats = nullptr;  // a mesh peer's: what it forwards is counted there
   bool tlsReady = false;        // TLS handshake complete (or no TLS)
   bool closeNotifySent = false;
   uint16_t pendingAcks = 0;  // shards yet to apply this client's registration

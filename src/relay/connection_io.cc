@@ -407,6 +407,7 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
                                       (info->isProber ? derp::kPeerPresentIsProber : 0) |
                                       (c.notIdeal ? derp::kPeerPresentNotIdeal : 0));
   if (c.peer.flags == 0) c.peer.flags = derp::kPeerPresentIsRegular;
+  if (c.canMesh) c.meshStats = shared_.mesh->stats.forIncoming(c.key);
   timers_.cancel(c.deadline);
   counters_.handshakes.add();
   counters_.currentConnections.add();

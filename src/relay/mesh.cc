@@ -112,6 +112,13 @@ void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
   bool disco = derp::isDiscoPacket({d + kHdr + 2 * kKey, payload});
   counters_.meshForwardedInPackets.add();
   counters_.meshForwardedInBytes.add(payload);
+  if (c.meshStats != nullptr) {
+    if (MeshLinkStats* moved = c.meshStats->movedTo.load(std::memory_order_acquire)) {
+      c.meshStats = moved;
+    }
+    c.meshStats->forwardedInPackets.fetch_add(1, std::memory_order_relaxed);
+    c.meshStats->forwardedInBytes.fetch_add(payload, std::memory_order_relaxed);
+  }
   const ConnRef* to = directory_.lookup(dst);
   if (to == nullptr) {
     counters_.drop(DropReason::kUnknownDestOnFwd, disco);

@@ -270,6 +270,7 @@ void ShardServer::onLinkFrame(Connection& c, std::span<const uint8_t> body) {
       close(c, CloseReason::kMeshSelf);
       return;
     }
+    shared_.mesh->stats.learnedKey(l.stats, sk->key);
     l.boxKey = derp::BoxKey::derive(shared_.config.serverKey, sk->key);
     if (!l.boxKey) {
       close(c, CloseReason::kMeshBadPeer);

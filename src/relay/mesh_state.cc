@@ -26,12 +26,39 @@ MeshLinkStats* MeshStatsRegistry::acquire(const std::string& label) {
   for (MeshLinkStats& s : links_) {
     if (s.label == label) {
       s.live.store(true, std::memory_order_relaxed);
+      s.movedTo.store(nullptr, std::memory_order_relaxed);
       return &s;
     }
   }
   MeshLinkStats& s = links_.emplace_back();
   s.label = label;
   return &s;
+}
+
+void MeshStatsRegistry::learnedKey(MeshLinkStats* s, const derp::NodeKey& key) {
+  std::lock_guard lock(mu_);
+  s->peerKey = key;
+  s->haveKey = true;
+  const std::string label = key.toString();
+  for (MeshLinkStats& early : links_) {
+    if (&early == s || early.label != label || !early.live.load(std::memory_order_relaxed)) {
+      continue;
+    }
+    s->forwardedInPackets.fetch_add(early.forwardedInPackets.exchange(0));
+    s->forwardedInBytes.fetch_add(early.forwardedInBytes.exchange(0));
+    early.live.store(false, std::memory_order_relaxed);
+    early.movedTo.store(s, std::memory_order_release);
+  }
+}
+
+MeshLinkStats* MeshStatsRegistry::forIncoming(const derp::NodeKey& key) {
+  {
+    std::lock_guard lock(mu_);
+    for (MeshLinkStats& s : links_) {
+      if (s.haveKey && s.peerKey == key && s.live.load(std::memory_order_relaxed)) return &s;
+    }
+  }
+  return acquire(key.toString());
 }
 
 void MeshStatsRegistry::render(std::string& out) const {
@@ -63,6 +90,26 @@ void MeshStatsRegistry::render(std::string& out) const {
     }
   }
   absl::StrAppend(&out,
+                  "# HELP derpd_mesh_forwarded_in_packets_by_peer_total ForwardPacket frames "
+                  "received from the mesh peer\n# TYPE derpd_mesh_forwarded_in_packets_by_peer_total "
+                  "counter\n");
+  for (const MeshLinkStats& s : links_) {
+    if (!s.live.load(std::memory_order_relaxed)) continue;
+    absl::StrAppend(&out, "derpd_mesh_forwarded_in_packets_by_peer_total{peer=\"",
+                    labelValue(s.label), "\"} ",
+                    s.forwardedInPackets.load(std::memory_order_relaxed), "\n");
+  }
+  absl::StrAppend(&out,
+                  "# HELP derpd_mesh_forwarded_in_bytes_by_peer_total payload bytes of "
+                  "ForwardPacket frames received from the mesh peer\n# TYPE "
+                  "derpd_mesh_forwarded_in_bytes_by_peer_total counter\n");
+  for (const MeshLinkStats& s : links_) {
+    if (!s.live.load(std::memory_order_relaxed)) continue;
+    absl::StrAppend(&out, "derpd_mesh_forwarded_in_bytes_by_peer_total{peer=\"",
+                    labelValue(s.label), "\"} ",
+                    s.forwardedInBytes.load(std::memory_order_relaxed), "\n");
+  }
+  absl::StrAppend(&out,
                   "# HELP derpd_mesh_forward_drops_total packets for a mesh peer dropped, by "
                   "reason\n# TYPE derpd_mesh_forward_drops_total counter\n");
   for (const MeshLinkStats& s : links_) {
@@ -77,13 +124,15 @@ void MeshStatsRegistry::render(std::string& out) const {
 
 std::string MeshStatsRegistry::debugText() const {
   std::string out = "peer\tup\tconnects\tkeys\tforwarded_packets\tforwarded_bytes\t"
-                    "drops_queue_head\tdrops_link_down\n";
+                    "drops_queue_head\tdrops_link_down\tforwarded_in_packets\tforwarded_in_bytes\n";
   std::lock_guard lock(mu_);
   for (const MeshLinkStats& s : links_) {
     if (!s.live.load(std::memory_order_relaxed)) continue;
     absl::StrAppend(&out, s.label, "\t", s.up.get(), "\t", s.connects.get(), "\t", s.keys.get(),
                     "\t", s.forwardedPackets.get(), "\t", s.forwardedBytes.get(), "\t",
-                    s.dropsQueueHead.get(), "\t", s.dropsLinkDown.get(), "\n");
+                    s.dropsQueueHead.get(), "\t", s.dropsLinkDown.get(), "\t",
+                    s.forwardedInPackets.load(std::memory_order_relaxed), "\t",
+                    s.forwardedInBytes.load(std::memory_order_relaxed), "\n");
   }
   return out;
 }

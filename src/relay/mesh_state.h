@@ -10,6 +10,7 @@
 
 #include <openssl/base.h>
 
+#include "derp/key.h"
 #include "relay/counters.h"
 #include "relay/mesh_targets.h"
 
@@ -27,6 +28,16 @@ struct MeshLinkStats {
   Counter forwardedBytes;
   Counter dropsQueueHead;  // the link's queue was full: the oldest went
   Counter dropsLinkDown;   // the link was down when a packet for it came
+  // What the peer forwarded to this node over its own link to us. Written by
+  // the shard of each of its incoming connections (there may be two for a
+  // moment): atomic adds.
+  std::atomic<uint64_t> forwardedInPackets{0};
+  std::atomic<uint64_t> forwardedInBytes{0};
+  derp::NodeKey peerKey;  // the peer's server key once a link learned it (guarded by the registry)
+  bool haveKey = false;
+  // Set on a "nodekey:" entry once a link learns that key: the incoming
+  // connection counting here moves to the link's entry (see forIncoming).
+  std::atomic<MeshLinkStats*> movedTo{nullptr};
 };
 
 // Every link's counters since start, by label. Entries are never freed (a
@@ -36,6 +47,14 @@ class MeshStatsRegistry {
  public:
   // Any thread. The live entry for `label`, made if needed.
   MeshLinkStats* acquire(const std::string& label);
+  // Any thread: our link learned that the peer behind `s` has this key.
+  void learnedKey(MeshLinkStats* s, const derp::NodeKey& key);
+  // Any thread: the entry for an incoming mesh connection from `key`: the
+  // link's whose peer has that key, else one labelled "nodekey:<hex>" (a peer
+  // that is not in -mesh-with, or whose key our link has not learned yet; when
+  // the link learns it, that entry's counts move to the link's and its
+  // movedTo says where to count from then on).
+  MeshLinkStats* forIncoming(const derp::NodeKey& key);
   // Prometheus text of the live entries.
   void render(std::string& out) const;
   // A plain-text table for /debug/mesh.

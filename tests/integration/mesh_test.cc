@@ -48,6 +48,8 @@ constexpr char kOutPackets[] = "derpd_mesh_forwarded_out_packets_total";
 constexpr char kOutBytes[] = "derpd_mesh_forwarded_out_bytes_total";
 constexpr char kInPackets[] = "derpd_mesh_forwarded_in_packets_total";
 constexpr char kInBytes[] = "derpd_mesh_forwarded_in_bytes_total";
+constexpr char kInPacketsByPeer[] = "derpd_mesh_forwarded_in_packets_by_peer_total";
+constexpr char kInBytesByPeer[] = "derpd_mesh_forwarded_in_bytes_by_peer_total";
 constexpr char kPeerKeys[] = "derpd_mesh_peer_keys";
 constexpr char kClosed[] = "derpd_connections_closed_total";
 constexpr char kDropped[] = "derpd_packets_dropped_total";
@@ -231,6 +233,10 @@ TEST_F(MeshTest, ClientsOnDifferentNodesReachEachOther) {
   const double in1 = metric(1, kInPackets), in3 = metric(3, kInPackets);
   const double inBytes3 = metric(3, kInBytes);
   const double out2 = metric(2, kOutPackets), in2 = metric(2, kInPackets);
+  // Per peer: what node 1 sent node 3 is counted on node 3 under node 1's label.
+  const double in3from1 = metric(3, kInPacketsByPeer, toNode1);
+  const double inBytes3from1 = metric(3, kInBytesByPeer, toNode1);
+  const double in1from3 = metric(1, kInPacketsByPeer, toNode3);
 
   constexpr uint32_t kBurst = 10;
   expectBurst(*a, *b, 3, kBurst);
@@ -242,6 +248,9 @@ TEST_F(MeshTest, ClientsOnDifferentNodesReachEachOther) {
   expectIncrease(3, kOutPackets, toNode1, out3, kBurst);
   expectIncrease(1, kInPackets, {}, in1, kBurst);
   expectIncrease(1, kOutBytes, toNode3, outBytes1, kBurst * kPayloadSize);
+  expectIncrease(3, kInPacketsByPeer, toNode1, in3from1, kBurst);
+  expectIncrease(3, kInBytesByPeer, toNode1, inBytes3from1, kBurst * kPayloadSize);
+  expectIncrease(1, kInPacketsByPeer, toNode3, in1from3, kBurst);
   EXPECT_EQ(metric(1, "derpd_mesh_forward_drops_total"), 0);
   EXPECT_EQ(metric(3, "derpd_mesh_forward_drops_total"), 0);
   // Node 2 carried nothing: the nodes forward straight to the destination's node.
