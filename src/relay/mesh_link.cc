@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
@@ -54,13 +55,27 @@ void ShardServer::reconcileMesh() {
       if (linkOwner(t, shared_.mailbox->shards()) == id_) wanted.insert(t.id());
     }
   }
+  absl::flat_hash_map<std::string, const MeshTarget*> byId;
+  for (const MeshTarget& t : *targets) byId.emplace(t.id(), &t);
   absl::flat_hash_set<std::string> have;
   for (auto& l : links_) {
     if (!l || l->removed) continue;
-    if (wanted.contains(l->target.id())) {
-      have.insert(l->target.id());
-    } else {
+    if (!wanted.contains(l->target.id())) {
       removeLink(*l);
+      continue;
+    }
+    have.insert(l->target.id());
+    const MeshTarget& now = *byId.at(l->target.id());
+    if (now.label != l->target.label) {
+      // Same peer, new label (its name now resolves to more or fewer
+      // addresses): the link stays, its metrics follow the label.
+      MeshLinkStats* next = mesh.stats.acquire(now.label);
+      next->up.set(l->stats->up.get());
+      next->keys.set(l->stats->keys.get());
+      if (l->stats->haveKey) mesh.stats.learnedKey(next, l->stats->peerKey);
+      l->stats->live.store(false, std::memory_order_relaxed);
+      l->stats = next;
+      l->target.label = now.label;
     }
   }
   if (!targets) return;

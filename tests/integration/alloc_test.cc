@@ -1,7 +1,8 @@
 // Steady-state relaying allocates nothing per packet: derpd runs with the
 // alloc_counter LD_PRELOAD library, and the count of heap allocations across
 // 100,000 relayed packets must stay (far) below one per thousand packets. Run
-// once for a pair on one shard and once for a pair across shards.
+// once for a pair on one shard, once for a pair across shards, and once for a
+// pair on two nodes of a mesh region (both nodes counted).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "client/derp_client.h"
 #include "gtest/gtest.h"
 #include "integration/derpd_process.h"
+#include "integration/mesh_cluster.h"
 #include "integration/metrics_text.h"
 #include "integration/test_support.h"
 
@@ -96,11 +98,16 @@ absl::Status relayMany(DerpClient& from, DerpClient& to, uint32_t count, Nanos b
   return absl::OkStatus();
 }
 
+const char* allocCounterLib() {
+  const char* lib = std::getenv("DERPD_ALLOC_COUNTER_LIB");
+  return lib != nullptr && ::access(lib, R_OK) == 0 ? lib : nullptr;
+}
+
 class AllocTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* lib = std::getenv("DERPD_ALLOC_COUNTER_LIB");
-    ASSERT_TRUE(lib != nullptr && ::access(lib, R_OK) == 0)
+    const char* lib = allocCounterLib();
+    ASSERT_TRUE(lib != nullptr)
         << "$DERPD_ALLOC_COUNTER_LIB does not name the alloc_counter library";
     ASSERT_OK_AND_ASSIGN(dir_, makeTempDir());
     std::string counterPath = dir_ + "/alloc_counter";
@@ -184,6 +191,49 @@ TEST_F(AllocTest, RelayingAllocatesNothingPerPacket) {
   EXPECT_GE(sumMetric(m, "derpd_packets_relayed_total", {{"path", "local"}}), perPath);
   EXPECT_GE(sumMetric(m, "derpd_packets_relayed_total", {{"path", "cross_shard"}}), perPath);
   EXPECT_EQ(sumMetric(m, "derpd_packets_dropped_total"), 0);
+}
+
+// Forwarding between two nodes of a region: node 1 turns each SendPacket into a
+// ForwardPacket in place, node 2 turns it into a RecvPacket in place; neither
+// allocates per packet.
+TEST(AllocMeshTest, ForwardingBetweenNodesAllocatesNothingPerPacket) {
+  const char* lib = allocCounterLib();
+  ASSERT_TRUE(lib != nullptr)
+      << "$DERPD_ALLOC_COUNTER_LIB does not name the alloc_counter library";
+  ASSERT_OK_AND_ASSIGN(std::string dir, makeTempDir());
+  AllocCounter counters[2];
+  for (int n = 0; n < 2; n++) ASSERT_OK(counters[n].create(absl::StrCat(dir, "/alloc", n + 1)));
+  MeshCluster::Options o;
+  o.nodes = 2;
+  o.nodeEnv = [&](int n) {
+    return EnvVars{{"LD_PRELOAD", lib},
+                   {"DERPD_ALLOC_COUNTER_FILE", absl::StrCat(dir, "/alloc", n)}};
+  };
+  ASSERT_OK_AND_ASSIGN(auto mesh, MeshCluster::start(o));
+  ASSERT_OK(mesh->waitFormed());
+  for (auto& c : counters) ASSERT_GT(c.read(), 0u) << "a node's counter saw no allocation";
+  ASSERT_OK_AND_ASSIGN(auto a, mesh->connect(1));
+  ASSERT_OK_AND_ASSIGN(auto b, mesh->connect(2));
+  // Until node 1 has heard of b from node 2, its packets are not forwarded.
+  RealClock clock;
+  const Nanos deadline = clock.now() + 10 * kSecond;
+  std::vector<uint8_t> hello(kPacketSize, 1);
+  for (;;) {
+    ASSERT_OK(a->sendPacket(b->publicKey(), hello));
+    if (b->recvPacket(200 * kMillisecond).ok()) break;
+    ASSERT_LT(clock.now(), deadline) << "b never became reachable from node 1";
+  }
+  ASSERT_OK(relayMany(*a, *b, kWarmupPackets, kPhaseBudget));
+  const uint64_t before[2] = {counters[0].read(), counters[1].read()};
+  ASSERT_OK(relayMany(*a, *b, kMeasuredPackets, kPhaseBudget));
+  for (int n = 0; n < 2; n++) {
+    const uint64_t delta = counters[n].read() - before[n];
+    std::printf("node %d: %llu allocations while forwarding %u packets of %zu B\n", n + 1,
+                static_cast<unsigned long long>(delta), kMeasuredPackets, kPacketSize);
+    EXPECT_LT(delta, kMaxAllocations) << "node " << n + 1 << " allocates while forwarding";
+  }
+  mesh.reset();
+  removeTree(dir);
 }
 
 }  // namespace

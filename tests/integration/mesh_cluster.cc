@@ -173,8 +173,9 @@ DerpdOptions MeshCluster::nodeOptions(const std::string& ip, const std::string& 
 absl::StatusOr<MeshCluster::Node> MeshCluster::startNode(int n) const {
   std::vector<std::string> extra;
   if (opts_.nodeArgs) extra = opts_.nodeArgs(n);
-  absl::StatusOr<std::unique_ptr<DerpdProcess>> p =
-      DerpdProcess::start(nodeOptions(ip(n), keyFile(n), meshWith(), pskFile_, std::move(extra)));
+  DerpdOptions o = nodeOptions(ip(n), keyFile(n), meshWith(), pskFile_, std::move(extra));
+  if (opts_.nodeEnv) o.env = opts_.nodeEnv(n);
+  absl::StatusOr<std::unique_ptr<DerpdProcess>> p = DerpdProcess::start(std::move(o));
   if (!p.ok()) return p.status();
   Node node;
   node.process = *std::move(p);

@@ -52,6 +52,8 @@ class MeshCluster {
     std::string scheme;
     // Arguments added for node n (for example TLS certificates).
     std::function<std::vector<std::string>(int n)> nodeArgs;
+    // Environment added for node n (for example an LD_PRELOAD).
+    std::function<EnvVars(int n)> nodeEnv;
     // With "https://": the CA file clients verify the nodes against.
     std::string clientCaFile;
   };
