@@ -1,5 +1,7 @@
 #include "integration/mesh_cluster.h"
 
+#include "integration/test_support.h"
+
 #include <netinet/in.h>
 #include <signal.h>
 #include <sodium.h>
@@ -31,6 +33,14 @@ Nanos now() {
   return clock.now();
 }
 
+
+std::string afterMarker(const std::optional<std::string>& line, std::string_view marker) {
+  if (!line.has_value()) return "";
+  return line->substr(line->find(marker) + marker.size());
+}
+
+}  // namespace
+
 // A port nothing listens on at 127.0.0.1 right now (the nodes bind it on
 // other loopback addresses too; a node that still cannot bind it makes
 // start() try another).
@@ -48,12 +58,44 @@ absl::StatusOr<uint16_t> freePort() {
   return ntohs(addr.sin_port);
 }
 
-std::string afterMarker(const std::optional<std::string>& line, std::string_view marker) {
-  if (!line.has_value()) return "";
-  return line->substr(line->find(marker) + marker.size());
+std::vector<uint8_t> meshPayload(uint32_t seq, uint32_t tag) {
+  return taggedPayload(seq, tag, kMeshPayloadSize);
 }
 
-}  // namespace
+absl::StatusOr<uint32_t> recvTagged(client::DerpClient& to, const derp::NodeKey& src, uint32_t tag,
+                                    Nanos timeout) {
+  RealClock clock;
+  const Nanos deadline = clock.now() + timeout;
+  for (;;) {
+    absl::StatusOr<client::DerpClient::Packet> p =
+        to.recvPacket(std::max<Nanos>(deadline - clock.now(), 0));
+    if (!p.ok()) return p.status();
+    if (p->src != src || payloadTag(p->payload) != tag) continue;
+    if (p->payload != meshPayload(payloadSeq(p->payload), tag)) {
+      return absl::DataLossError(absl::StrCat("packet tagged ", tag, " corrupted"));
+    }
+    return payloadSeq(p->payload);
+  }
+}
+
+absl::Status sendUntilDelivered(client::DerpClient& from, client::DerpClient& to, uint32_t tag,
+                                Nanos timeout) {
+  RealClock clock;
+  const Nanos deadline = clock.now() + timeout;
+  for (uint32_t seq = 0;; ++seq) {
+    if (absl::Status st = from.sendPacket(to.publicKey(), meshPayload(seq, tag)); !st.ok()) {
+      return st;
+    }
+    absl::StatusOr<uint32_t> got = recvTagged(to, from.publicKey(), tag, kMeshRetryEvery);
+    if (got.ok()) return absl::OkStatus();
+    if (!absl::IsDeadlineExceeded(got.status())) return got.status();
+    if (clock.now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("none of ", seq + 1, " packets tagged ", tag,
+                                                      " from ", from.publicKey().toString(),
+                                                      " reached ", to.publicKey().toString()));
+    }
+  }
+}
 
 std::string randomMeshKey() {
   std::array<uint8_t, 32> bytes;

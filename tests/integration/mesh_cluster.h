@@ -26,6 +26,26 @@ namespace derpd::testing {
 
 inline constexpr Nanos kMeshFormTimeout = 15 * kSecond;
 
+// Packets the mesh tests send: taggedPayload() of this size.
+inline constexpr size_t kMeshPayloadSize = 200;
+// How long sendUntilDelivered waits for each try before sending again.
+inline constexpr Nanos kMeshRetryEvery = 150 * kMillisecond;
+
+// A port nothing listens on at 127.0.0.1 right now (the nodes bind it on
+// other loopback addresses too; a node that still cannot bind it makes
+// MeshCluster::start() try another).
+absl::StatusOr<uint16_t> freePort();
+
+std::vector<uint8_t> meshPayload(uint32_t seq, uint32_t tag);
+// The next packet on `to` from src carrying tag (late copies of earlier
+// retries, with other tags, are skipped); checks it is intact; returns its seq.
+absl::StatusOr<uint32_t> recvTagged(client::DerpClient& to, const derp::NodeKey& src, uint32_t tag,
+                                    Nanos timeout);
+// Sends from -> to until one arrives: the first sends may leave before to's
+// key has reached from's node (dropped there as unknown_dest).
+absl::Status sendUntilDelivered(client::DerpClient& from, client::DerpClient& to, uint32_t tag,
+                                Nanos timeout);
+
 // 64 lowercase hex characters of fresh randomness: a mesh key.
 std::string randomMeshKey();
 

@@ -48,9 +48,8 @@ constexpr char kResolveInterval[] = "1s";
 // A change to the hosts file is followed within one resolve interval plus a
 // connect; this is the slack.
 constexpr Nanos kFollow = 10 * kSecond;
-constexpr Nanos kRetryEvery = 150 * kMillisecond;
 constexpr Nanos kQuiet = 300 * kMillisecond;  // long enough for a wrongly relayed packet to show
-constexpr size_t kPayloadSize = 200;
+constexpr size_t kPayloadSize = kMeshPayloadSize;
 constexpr int kPortAttempts = 4;
 // Binds the hosts file ($1) over /etc/hosts, then execs $0 with the rest.
 constexpr char kBindHostsScript[] = "mount --bind \"$1\" /etc/hosts && shift && exec \"$0\" \"$@\"";
@@ -104,59 +103,16 @@ absl::Status rewriteInPlace(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint16_t> freePort() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return absl::InternalError("socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return absl::InternalError("bind 127.0.0.1:0");
-  }
-  return ntohs(addr.sin_port);
-}
 
-std::vector<uint8_t> payload(uint32_t seq, uint32_t tag) {
-  return taggedPayload(seq, tag, kPayloadSize);
-}
 
-// The next intact packet on `to` from src carrying tag (others are skipped).
-absl::Status recvTagged(DerpClient& to, const derp::NodeKey& src, uint32_t tag, Nanos timeout) {
-  const Nanos deadline = now() + timeout;
-  for (;;) {
-    absl::StatusOr<DerpClient::Packet> p = to.recvPacket(until(deadline));
-    if (!p.ok()) return p.status();
-    if (p->src != src || payloadTag(p->payload) != tag) continue;
-    if (p->payload != payload(payloadSeq(p->payload), tag)) {
-      return absl::DataLossError(absl::StrCat("packet tagged ", tag, " corrupted"));
-    }
-    return absl::OkStatus();
-  }
-}
 
-// Sends from -> to until one arrives: the first ones may leave before to's key
-// has reached from's node.
-absl::Status sendUntilDelivered(DerpClient& from, DerpClient& to, uint32_t tag) {
-  const Nanos deadline = now() + kFollow;
-  for (uint32_t seq = 0;; ++seq) {
-    if (absl::Status st = from.sendPacket(to.publicKey(), payload(seq, tag)); !st.ok()) return st;
-    absl::Status got = recvTagged(to, from.publicKey(), tag, kRetryEvery);
-    if (!absl::IsDeadlineExceeded(got)) return got;
-    if (now() >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("none of ", seq + 1, " packets tagged ", tag, " arrived"));
-    }
-  }
-}
 
 // Sends from -> to until from hears PeerGone(to, not_here): to's key has left
 // from's node. Other frames are skipped.
 absl::Status sendUntilNotHere(DerpClient& from, const derp::NodeKey& to, uint32_t tag) {
   const Nanos deadline = now() + kFollow;
   for (uint32_t seq = 0; now() < deadline; ++seq) {
-    if (absl::Status st = from.sendPacket(to, payload(seq, tag)); !st.ok()) return st;
+    if (absl::Status st = from.sendPacket(to, meshPayload(seq, tag)); !st.ok()) return st;
     // PeerGone is rate-limited to one a second after the first three.
     const Nanos wait = std::min<Nanos>(until(deadline), kSecond);
     const Nanos waitEnd = now() + wait;
@@ -339,8 +295,8 @@ TEST_F(MeshDnsTest, NodesFollowTheNameAsAddressesComeAndGo) {
   EXPECT_TRUE(node(1).findLog(absl::StrCat("mesh: ", label(1), " is this node")).has_value());
   ASSERT_OK_AND_ASSIGN(auto a, connect(1));
   ASSERT_OK_AND_ASSIGN(auto b, connect(2));
-  ASSERT_OK(sendUntilDelivered(*a, *b, 1));
-  ASSERT_OK(sendUntilDelivered(*b, *a, 2));
+  ASSERT_OK(sendUntilDelivered(*a, *b, 1, kFollow));
+  ASSERT_OK(sendUntilDelivered(*b, *a, 2, kFollow));
 
   // C starts while the name still lists only A and B: it links to both.
   startOneMore();
@@ -356,8 +312,8 @@ TEST_F(MeshDnsTest, NodesFollowTheNameAsAddressesComeAndGo) {
   std::fprintf(stderr, "[test] A and B linked to C %lld ms after its address appeared\n",
                static_cast<long long>((now() - added) / kMillisecond));
   ASSERT_OK_AND_ASSIGN(auto c, connect(3));
-  ASSERT_OK(sendUntilDelivered(*c, *a, 3));
-  ASSERT_OK(sendUntilDelivered(*a, *c, 4));
+  ASSERT_OK(sendUntilDelivered(*c, *a, 3, kFollow));
+  ASSERT_OK(sendUntilDelivered(*a, *c, 4, kFollow));
   EXPECT_GE(metric(1, "derpd_mesh_peer_keys", {{"peer", label(2)}}), 1);
 
   // B's address goes: A and C drop their link to it and forget its clients,
@@ -374,12 +330,12 @@ TEST_F(MeshDnsTest, NodesFollowTheNameAsAddressesComeAndGo) {
   EXPECT_GE(metric(1, "derpd_connections_closed_total", {{"reason", "mesh_removed"}}), 1);
   ASSERT_OK(sendUntilNotHere(*a, b->publicKey(), 5));
   // Once A says so, nothing more reaches B's client from A.
-  ASSERT_OK(a->sendPacket(b->publicKey(), payload(0, 6)));
-  absl::Status late = recvTagged(*b, a->publicKey(), 6, kQuiet);
+  ASSERT_OK(a->sendPacket(b->publicKey(), meshPayload(0, 6)));
+  absl::Status late = recvTagged(*b, a->publicKey(), 6, kQuiet).status();
   EXPECT_TRUE(absl::IsDeadlineExceeded(late)) << "B's client still reached from A: " << late;
   // A and C still reach each other.
-  ASSERT_OK(sendUntilDelivered(*a, *c, 7));
-  ASSERT_OK(sendUntilDelivered(*c, *a, 8));
+  ASSERT_OK(sendUntilDelivered(*a, *c, 7, kFollow));
+  ASSERT_OK(sendUntilDelivered(*c, *a, 8, kFollow));
   ASSERT_OK(waitPeer(1, 3, kUp, 0));
   ASSERT_OK(waitPeer(3, 1, kUp, 0));
 

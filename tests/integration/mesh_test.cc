@@ -40,9 +40,8 @@ constexpr Nanos kWait = 5 * kSecond;
 // A key reaching the other nodes (or a re-formed link) before the first send
 // there succeeds.
 constexpr Nanos kPropagation = 10 * kSecond;
-constexpr Nanos kRetryEvery = 150 * kMillisecond;
 constexpr Nanos kQuiet = 300 * kMillisecond;  // long enough for a wrongly relayed packet to show
-constexpr size_t kPayloadSize = 200;
+constexpr size_t kPayloadSize = kMeshPayloadSize;
 
 constexpr char kOutPackets[] = "derpd_mesh_forwarded_out_packets_total";
 constexpr char kOutBytes[] = "derpd_mesh_forwarded_out_bytes_total";
@@ -61,9 +60,6 @@ Nanos now() {
 
 Nanos until(Nanos deadline) { return std::max<Nanos>(deadline - now(), 0); }
 
-std::vector<uint8_t> payload(uint32_t seq, uint32_t tag) {
-  return taggedPayload(seq, tag, kPayloadSize);
-}
 
 // Reads frames until one of type T satisfies pred; others are skipped.
 template <typename T, typename Pred>
@@ -96,48 +92,16 @@ absl::Status expectClosedByServer(DerpClient& c) {
   }
 }
 
-// The next packet on `to` from src carrying tag (late copies of earlier
-// retries, with other tags, are skipped); checks it is intact; returns its seq.
-absl::StatusOr<uint32_t> recvTagged(DerpClient& to, const derp::NodeKey& src, uint32_t tag,
-                                    Nanos timeout) {
-  const Nanos deadline = now() + timeout;
-  for (;;) {
-    absl::StatusOr<DerpClient::Packet> p = to.recvPacket(until(deadline));
-    if (!p.ok()) return p.status();
-    if (p->src != src || payloadTag(p->payload) != tag) continue;
-    if (p->payload != payload(payloadSeq(p->payload), tag)) {
-      return absl::DataLossError(absl::StrCat("packet tagged ", tag, " corrupted"));
-    }
-    return payloadSeq(p->payload);
-  }
-}
 
-// Sends from -> to until one arrives: the first sends may leave before to's
-// key has reached from's node (dropped there as unknown_dest).
-absl::Status sendUntilDelivered(DerpClient& from, DerpClient& to, uint32_t tag,
-                                Nanos timeout = kPropagation) {
-  const Nanos deadline = now() + timeout;
-  for (uint32_t seq = 0;; ++seq) {
-    if (absl::Status st = from.sendPacket(to.publicKey(), payload(seq, tag)); !st.ok()) return st;
-    absl::StatusOr<uint32_t> got = recvTagged(to, from.publicKey(), tag, kRetryEvery);
-    if (got.ok()) return absl::OkStatus();
-    if (!absl::IsDeadlineExceeded(got.status())) return got.status();
-    if (now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("none of ", seq + 1, " packets tagged ", tag,
-                                                      " from ", from.publicKey().toString(),
-                                                      " reached ", to.publicKey().toString()));
-    }
-  }
-}
 
 void expectExchange(DerpClient& a, DerpClient& b, uint32_t tag) {
-  ASSERT_OK(sendUntilDelivered(a, b, tag));
-  ASSERT_OK(sendUntilDelivered(b, a, tag + 1));
+  ASSERT_OK(sendUntilDelivered(a, b, tag, kPropagation));
+  ASSERT_OK(sendUntilDelivered(b, a, tag + 1, kPropagation));
 }
 
 // count packets from -> to, all arriving in order (once the route is known).
 void expectBurst(DerpClient& from, DerpClient& to, uint32_t tag, uint32_t count) {
-  for (uint32_t i = 0; i < count; ++i) ASSERT_OK(from.sendPacket(to.publicKey(), payload(i, tag)));
+  for (uint32_t i = 0; i < count; ++i) ASSERT_OK(from.sendPacket(to.publicKey(), meshPayload(i, tag)));
   for (uint32_t i = 0; i < count; ++i) {
     ASSERT_OK_AND_ASSIGN(uint32_t seq, recvTagged(to, from.publicKey(), tag, kWait));
     ASSERT_EQ(seq, i) << "burst tagged " << tag << " reordered or lost";
@@ -262,7 +226,7 @@ TEST_F(MeshTest, KilledNodesClientsAreGoneAndBackAfterRestart) {
   const derp::PrivateKey xKey = derp::PrivateKey::generate();
   ASSERT_OK_AND_ASSIGN(auto x, mesh_->connect(2, xKey));
   ASSERT_OK_AND_ASSIGN(auto y, mesh_->connect(1));
-  ASSERT_OK(sendUntilDelivered(*x, *y, 1));
+  ASSERT_OK(sendUntilDelivered(*x, *y, 1, kPropagation));
   const derp::NodeKey xPub = x->publicKey();
   const double connects = metric(1, "derpd_mesh_peer_connects_total", {{"peer", mesh_->label(2)}});
 
@@ -270,7 +234,7 @@ TEST_F(MeshTest, KilledNodesClientsAreGoneAndBackAfterRestart) {
   // Y had received from X: told that X left, as if X had been local.
   expectPeerGone(*y, xPub, PeerGoneReason::kDisconnected);
   if (HasFatalFailure()) return;
-  ASSERT_OK(y->sendPacket(xPub, payload(2, 2)));
+  ASSERT_OK(y->sendPacket(xPub, meshPayload(2, 2)));
   expectPeerGone(*y, xPub, PeerGoneReason::kNotHere);
   ASSERT_OK(mesh_->waitPeerUp(1, 2, false, kWait));
   ASSERT_OK(mesh_->waitPeerUp(3, 2, false, kWait));
@@ -287,12 +251,12 @@ TEST_F(MeshTest, MovingClientIsFoundOnItsNewNode) {
   const derp::PrivateKey mKey = derp::PrivateKey::generate();
   ASSERT_OK_AND_ASSIGN(auto m, mesh_->connect(1, mKey));
   ASSERT_OK_AND_ASSIGN(auto c, mesh_->connect(2));
-  ASSERT_OK(sendUntilDelivered(*c, *m, 1));
+  ASSERT_OK(sendUntilDelivered(*c, *m, 1, kPropagation));
 
   // Break before make: from node 1 to node 3.
   m->close();
   ASSERT_OK_AND_ASSIGN(m, mesh_->connect(3, mKey));
-  ASSERT_OK(sendUntilDelivered(*c, *m, 2));
+  ASSERT_OK(sendUntilDelivered(*c, *m, 2, kPropagation));
   expectBurst(*c, *m, 3, 10);
   if (HasFatalFailure()) return;
 
@@ -303,7 +267,7 @@ TEST_F(MeshTest, MovingClientIsFoundOnItsNewNode) {
   expectPeerKeys(2, 1, fromNode1 + 1);
   if (HasFatalFailure()) return;
   m->close();
-  ASSERT_OK(sendUntilDelivered(*c, *m1, 4));
+  ASSERT_OK(sendUntilDelivered(*c, *m1, 4, kPropagation));
   expectBurst(*c, *m1, 5, 10);
   expectBurst(*m1, *c, 6, 10);
 }
@@ -327,7 +291,7 @@ TEST_F(MeshTest, WrongMeshKeyIsRefused) {
   o4.host = "127.0.0.4";
   ASSERT_OK_AND_ASSIGN(auto d, DerpClient::connect(o4));
   ASSERT_OK_AND_ASSIGN(auto e, mesh_->connect(1));
-  ASSERT_OK(e->sendPacket(d->publicKey(), payload(1, 1)));
+  ASSERT_OK(e->sendPacket(d->publicKey(), meshPayload(1, 1)));
   expectPeerGone(*e, d->publicKey(), PeerGoneReason::kNotHere);
   EXPECT_TRUE(absl::IsDeadlineExceeded(recvTagged(*d, e->publicKey(), 1, kQuiet).status()));
 
@@ -372,7 +336,7 @@ TEST_F(MeshTest, MeshFramesWithoutMeshKeyCloseTheConnection) {
   ASSERT_OK_AND_ASSIGN(auto a, mesh_->connect(1));
   ASSERT_OK_AND_ASSIGN(auto b, mesh_->connect(1));
   const std::vector<std::pair<std::string, std::vector<uint8_t>>> frames = {
-      {"ForwardPacket", forwardPacketBytes(a->publicKey(), b->publicKey(), payload(0, 5))},
+      {"ForwardPacket", forwardPacketBytes(a->publicKey(), b->publicKey(), meshPayload(0, 5))},
       {"WatchConns", watchConnsBytes()},
       {"ClosePeer", closePeerBytes(b->publicKey())},
   };
@@ -385,7 +349,7 @@ TEST_F(MeshTest, MeshFramesWithoutMeshKeyCloseTheConnection) {
     expectIncrease(1, kClosed, {{"reason", "mesh_frame_denied"}}, before, 1);
   }
   // b got no forged packet, was not closed, and both keep relaying.
-  ASSERT_OK(a->sendPacket(b->publicKey(), payload(1, 6)));
+  ASSERT_OK(a->sendPacket(b->publicKey(), meshPayload(1, 6)));
   ASSERT_OK_AND_ASSIGN(DerpClient::Packet p, b->recvPacket(kWait));
   EXPECT_EQ(p.src, a->publicKey());
   EXPECT_EQ(payloadTag(p.payload), 6u) << "the forged ForwardPacket was delivered";
@@ -454,18 +418,18 @@ TEST_F(MeshTest, WatcherSeesClientsForwardsAndClosesPeers) {
   // ForwardPacket: delivered with the source it names.
   const derp::NodeKey claimed = derp::PrivateKey::generate().publicKey();
   const double in = metric(1, kInPackets), inBytes = metric(1, kInBytes);
-  ASSERT_OK(w->sendRaw(forwardPacketBytes(claimed, r->publicKey(), payload(0, 20))));
+  ASSERT_OK(w->sendRaw(forwardPacketBytes(claimed, r->publicKey(), meshPayload(0, 20))));
   EXPECT_OK(recvTagged(*r, claimed, 20, kWait).status());
   expectIncrease(1, kInPackets, {}, in, 1);
   expectIncrease(1, kInBytes, {}, inBytes, kPayloadSize);
 
   // ... but never forwarded again: one for a client on node 2 is dropped.
   ASSERT_OK_AND_ASSIGN(auto q, mesh_->connect(2));
-  ASSERT_OK(sendUntilDelivered(*r, *q, 21));  // node 1 knows q is on node 2
+  ASSERT_OK(sendUntilDelivered(*r, *q, 21, kPropagation));  // node 1 knows q is on node 2
   const Labels onFwd = {{"reason", "unknown_dest_on_fwd"}};
   const double dropped = metric(1, kDropped, onFwd);
   const double out = metric(1, kOutPackets, {{"peer", mesh_->label(2)}});
-  ASSERT_OK(w->sendRaw(forwardPacketBytes(claimed, q->publicKey(), payload(0, 22))));
+  ASSERT_OK(w->sendRaw(forwardPacketBytes(claimed, q->publicKey(), meshPayload(0, 22))));
   expectIncrease(1, kDropped, onFwd, dropped, 1);
   EXPECT_TRUE(absl::IsDeadlineExceeded(recvTagged(*q, claimed, 22, kQuiet).status()));
   EXPECT_EQ(metric(1, kOutPackets, {{"peer", mesh_->label(2)}}), out);
@@ -521,7 +485,7 @@ TEST_F(MeshTest, ThousandClientsAcrossThreeNodesAllDelivered) {
   int resent = 0;
   for (int round = 0; round < 3 && !missing.empty(); ++round) {
     for (int dst : missing) {
-      ASSERT_OK(clients[from[dst]]->sendPacket(clients[dst]->publicKey(), payload(from[dst], dst)));
+      ASSERT_OK(clients[from[dst]]->sendPacket(clients[dst]->publicKey(), meshPayload(from[dst], dst)));
     }
     resent += round > 0 ? static_cast<int>(missing.size()) : 0;
     std::vector<int> still;
