@@ -27,8 +27,10 @@ struct TcpOptions {
   int keepAliveSeconds = 600;   // TCP_KEEPIDLE; 0 disables keep-alive
   int userTimeoutMs = 15000;    // TCP_USER_TIMEOUT; 0 leaves the kernel default
 };
-// Per accepted socket: TCP_NODELAY, keep-alive and user timeout as derper's
-// flags say. Failures are ignored: the connection still works without them.
+// TCP_NODELAY, keep-alive and user timeout as derper's flags say. Failures are
+// ignored: the connection still works without them. Applied to the listening
+// sockets, from which Linux copies all five into every accepted socket, and
+// to dialled sockets.
 void applyTcpOptions(int fd, const TcpOptions& opts);
 
 }  // namespace derpd::net

@@ -120,6 +120,7 @@ void ShardServer::connectLink(MeshLink& l) {
     scheduleLinkRetry(l);
     return;
   }
+  net::applyTcpOptions(fd, shared_.config.tcp);  // accepted sockets get them from the listener
   Connection& c = newConnection(fd, ListenerKind::kMain);
   liveLinks_++;
   c.meshLink = l.slot;

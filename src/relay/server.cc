@@ -68,6 +68,13 @@ absl::Status Server::start() {
     metricsSockets = std::move(metrics->fds);
   }
 
+  // Accepted sockets inherit TCP_NODELAY, keep-alive and the user timeout from
+  // their listener: set once here, not with five setsockopt calls per accept.
+  for (const auto* set : {&listeners->fds, &port80Sockets, &metricsSockets}) {
+    for (const UniqueFd& fd : *set) {
+      if (fd.valid()) net::applyTcpOptions(fd.get(), opts_.relay.tcp);
+    }
+  }
   mailbox_ = std::make_unique<Mailbox>(n);
   shared_ = std::make_unique<SharedState>();
   shared_->config = opts_.relay;
