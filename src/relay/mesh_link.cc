@@ -121,8 +121,8 @@ void ShardServer::connectLink(MeshLink& l) {
     return;
   }
   net::applyTcpOptions(fd, shared_.config.tcp);  // accepted sockets get them from the listener
+  liveLinks_++;  // before newConnection, which publishes the count of non-link connections
   Connection& c = newConnection(fd, ListenerKind::kMain);
-  liveLinks_++;
   c.meshLink = l.slot;
   c.state = Connection::State::kConnecting;
   c.tlsReady = true;

@@ -202,8 +202,10 @@ void ShardServer::run() {
         (void)unused;
       }
     });
-    // A draining node keeps its mesh links while it has clients to serve.
-    if (draining_ && !stopping_ && liveConnections_ == liveLinks_ && liveLinks_ > 0) {
+    // A draining node keeps its mesh links while any shard has clients to
+    // serve (a client on one shard may need a link owned by another).
+    if (draining_ && !stopping_ && liveLinks_ > 0 && liveConnections_ == liveLinks_ &&
+        !nodeHasClients()) {
       beginShutdown();
     }
     if ((stopping_ || draining_) && liveConnections_ == 0) break;
@@ -247,6 +249,28 @@ void ShardServer::beginDrain() {
     }
   }
   timers_.arm(drainDeadline_, clock_.now() + timeout);
+}
+
+// Publishes this shard's count of connections that are not mesh links; a
+// draining node's last client leaving wakes every shard to close its links.
+void ShardServer::publishClientSockets() {
+  const size_t clients = liveConnections_ - liveLinks_;
+  const size_t before = shared_.clientSockets[id_].exchange(clients, std::memory_order_acq_rel);
+  if (draining_ && before > 0 && clients == 0) {
+    for (size_t to = 0; to < shared_.wakeFds.size(); to++) {
+      if (to == id_) continue;
+      uint64_t one = 1;
+      ssize_t unused = ::write(shared_.wakeFds[to], &one, sizeof(one));
+      (void)unused;
+    }
+  }
+}
+
+bool ShardServer::nodeHasClients() const {
+  for (const auto& n : shared_.clientSockets) {
+    if (n.load(std::memory_order_acquire) > 0) return true;
+  }
+  return false;
 }
 
 void ShardServer::onDrainDeadline(Timer*, void* ctx) {
@@ -358,6 +382,7 @@ Connection& ShardServer::newConnection(int fd, ListenerKind kind) {
   c.listener = kind;
   c.acceptedAt = clock_.now();
   liveConnections_++;
+  publishClientSockets();
   return c;
 }
 
@@ -416,6 +441,7 @@ void ShardServer::reapClosed() {
     conns_[idx].reset();
     freeSlots_.push_back(idx);
     liveConnections_--;
+    publishClientSockets();
   }
   closing_.resize(keep);
 }

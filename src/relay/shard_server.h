@@ -76,6 +76,9 @@ struct SharedState {
   Mailbox* mailbox = nullptr;
   std::vector<ShardCounters*> counters;  // every shard's
   std::vector<std::atomic<int>> ringFds;  // every shard's ring fd, for MSG_RING
+  // Every shard's open connections other than its mesh links: a draining node
+  // keeps its links until the whole node has no client left.
+  std::vector<std::atomic<size_t>> clientSockets;
   std::vector<int> wakeFds;              // every shard's eventfd (stop, MSG_RING fallback)
   // TLS on the main listener, or nullptr for plain HTTP. With TLS, port80 says
   // whether each shard also has a plain -http-port listener.
@@ -229,6 +232,8 @@ class ShardServer {
   void armKeepAlive(Connection& c);
   void beginShutdown();
   void beginDrain();
+  bool nodeHasClients() const;
+  void publishClientSockets();
   static void onDrainDeadline(Timer* t, void* ctx);
 
   uint16_t id_;

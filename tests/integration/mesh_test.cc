@@ -3,8 +3,10 @@
 // reach each other; a killed node's clients are gone and back after a
 // restart; a client that moves is found on its new node; a wrong or missing
 // mesh key is refused; the watcher protocol byte by byte; 1,000 clients; TLS
-// links. Every wait is bounded.
+// links, never made to a peer whose certificate --mesh-ca did not issue; a
+// node draining on SIGTERM. Every wait is bounded.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -511,6 +513,30 @@ TEST_F(MeshTest, ThousandClientsAcrossThreeNodesAllDelivered) {
   EXPECT_LE(inAfter - inBefore, crossNode + resent);
 }
 
+// Two TLS nodes (derper's file names: <certDir>/<hostname>.crt and .key, the
+// hostname an IP) with certificates from `pki`, whose clients trust `pki`, and
+// whose links trust only `meshCa`.
+absl::StatusOr<MeshCluster::Options> tlsMeshOptions(TestPki& pki, const std::string& certDir,
+                                                    const std::string& meshCa) {
+  MeshCluster::Options opts;
+  opts.nodes = 2;
+  for (int n = 1; n <= opts.nodes; ++n) {
+    absl::StatusOr<LeafFiles> leaf = pki.issue(MeshCluster::ip(n), MeshCluster::ip(n),
+                                               absl::StrCat("IP:", MeshCluster::ip(n)),
+                                               KeyType::kEcdsaP256);
+    if (!leaf.ok()) return leaf.status();
+  }
+  opts.scheme = "https://";
+  opts.clientCaFile = pki.caCrt();
+  opts.nodeArgs = [certDir, meshCa](int n) {
+    return std::vector<std::string>{"-certmode", "manual",           "-certdir",  certDir,
+                                    "-hostname", MeshCluster::ip(n), "--mesh-ca", meshCa};
+  };
+  return opts;
+}
+
+// Also the control for PeersWithCertificatesFromAnotherCaNeverLink: the same
+// nodes, their links trusting the CA that issued the certificates.
 TEST(MeshTlsTest, NodesMeshOverTls) {
   std::optional<std::string> openssl = findOnPath("openssl");
   if (!openssl.has_value()) GTEST_SKIP() << "openssl is not on PATH (package openssl)";
@@ -518,20 +544,7 @@ TEST(MeshTlsTest, NodesMeshOverTls) {
   absl::Cleanup removeDir = [&] { removeTree(certDir); };
   absl::StatusOr<TestPki> pki = TestPki::create(certDir, *openssl);
   ASSERT_TRUE(pki.ok()) << pki.status();
-  // derper's names: <certdir>/<hostname>.crt and .key, the hostname an IP.
-  for (int n = 1; n <= 2; ++n) {
-    ASSERT_OK(pki->issue(MeshCluster::ip(n), MeshCluster::ip(n),
-                         absl::StrCat("IP:", MeshCluster::ip(n)), KeyType::kEcdsaP256)
-                  .status());
-  }
-  MeshCluster::Options opts;
-  opts.nodes = 2;
-  opts.scheme = "https://";
-  opts.clientCaFile = pki->caCrt();
-  opts.nodeArgs = [&](int n) {
-    return std::vector<std::string>{"-certmode", "manual",           "-certdir",  certDir,
-                                    "-hostname", MeshCluster::ip(n), "--mesh-ca", pki->caCrt()};
-  };
+  ASSERT_OK_AND_ASSIGN(MeshCluster::Options opts, tlsMeshOptions(*pki, certDir, pki->caCrt()));
   ASSERT_OK_AND_ASSIGN(auto mesh, MeshCluster::start(opts));
   ASSERT_TRUE(mesh->node(1).findLog("listening on https://").has_value());
   ASSERT_OK(mesh->waitFormed());
@@ -540,6 +553,105 @@ TEST(MeshTlsTest, NodesMeshOverTls) {
   EXPECT_FALSE(a->tlsVersion().empty());
   expectExchange(*a, *b, 1);
   if (!HasFatalFailure()) expectBurst(*a, *b, 3, 10);
+}
+
+TEST(MeshTlsTest, PeersWithCertificatesFromAnotherCaNeverLink) {
+  constexpr Nanos kHold = 3 * kSecond;  // both nodes running, retrying, never linked
+  std::optional<std::string> openssl = findOnPath("openssl");
+  if (!openssl.has_value()) GTEST_SKIP() << "openssl is not on PATH (package openssl)";
+  ASSERT_OK_AND_ASSIGN(std::string certDir, makeTempDir());
+  absl::Cleanup removeDir = [&] { removeTree(certDir); };
+  ASSERT_OK_AND_ASSIGN(std::string otherDir, makeTempDir());
+  absl::Cleanup removeOther = [&] { removeTree(otherDir); };
+  absl::StatusOr<TestPki> pki = TestPki::create(certDir, *openssl);
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  // Another CA, even with the same subject name: the links trust only it.
+  absl::StatusOr<TestPki> other = TestPki::create(otherDir, *openssl);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_OK_AND_ASSIGN(MeshCluster::Options opts, tlsMeshOptions(*pki, certDir, other->caCrt()));
+  ASSERT_OK_AND_ASSIGN(auto mesh, MeshCluster::start(opts));
+
+  // Node 1 was serving before node 2 started, so node 2's first try got as
+  // far as the certificate (node 1's first try may have found nothing listening).
+  const std::string toNode1 = "cannot link to " + mesh->label(1);
+  ASSERT_TRUE(mesh->node(2).waitForLog(toNode1, kWait)) << mesh->node(2).logText();
+  const std::string line = mesh->node(2).findLog(toNode1).value_or("");
+  EXPECT_NE(line.find("certificate"), std::string::npos) << line;
+  ASSERT_TRUE(mesh->node(1).waitForLog("cannot link to " + mesh->label(2), kWait))
+      << mesh->node(1).logText();
+
+  // Clients (who trust the issuing CA) connect, but cannot reach each other.
+  ASSERT_OK_AND_ASSIGN(auto a, mesh->connect(1));
+  ASSERT_OK_AND_ASSIGN(auto b, mesh->connect(2));
+  ASSERT_OK(a->sendPacket(b->publicKey(), meshPayload(0, 1)));
+  expectPeerGone(*a, b->publicKey(), PeerGoneReason::kNotHere);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(recvTagged(*b, a->publicKey(), 1, kQuiet).status()));
+
+  // However long the nodes keep retrying.
+  const Nanos holdEnd = now() + kHold;
+  do {
+    for (int n = 1; n <= 2; ++n) {
+      const Labels peer = {{"peer", mesh->label(3 - n)}};
+      ASSERT_OK_AND_ASSIGN(double up,
+                           scrapeMetric(mesh->metricsPort(n), "derpd_mesh_peer_up", peer));
+      ASSERT_EQ(up, 0) << "node " << n << " linked to a peer its --mesh-ca did not issue";
+      ASSERT_OK_AND_ASSIGN(double connects, scrapeMetric(mesh->metricsPort(n),
+                                                         "derpd_mesh_peer_connects_total", peer));
+      ASSERT_EQ(connects, 0) << "node " << n;
+    }
+    ::usleep(100 * kMillisecond / kMicrosecond);
+  } while (now() < holdEnd);
+  EXPECT_TRUE(mesh->node(1).running());
+  EXPECT_TRUE(mesh->node(2).running());
+}
+
+// SIGTERM on a mesh node: its clients and the other nodes' links to it are
+// told Restarting; it serves its clients until they leave, then closes its
+// own links and exits 0, well before its drain time.
+TEST(MeshDrainTest, DrainingNodeTellsClientsAndPeersThenExits) {
+  constexpr Nanos kExitAfterLastClient = 3 * kSecond;  // far less than the drain time
+  MeshCluster::Options opts;
+  opts.nodeArgs = [](int n) {
+    return n == 2 ? std::vector<std::string>{"--drain-timeout", "8s"} : std::vector<std::string>{};
+  };
+  ASSERT_OK_AND_ASSIGN(auto mesh, MeshCluster::start(opts));
+  ASSERT_OK(mesh->waitFormed());
+  ASSERT_OK_AND_ASSIGN(auto x, mesh->connect(2));
+  ASSERT_OK_AND_ASSIGN(auto y, mesh->connect(1));
+  expectExchange(*x, *y, 1);
+  if (HasFatalFailure()) return;
+  const derp::NodeKey xPub = x->publicKey();
+
+  ASSERT_OK(mesh->node(2).sendSignal(SIGTERM));
+  ASSERT_OK_AND_ASSIGN(derp::RestartingFrame restarting,
+                       recvFrameWhere<derp::RestartingFrame>(
+                           *x, [](const derp::RestartingFrame&) { return true; }, kWait));
+  EXPECT_GT(restarting.reconnectInMs, 0u);
+  // The other nodes' links to node 2 were told too, and let go of its clients.
+  const std::string restartingLine = "mesh: " + mesh->label(2) + " is restarting";
+  for (int n : {1, 3}) {
+    EXPECT_TRUE(mesh->node(n).waitForLog(restartingLine, kWait))
+        << "node " << n << ":\n" << mesh->node(n).logText();
+  }
+  expectPeerGone(*y, xPub, PeerGoneReason::kDisconnected);
+  if (HasFatalFailure()) return;
+  ASSERT_OK(mesh->waitPeerUp(1, 2, false, kWait));
+
+  // Still serving X while it stays, its own links carrying X's packets out.
+  EXPECT_TRUE(absl::IsDeadlineExceeded(mesh->node(2).waitExit(kQuiet).status()))
+      << "node 2 exited with a client still connected";
+  ASSERT_OK(x->ping(kWait).status());
+  ASSERT_OK(sendUntilDelivered(*x, *y, 3, kWait));
+
+  x->close();
+  ASSERT_OK_AND_ASSIGN(int code, mesh->node(2).waitExit(kExitAfterLastClient));
+  EXPECT_EQ(code, 0) << mesh->node(2).logText();
+  ASSERT_OK(y->sendPacket(xPub, meshPayload(2, 2)));
+  expectPeerGone(*y, xPub, PeerGoneReason::kNotHere);
+
+  // Nodes 1 and 3 stay meshed.
+  ASSERT_OK_AND_ASSIGN(auto z, mesh->connect(3));
+  expectExchange(*y, *z, 10);
 }
 
 }  // namespace
