@@ -62,52 +62,40 @@ MeshLinkStats* MeshStatsRegistry::forIncoming(const derp::NodeKey& key) {
 }
 
 void MeshStatsRegistry::render(std::string& out) const {
+  using Get = uint64_t (*)(const MeshLinkStats&);
   struct Family {
     const char* name;
     const char* type;
     const char* help;
-    const Counter MeshLinkStats::*counter;
+    Get get;
   };
   static constexpr Family kFamilies[] = {
       {"derpd_mesh_peer_up", "gauge", "1 while the link to the mesh peer is up and watching",
-       &MeshLinkStats::up},
+       [](const MeshLinkStats& s) { return s.up.get(); }},
       {"derpd_mesh_peer_connects_total", "counter", "handshakes completed with the mesh peer",
-       &MeshLinkStats::connects},
+       [](const MeshLinkStats& s) { return s.connects.get(); }},
       {"derpd_mesh_peer_keys", "gauge", "client keys the mesh peer reports present",
-       &MeshLinkStats::keys},
+       [](const MeshLinkStats& s) { return s.keys.get(); }},
       {"derpd_mesh_forwarded_out_packets_total", "counter",
-       "packets forwarded to the mesh peer (ForwardPacket)", &MeshLinkStats::forwardedPackets},
+       "packets forwarded to the mesh peer (ForwardPacket)",
+       [](const MeshLinkStats& s) { return s.forwardedPackets.get(); }},
       {"derpd_mesh_forwarded_out_bytes_total", "counter",
-       "payload bytes forwarded to the mesh peer", &MeshLinkStats::forwardedBytes},
+       "payload bytes forwarded to the mesh peer",
+       [](const MeshLinkStats& s) { return s.forwardedBytes.get(); }},
+      {"derpd_mesh_forwarded_in_packets_by_peer_total", "counter",
+       "ForwardPacket frames received from the mesh peer",
+       [](const MeshLinkStats& s) { return s.forwardedInPackets.load(std::memory_order_relaxed); }},
+      {"derpd_mesh_forwarded_in_bytes_by_peer_total", "counter",
+       "payload bytes of ForwardPacket frames received from the mesh peer",
+       [](const MeshLinkStats& s) { return s.forwardedInBytes.load(std::memory_order_relaxed); }},
   };
   std::lock_guard lock(mu_);
   for (const Family& f : kFamilies) {
     absl::StrAppend(&out, "# HELP ", f.name, " ", f.help, "\n# TYPE ", f.name, " ", f.type, "\n");
     for (const MeshLinkStats& s : links_) {
       if (!s.live.load(std::memory_order_relaxed)) continue;
-      absl::StrAppend(&out, f.name, "{peer=\"", labelValue(s.label), "\"} ", (s.*f.counter).get(),
-                      "\n");
+      absl::StrAppend(&out, f.name, "{peer=\"", labelValue(s.label), "\"} ", f.get(s), "\n");
     }
-  }
-  absl::StrAppend(&out,
-                  "# HELP derpd_mesh_forwarded_in_packets_by_peer_total ForwardPacket frames "
-                  "received from the mesh peer\n# TYPE derpd_mesh_forwarded_in_packets_by_peer_total "
-                  "counter\n");
-  for (const MeshLinkStats& s : links_) {
-    if (!s.live.load(std::memory_order_relaxed)) continue;
-    absl::StrAppend(&out, "derpd_mesh_forwarded_in_packets_by_peer_total{peer=\"",
-                    labelValue(s.label), "\"} ",
-                    s.forwardedInPackets.load(std::memory_order_relaxed), "\n");
-  }
-  absl::StrAppend(&out,
-                  "# HELP derpd_mesh_forwarded_in_bytes_by_peer_total payload bytes of "
-                  "ForwardPacket frames received from the mesh peer\n# TYPE "
-                  "derpd_mesh_forwarded_in_bytes_by_peer_total counter\n");
-  for (const MeshLinkStats& s : links_) {
-    if (!s.live.load(std::memory_order_relaxed)) continue;
-    absl::StrAppend(&out, "derpd_mesh_forwarded_in_bytes_by_peer_total{peer=\"",
-                    labelValue(s.label), "\"} ",
-                    s.forwardedInBytes.load(std::memory_order_relaxed), "\n");
   }
   absl::StrAppend(&out,
                   "# HELP derpd_mesh_forward_drops_total packets for a mesh peer dropped, by "

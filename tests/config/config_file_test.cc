@@ -3,6 +3,8 @@
 // file, the line and the key.
 #include "config/config_file.h"
 
+#include "temp_dir_test.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -17,29 +19,9 @@
 namespace derpd {
 namespace {
 
-class ConfigFileTest : public ::testing::Test {
+class ConfigFileTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                       "/derpd-config-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
-  // Writes text to a new file in the test's directory and returns its path.
-  std::string writeFile(const std::string& text) {
-    std::string path = dir_ + "/derpd-" + std::to_string(files_++) + ".toml";
-    std::ofstream(path) << text;
-    return path;
-  }
-
-  std::string dir_;
-  int files_ = 0;
+  std::string writeFile(const std::string& text) { return TempDirTest::writeFile(text, ".toml"); }
 };
 
 TEST_F(ConfigFileTest, ParsesTopLevelKeysAsFlagText) {

@@ -1,5 +1,7 @@
 #include "relay/mesh_targets.h"
 
+#include "temp_dir_test.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -15,28 +17,9 @@ namespace {
 
 const std::string kKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-class MeshKeyTest : public ::testing::Test {
+class MeshKeyTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                       "/derpd-mesh-key-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
-  std::string writeFile(const std::string& text) {
-    std::string path = dir_ + "/mesh-" + std::to_string(files_++) + ".key";
-    std::ofstream(path) << text;
-    return path;
-  }
-
-  std::string dir_;
-  int files_ = 0;
+  std::string writeFile(const std::string& text) { return TempDirTest::writeFile(text, ".key"); }
 };
 
 TEST_F(MeshKeyTest, TrimsAndLowercases) {
