@@ -3,8 +3,6 @@
 // file, the line and the key.
 #include "config/config_file.h"
 
-#include "temp_dir_test.h"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "temp_dir_test.h"
 
 namespace derpd {
 namespace {

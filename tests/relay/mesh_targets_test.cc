@@ -1,7 +1,5 @@
 #include "relay/mesh_targets.h"
 
-#include "temp_dir_test.h"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -11,6 +9,8 @@
 #include <future>
 #include <string>
 #include <vector>
+
+#include "temp_dir_test.h"
 
 namespace derpd::relay {
 namespace {
