@@ -92,7 +92,10 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
       drainDeadline_(&ShardServer::onDrainDeadline, this),
       rng_(0x9e3779b9u + id) {
   dirty_.reserve(4096);
-  if (shared.tls != nullptr) tlsScratch_ = std::make_unique<uint8_t[]>(kTlsScratchSize);
+  if (shared.tls != nullptr || shared.mesh != nullptr) {
+    tlsScratch_ = std::make_unique<uint8_t[]>(kTlsScratchSize);
+    sealScratch_ = std::make_unique<uint8_t[]>(kTlsScratchSize);
+  }
   if (stunSocket.valid()) stun_ = std::make_unique<StunServer>(std::move(stunSocket), counters);
 }
 

@@ -254,6 +254,9 @@ class ShardServer {
   AcceptOp port80AcceptOp_{this, ListenerKind::kPort80};
   AcceptOp metricsAcceptOp_{this, ListenerKind::kMetrics};
   std::unique_ptr<uint8_t[]> tlsScratch_;  // plaintext that is not a packet body
+  // Frames joined into one TLS record (not tlsScratch_: sealing may run while
+  // a read is still parsing what tlsScratch_ holds).
+  std::unique_ptr<uint8_t[]> sealScratch_;
   WakeOp wakeOp_{this};
   Timer acceptRetry_;
   std::atomic<bool> stopRequested_{false};
