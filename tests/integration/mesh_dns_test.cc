@@ -4,7 +4,9 @@
 // 127.0.0.1-3 share one port; the test adds and removes addresses and checks
 // that the links, the metrics and the routes follow, that a node never links
 // to itself, and that a node dropped from the name is no longer reachable
-// through the others even though it still runs.
+// through the others even though it still runs. Also the production layout:
+// TLS nodes each addressed by a name of their own, listing every name (their
+// own skipped by -hostname) and linking by name under --mesh-ca.
 //
 // DNS is the test's own: each derpd runs in a mount namespace of its own with
 // a test-owned hosts file bound over /etc/hosts (glibc's files backend answers
@@ -21,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,6 +83,17 @@ std::vector<std::string> withHostsFile(const std::string& hostsFile,
   return out;
 }
 
+// Node n's own name for the TLS case: its -hostname, its certificate's only
+// name, and its -mesh-with item (so also its peer="..." label on the other).
+std::string hostname(int n) { return absl::StrCat("derp", n, ".test"); }
+
+// A hosts file giving each node of the TLS case its own name.
+std::string namedHostsText(int nodes) {
+  std::string text = "127.0.0.1 localhost\n";
+  for (int n = 1; n <= nodes; ++n) absl::StrAppend(&text, ip(n), " ", hostname(n), "\n");
+  return text;
+}
+
 std::string shellQuote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -102,10 +116,6 @@ absl::Status rewriteInPlace(const std::string& path, const std::string& text) {
   }
   return absl::OkStatus();
 }
-
-
-
-
 
 // Sends from -> to until from hears PeerGone(to, not_here): to's key has left
 // from's node. Other frames are skipped.
@@ -140,6 +150,18 @@ std::optional<double> peerUp(const std::vector<MetricSample>& samples, const std
     }
   }
   return std::nullopt;
+}
+
+// Every peer="..." label of derpd_mesh_peer_up, in order.
+std::vector<std::string> peerUpLabels(const std::vector<MetricSample>& samples) {
+  std::vector<std::string> out;
+  for (const MetricSample& s : samples) {
+    if (s.name != "derpd_mesh_peer_up") continue;
+    for (const auto& [k, v] : s.labels) {
+      if (k == "peer") out.push_back(v);
+    }
+  }
+  return out;
 }
 
 std::string describe(std::optional<double> v) {
@@ -184,6 +206,8 @@ class MeshDnsTest : public ::testing::Test {
     return rewriteInPlace(hostsFile_, hostsText(nodes));
   }
 
+  // Node n on 127.0.0.n at the shared port, with the mesh key and metrics
+  // every test uses, and the arguments nodeArgs_ adds for it.
   absl::StatusOr<Node> startNode(int n) {
     DerpdOptions o;
     o.defaultArgs = false;
@@ -198,14 +222,12 @@ class MeshDnsTest : public ::testing::Test {
                    "2",
                    "-c",
                    key,
-                   "-mesh-with",
-                   kName,
                    "-mesh-psk-file",
                    dir_ + "/mesh.psk",
-                   "--mesh-resolve-interval",
-                   kResolveInterval,
                    "--metrics-addr",
                    "127.0.0.1:0"};
+    std::vector<std::string> extra = nodeArgs_(n);
+    o.extraArgs.insert(o.extraArgs.end(), extra.begin(), extra.end());
     absl::StatusOr<std::unique_ptr<DerpdProcess>> p = DerpdProcess::start(std::move(o));
     if (!p.ok()) return p.status();
     Node node;
@@ -240,23 +262,28 @@ class MeshDnsTest : public ::testing::Test {
   DerpdProcess& node(int n) { return *nodes_.at(n - 1).process; }
   uint16_t metricsPort(int n) const { return nodes_.at(n - 1).metricsPort; }
 
-  // Waits until observer lists peer with derpd_mesh_peer_up 1 (want = 1) or
-  // not at all (want = nullopt).
-  absl::Status waitPeer(int observer, int peer, std::optional<double> want,
+  // Waits until observer lists peerLabel with derpd_mesh_peer_up 1 (want =
+  // 1) or not at all (want = nullopt).
+  absl::Status waitPeer(int observer, const std::string& peerLabel, std::optional<double> want,
                         Nanos timeout = kFollow) {
     const Nanos deadline = now() + timeout;
     std::optional<double> seen;
     for (;;) {
       absl::StatusOr<std::vector<MetricSample>> m = scrapeMetrics(metricsPort(observer));
       if (!m.ok()) return m.status();
-      seen = peerUp(*m, label(peer));
+      seen = peerUp(*m, peerLabel);
       if (seen == want) return absl::OkStatus();
       if (now() >= deadline) break;
       ::usleep(50 * kMillisecond / kMicrosecond);
     }
     return absl::DeadlineExceededError(absl::StrCat(
-        "node ", observer, " reports derpd_mesh_peer_up{peer=\"", label(peer), "\"} ",
-        describe(seen), ", not ", describe(want), " after ", timeout / kMillisecond, " ms"));
+        "node ", observer, " reports derpd_mesh_peer_up{peer=\"", peerLabel, "\"} ", describe(seen),
+        ", not ", describe(want), " after ", timeout / kMillisecond, " ms"));
+  }
+  // The same for node `peer` found through kName.
+  absl::Status waitPeer(int observer, int peer, std::optional<double> want,
+                        Nanos timeout = kFollow) {
+    return waitPeer(observer, label(peer), want, timeout);
   }
 
   double metric(int n, std::string_view name, const Labels& filter = {}) {
@@ -275,6 +302,12 @@ class MeshDnsTest : public ::testing::Test {
   std::string dir_;
   std::string hostsFile_;
   std::string realDerpd_;
+  // What node n adds to the common arguments: by default a mesh found
+  // through kName, re-resolved every kResolveInterval.
+  std::function<std::vector<std::string>(int n)> nodeArgs_ = [](int) {
+    return std::vector<std::string>{"-mesh-with", kName, "--mesh-resolve-interval",
+                                    kResolveInterval};
+  };
   uint16_t port_ = 0;
   std::vector<Node> nodes_;
 };
@@ -345,6 +378,72 @@ TEST_F(MeshDnsTest, NodesFollowTheNameAsAddressesComeAndGo) {
     EXPECT_EQ(metric(n, "derpd_connections_closed_total", {{"reason", "mesh_self"}}), 1)
         << "node " << n;
   }
+}
+
+// The mesh as production runs it: each node is addressed by a name of its
+// own, serves TLS with a certificate for that name only (derper's manual
+// layout, <certdir>/<hostname>.crt and .key), and lists every node's bare
+// name in -mesh-with, its own included. A bare name takes the node's own
+// scheme and port. A node skips the entry equal to its -hostname (derper's
+// rule: never resolved, never dialled, never a peer label) and links to the
+// other by name: SNI and the certificate check use the name, not the
+// address, and only --mesh-ca is trusted.
+TEST_F(MeshDnsTest, TlsNodesLinkByNameAndSkipTheirOwn) {
+  constexpr int kNodes = 2;
+  std::optional<std::string> openssl = findOnPath("openssl");
+  if (!openssl.has_value()) GTEST_SKIP() << "openssl is not on PATH (package openssl)";
+  const std::string certDir = dir_ + "/certs";
+  ASSERT_EQ(::mkdir(certDir.c_str(), 0700), 0) << strerror(errno);
+  absl::StatusOr<TestPki> pki = TestPki::create(certDir, *openssl);
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  for (int n = 1; n <= kNodes; ++n) {
+    // No IP SAN: a link that checked the address would fail.
+    absl::StatusOr<LeafFiles> leaf = pki->issue(
+        hostname(n), hostname(n), absl::StrCat("DNS:", hostname(n)), KeyType::kEcdsaP256);
+    ASSERT_TRUE(leaf.ok()) << leaf.status();
+  }
+  ASSERT_OK(rewriteInPlace(hostsFile_, namedHostsText(kNodes)));
+  const std::string caCrt = pki->caCrt();
+  nodeArgs_ = [certDir, caCrt](int n) {
+    return std::vector<std::string>{
+        "-certmode", "manual",    "-certdir",   certDir,
+        "-hostname", hostname(n), "-mesh-with", absl::StrCat(hostname(1), ",", hostname(2)),
+        "--mesh-ca", caCrt};
+  };
+  startNodes(kNodes);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(node(1).findLog("listening on https://").has_value()) << node(1).logText();
+  for (int n = 1; n <= kNodes; ++n) {
+    absl::Status linked = waitPeer(n, hostname(3 - n), kUp);
+    ASSERT_TRUE(linked.ok()) << linked << "\n" << node(n).logText();
+  }
+
+  for (int n = 1; n <= kNodes; ++n) {
+    // Its own entry never became a target: one address, the other node's.
+    EXPECT_TRUE(node(n).findLog("mesh: 2 peers listed in -mesh-with, 1 addresses").has_value())
+        << node(n).logText();
+    ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetrics(metricsPort(n)));
+    EXPECT_EQ(peerUpLabels(m), std::vector<std::string>{hostname(3 - n)}) << "node " << n;
+    // Skipped by name, so never dialled and found to be itself by key.
+    EXPECT_FALSE(node(n).findLog("is this node").has_value()) << node(n).logText();
+    EXPECT_EQ(metric(n, "derpd_connections_closed_total", {{"reason", "mesh_self"}}), 0)
+        << "node " << n;
+  }
+
+  std::vector<std::unique_ptr<DerpClient>> clients;
+  for (int n = 1; n <= kNodes; ++n) {
+    client::ClientOptions o;
+    o.host = ip(n);
+    o.port = port_;
+    o.tls = true;
+    o.serverName = hostname(n);
+    o.caFile = caCrt;
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpClient> c, DerpClient::connect(o));
+    EXPECT_FALSE(c->tlsVersion().empty());
+    clients.push_back(std::move(c));
+  }
+  ASSERT_OK(sendUntilDelivered(*clients[0], *clients[1], 1, kFollow));
+  ASSERT_OK(sendUntilDelivered(*clients[1], *clients[0], 2, kFollow));
 }
 
 // Empty when this machine can run the test, else why not: root, the tools,
