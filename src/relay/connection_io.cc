@@ -566,13 +566,14 @@ void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
       countSent(counters_, b);
       releaseBuf(b);
       b = nullptr;
-      while ((next = nextWritable(c, false)) != nullptr && n + next->length <= kTlsScratchSize) {
-        next = popWritable(c);
+      do {
+        popWritable(c);  // `next`
         std::memcpy(joined + n, next->bytes(), next->length);
         n += next->length;
         countSent(counters_, next);
         releaseBuf(next);
-      }
+        next = nextWritable(c, false);
+      } while (next != nullptr && n + next->length <= kTlsScratchSize);
       plain = joined;
     }
     size_t before = c.writingTail ? c.writingTail->length : 0;

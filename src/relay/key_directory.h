@@ -81,6 +81,14 @@ class KeyDirectory {
     }
   }
 
+  // Calls fn(instance) for every instance of `key`.
+  template <typename Fn>
+  void forEachInstance(const derp::NodeKey& key, Fn&& fn) const {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return;
+    for (const Instance& i : it->second) fn(i);
+  }
+
   // Mesh: `key` is present on the peer behind `ref`. Returns true if the key
   // was on no peer before.
   bool addRemote(const derp::NodeKey& key, MeshRef ref);

@@ -151,8 +151,8 @@ void ShardServer::onClosePeer(const derp::NodeKey& key) {
 
 void ShardServer::closeLocalInstances(const derp::NodeKey& key, CloseReason reason) {
   std::vector<ConnRef> mine;
-  directory_.forEach([&](const derp::NodeKey& k, const KeyDirectory::Instance& i) {
-    if (k == key && i.ref.shard == id_) mine.push_back(i.ref);
+  directory_.forEachInstance(key, [&](const KeyDirectory::Instance& i) {
+    if (i.ref.shard == id_) mine.push_back(i.ref);
   });
   for (const ConnRef& ref : mine) {
     if (Connection* c = find(ref.idx, ref.gen)) close(*c, reason);

@@ -323,17 +323,11 @@ void ShardServer::onLinkFrame(Connection& c, std::span<const uint8_t> body) {
     // The peer lists our own link among its clients: not a client to forward to.
     if (pp->key == shared_.serverPublic || !l.present.insert(pp->key).second) return;
     l.stats->keys.set(l.present.size());
-    MailMessage m = mail(kMailMeshPresent, l.slot, l.gen);
-    m.key = pp->key.bytes;
-    broadcast(m);
-    applyRemotePresent(pp->key, MeshRef{id_, l.slot, l.gen});
+    announce(mail(kMailMeshPresent, l.slot, l.gen), &pp->key);
   } else if (auto* pg = std::get_if<derp::PeerGoneFrame>(&*frame)) {
     if (!l.present.erase(pg->key)) return;
     l.stats->keys.set(l.present.size());
-    MailMessage m = mail(kMailMeshGone, l.slot, l.gen);
-    m.key = pg->key.bytes;
-    broadcast(m);
-    applyRemoteGone(pg->key, MeshRef{id_, l.slot, l.gen});
+    announce(mail(kMailMeshGone, l.slot, l.gen), &pg->key);
   } else if (auto* ping = std::get_if<derp::PingFrame>(&*frame)) {
     queueFrame(c, derp::PongFrame{ping->data});
   } else if (auto* health = std::get_if<derp::HealthFrame>(&*frame)) {
@@ -367,9 +361,7 @@ void ShardServer::onLinkClosed(Connection& c, CloseReason reason) {
     l.stats->up.set(0);
     l.stats->keys.set(0);
     l.present.clear();
-    MeshRef ref{id_, l.slot, l.gen};
-    broadcast(mail(kMailMeshLinkDown, l.slot, l.gen));
-    applyLinkDown(ref);
+    announce(mail(kMailMeshLinkDown, l.slot, l.gen), nullptr);
   }
   if (wasWatching && reason != CloseReason::kShutdown && reason != CloseReason::kMeshRemoved) {
     logWarn("mesh: link to %s lost (%s); its clients are gone from the directory",
@@ -400,8 +392,7 @@ void ShardServer::onLinkClosed(Connection& c, CloseReason reason) {
 // A packet for a client on a mesh peer: the RecvPacket frame the sender's
 // SendPacket became is turned, in place, into a ForwardPacket (the headroom
 // in front of it takes the extra key) and handed to the shard that owns the link.
-void ShardServer::forward(Connection&, const MeshRef& ref, const derp::NodeKey& dst,
-                          PacketBuf* b) {
+void ShardServer::forward(const MeshRef& ref, const derp::NodeKey& dst, PacketBuf* b) {
   constexpr size_t kHdr = derp::kFrameHeaderLen;
   constexpr size_t kKey = derp::kKeyLen;
   uint8_t* d = b->bytes();

@@ -540,6 +540,14 @@ void ShardServer::sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone,
   outbox_.send(ref.shard, m);
 }
 
+// A change to this shard's view that every shard applies: sent to the others
+// and applied here by the same handler their mailboxes use.
+void ShardServer::announce(MailMessage m, const derp::NodeKey* key) {
+  if (key != nullptr) m.key = key->bytes;
+  broadcast(m);
+  onMail(m);
+}
+
 void ShardServer::drainMailbox() {
   MailMessage batch[64];
   for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
@@ -695,7 +703,7 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   const ConnRef* to = directory_.lookup(dst);
   if (to == nullptr && shared_.mesh != nullptr) {
     if (const MeshRef* peer = directory_.lookupRemote(dst)) {
-      forward(c, *peer, dst, b);
+      forward(*peer, dst, b);
       return;
     }
   }

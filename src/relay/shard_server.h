@@ -172,6 +172,7 @@ class ShardServer {
   MailMessage mail(MailKind kind, uint32_t idx, uint32_t gen, void* ptr = nullptr) const;
   void broadcastDirectory(MailKind kind, const Connection& c);
   void broadcast(const MailMessage& m);
+  void announce(MailMessage m, const derp::NodeKey* key);
   void applyDirectoryChange(const derp::NodeKey& key, const KeyDirectory::Change& change);
   void drainMailbox();
   void onMail(const MailMessage& m);
@@ -213,7 +214,7 @@ class ShardServer {
   bool startLinkFrame(Connection& c);
   void onLinkFrame(Connection& c, std::span<const uint8_t> body);
   void onLinkClosed(Connection& c, CloseReason reason);
-  void forward(Connection& from, const MeshRef& ref, const derp::NodeKey& dst, PacketBuf* b);
+  void forward(const MeshRef& ref, const derp::NodeKey& dst, PacketBuf* b);
   void forwardOnLink(uint32_t slot, uint32_t gen, PacketBuf* b);
   void applyRemotePresent(const derp::NodeKey& key, const MeshRef& ref);
   void applyRemoteGone(const derp::NodeKey& key, const MeshRef& ref);
