@@ -212,18 +212,26 @@ DerpdOptions MeshCluster::nodeOptions(const std::string& ip, const std::string& 
   return o;
 }
 
+absl::StatusOr<MetricsNode> startWithMetrics(DerpdOptions opts) {
+  absl::StatusOr<std::unique_ptr<DerpdProcess>> p = DerpdProcess::start(std::move(opts));
+  if (!p.ok()) return p.status();
+  MetricsNode node;
+  node.process = *std::move(p);
+  absl::StatusOr<uint16_t> metrics = metricsPortOf(*node.process);
+  if (!metrics.ok()) return metrics.status();
+  node.metricsPort = *metrics;
+  return node;
+}
+
 absl::StatusOr<MeshCluster::Node> MeshCluster::startNode(int n) const {
   std::vector<std::string> extra;
   if (opts_.nodeArgs) extra = opts_.nodeArgs(n);
   DerpdOptions o = nodeOptions(ip(n), keyFile(n), meshWith(), pskFile_, std::move(extra));
   if (opts_.nodeEnv) o.env = opts_.nodeEnv(n);
-  absl::StatusOr<std::unique_ptr<DerpdProcess>> p = DerpdProcess::start(std::move(o));
-  if (!p.ok()) return p.status();
+  absl::StatusOr<MetricsNode> started = startWithMetrics(std::move(o));
+  if (!started.ok()) return started.status();
   Node node;
-  node.process = *std::move(p);
-  absl::StatusOr<uint16_t> metrics = metricsPortOf(*node.process);
-  if (!metrics.ok()) return metrics.status();
-  node.metricsPort = *metrics;
+  static_cast<MetricsNode&>(node) = *std::move(started);
   absl::StatusOr<derp::NodeKey> key = serverKeyOf(*node.process);
   if (!key.ok()) return key.status();
   node.serverKey = *key;

@@ -170,10 +170,7 @@ std::string describe(std::optional<double> v) {
 
 class MeshDnsTest : public ::testing::Test {
  protected:
-  struct Node {
-    std::unique_ptr<DerpdProcess> process;
-    uint16_t metricsPort = 0;
-  };
+  using Node = MetricsNode;
 
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(dir_, makeTempDir());
@@ -228,14 +225,7 @@ class MeshDnsTest : public ::testing::Test {
                    "127.0.0.1:0"};
     std::vector<std::string> extra = nodeArgs_(n);
     o.extraArgs.insert(o.extraArgs.end(), extra.begin(), extra.end());
-    absl::StatusOr<std::unique_ptr<DerpdProcess>> p = DerpdProcess::start(std::move(o));
-    if (!p.ok()) return p.status();
-    Node node;
-    node.process = *std::move(p);
-    absl::StatusOr<uint16_t> metrics = metricsPortOf(*node.process);
-    if (!metrics.ok()) return metrics.status();
-    node.metricsPort = *metrics;
-    return node;
+    return startWithMetrics(std::move(o));
   }
 
   // Starts nodes 1..count, the first on a free port the others then share.
