@@ -14,7 +14,7 @@
 namespace derpd::stun {
 namespace {
 
-// stun.Request from Tailscale (shared/vectors/stun.json "binding_request"):
+// stun.Request from Tailscale (tests/vectors/stun.json "binding_request"):
 // SOFTWARE "tailnode" + FINGERPRINT.
 constexpr std::array<uint8_t, 40> kTailscaleRequest = {
     0x00, 0x01, 0x00, 0x14, 0x21, 0x12, 0xa4, 0x42, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06,

@@ -1,4 +1,4 @@
-// Access to the golden vectors in shared/vectors (produced by Tailscale's Go
+// Access to the golden vectors in tests/vectors (produced by Tailscale's Go
 // code) for tests. Header-only; the directory comes from DERPD_VECTORS, which
 // tests/meson.build sets for every test.
 #pragma once

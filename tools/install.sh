@@ -3,14 +3,17 @@
 # build directory, the unit, the derpd system user, and a default
 # /etc/default/derpd (never overwriting one that exists).
 #
-#   tools/install.sh [options] [BUILD_DIR]     BUILD_DIR defaults to build/
+#   tools/install.sh [options] [BUILD_DIR]
+#     BUILD_DIR      install the binaries already built there; without it,
+#                    the release build in build-release/ is configured (if
+#                    needed) and built first (--buildtype=release)
 #     --prefix DIR   binaries go to DIR/bin (default /usr/local)
 #     --destdir DIR  install under the staging root DIR; nothing on this
 #                    machine changes (no user, no daemon-reload)
 #     --dry-run      print what would be done, do nothing
 set -euo pipefail
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,14s/^# \{0,1\}//p' "$0"; }
 
 src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir=""
@@ -31,7 +34,17 @@ while (($#)); do
       build_dir=$1; shift ;;
   esac
 done
-build_dir=${build_dir:-$src_dir/build}
+if [ -z "$build_dir" ]; then
+  # What users install is the release build (what the benchmarks measure too).
+  build_dir=$src_dir/build-release
+  if $dry_run; then
+    echo "would build: meson setup $build_dir --buildtype=release; ninja -C $build_dir"
+  else
+    "$src_dir/tools/deps.sh"
+    [ -f "$build_dir/build.ninja" ] || meson setup "$build_dir" --buildtype=release >/dev/null
+    ninja -C "$build_dir" src/derpd/derpd tools/derpctl
+  fi
+fi
 case "$prefix" in /*) ;; *) echo "install.sh: --prefix must be absolute" >&2; exit 2 ;; esac
 if [ -n "$destdir" ]; then
   $dry_run || mkdir -p "$destdir"
@@ -41,7 +54,7 @@ fi
 derpd_bin=$build_dir/src/derpd/derpd
 derpctl_bin=$build_dir/tools/derpctl
 for f in "$derpd_bin" "$derpctl_bin"; do
-  [ -x "$f" ] || { echo "install.sh: $f not found: build first (meson setup $build_dir && ninja -C $build_dir)" >&2; exit 1; }
+  [ -x "$f" ] || $dry_run || { echo "install.sh: $f not found: build first (meson setup $build_dir --buildtype=release && ninja -C $build_dir)" >&2; exit 1; }
 done
 if [ -z "$destdir" ] && ! $dry_run && [ "$(id -u)" -ne 0 ]; then
   echo "install.sh: run as root (or with --destdir DIR, or --dry-run)" >&2

@@ -2,7 +2,7 @@
 // responder on 127.0.0.1; this is why both request flavours are answered and
 // why the attribute type follows the request):
 //
-// - Tailscale (shared/vectors/stun.json): 40-byte RFC 5389 request, magic
+// - Tailscale (tests/vectors/stun.json): 40-byte RFC 5389 request, magic
 //   cookie, SOFTWARE "tailnode", FINGERPRINT last. Reads XOR-MAPPED-ADDRESS.
 //
 // - coturn's `turnutils_stunclient -p PORT 127.0.0.1` (also with ::1, and with

@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -57,6 +56,24 @@ struct ReadmeRow {
   std::string meaning;
 };
 
+// The names in "`-a`, `-hostname`": every backticked word that starts with a
+// dash and holds only lower-case letters, digits and dashes.
+std::vector<std::string> flagNames(const std::string& cell) {
+  std::vector<std::string> names;
+  size_t pos = 0;
+  while ((pos = cell.find("`-", pos)) != std::string::npos) {
+    const size_t end = cell.find('`', pos + 2);
+    if (end == std::string::npos) break;
+    const std::string name = cell.substr(pos + 2, end - pos - 2);
+    const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
+    });
+    if (plain) names.push_back(name);
+    pos = plain ? end + 1 : pos + 2;
+  }
+  return names;
+}
+
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t");
   if (b == std::string::npos) return "";
@@ -89,7 +106,6 @@ std::vector<ReadmeRow> readmeFlagRows() {
   std::vector<ReadmeRow> rows;
   std::string line;
   bool inSection = false;
-  const std::regex flagName("`-([a-z0-9-]+)`");
   while (std::getline(in, line)) {
     if (line.rfind("## ", 0) == 0) {
       inSection = line == "## Flags";
@@ -100,10 +116,7 @@ std::vector<ReadmeRow> readmeFlagRows() {
     EXPECT_EQ(cells.size(), 3u) << "README flag row without 3 cells: " << line;
     if (cells.size() != 3) continue;
     ReadmeRow row;
-    for (std::sregex_iterator it(cells[0].begin(), cells[0].end(), flagName), end; it != end;
-         ++it) {
-      row.flags.push_back((*it)[1]);
-    }
+    row.flags = flagNames(cells[0]);
     std::string d = cells[1];
     if (d.size() >= 2 && d.front() == '`' && d.back() == '`') d = d.substr(1, d.size() - 2);
     row.defaultText = d == "\"\"" ? "" : d;

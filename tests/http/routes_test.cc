@@ -19,7 +19,7 @@ using ::testing::StartsWith;
 using testing::vectorBytes;
 using testing::withoutHeader;
 
-// The fixed server key of shared/vectors.
+// The fixed server key of tests/vectors.
 constexpr std::string_view kServerKeyHex =
     "07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c";
 constexpr std::string_view kCacheControlLine =

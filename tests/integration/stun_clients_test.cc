@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -19,6 +18,18 @@ namespace {
 
 constexpr const char* kStun = "/usr/bin/stun";
 constexpr const char* kTurnutils = "/usr/bin/turnutils_stunclient";
+
+// The port in "<prefix><digits>" somewhere in text, or 0 when there is none.
+int portAfter(const std::string& text, const std::string& prefix) {
+  const size_t at = text.find(prefix);
+  if (at == std::string::npos) return 0;
+  size_t i = at + prefix.size();
+  int port = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9' && port <= 65535) {
+    port = port * 10 + (text[i++] - '0');
+  }
+  return port;
+}
 
 class StunClientsTest : public ::testing::Test {
  protected:
@@ -40,10 +51,8 @@ TEST_F(StunClientsTest, StunClientGetsItsMappedAddress) {
                        runCommand({kStun, "-v", "127.0.0.1:" + port_}, {}, 20 * kSecond));
   std::string all = r.out + r.err;
   std::printf("%s\n", all.c_str());
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(all, m, std::regex(R"(MappedAddress = 127\.0\.0\.1:([0-9]+))")))
-      << all;
-  EXPECT_NE(std::stoi(m[1]), 0);
+  const int mapped = portAfter(all, "MappedAddress = 127.0.0.1:");
+  EXPECT_TRUE(mapped > 0 && mapped <= 65535) << all;
   // Its exit status is a bit set; bit 0 says it got a mapped address.
   EXPECT_TRUE(r.exitCode & 1) << "exit " << r.exitCode;
 }
@@ -55,16 +64,16 @@ TEST_F(StunClientsTest, TurnutilsGetsItsReflexiveAddressOverIpv4AndIpv6) {
   std::string all4 = r4.out + r4.err;
   std::printf("%s\n", all4.c_str());
   EXPECT_EQ(r4.exitCode, 0);
-  EXPECT_TRUE(std::regex_search(all4, std::regex(R"(UDP reflexive addr: 127\.0\.0\.1:[1-9][0-9]*)")))
-      << all4;
+  const int port4 = portAfter(all4, "UDP reflexive addr: 127.0.0.1:");
+  EXPECT_TRUE(port4 > 0 && port4 <= 65535) << all4;
 
   ASSERT_OK_AND_ASSIGN(CommandResult r6,
                        runCommand({kTurnutils, "-p", port_, "::1"}, {}, 10 * kSecond));
   std::string all6 = r6.out + r6.err;
   std::printf("%s\n", all6.c_str());
   EXPECT_EQ(r6.exitCode, 0);
-  EXPECT_TRUE(std::regex_search(all6, std::regex(R"(UDP reflexive addr: ::1:[1-9][0-9]*)")))
-      << all6;
+  const int port6 = portAfter(all6, "UDP reflexive addr: ::1:");
+  EXPECT_TRUE(port6 > 0 && port6 <= 65535) << all6;
 }
 
 }  // namespace

@@ -23,7 +23,7 @@
 namespace derpd::testing {
 namespace {
 
-// Tailscale's stun.Request for txid 01..0c (shared/vectors/stun.json).
+// Tailscale's stun.Request for txid 01..0c (tests/vectors/stun.json).
 constexpr std::string_view kTailscaleRequest =
     "000100142112a4420102030405060708090a0b0c802200087461696c6e6f646580280004b32c370f";
 

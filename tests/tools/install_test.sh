@@ -63,6 +63,10 @@ out=$("$install_sh" --dry-run --destdir "$tmp/dry" "$DERPD_BUILD_ROOT" 2>&1) || 
 grep -q "^would run: install -m 0755 .*/usr/local/bin/derpd" <<<"$out" || fail "dry run output: $out"
 out=$("$install_sh" --dry-run "$DERPD_BUILD_ROOT" 2>&1) || { echo "$out"; fail "dry run on /"; }
 grep -q '^+ ' <<<"$out" && fail "--dry-run ran something: $out"
+# Without a build directory it would build the release configuration first.
+out=$("$install_sh" --dry-run --destdir "$tmp/dry" 2>&1) || { echo "$out"; fail "dry run, no build dir"; }
+grep -q "^would build: meson setup .*/build-release --buildtype=release" <<<"$out" ||
+  fail "dry run without a build directory does not build release: $out"
 echo "ok: --dry-run"
 
 # Usage errors.
