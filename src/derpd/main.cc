@@ -171,6 +171,9 @@ int runServer(const derpd::Config& cfg) {
     return 1;
   }
   logInfo("derpd %s: public key %s", DERPD_VERSION, server.publicKey().toString());
+  if (server.acceptedSocketLimit() != SIZE_MAX) {
+    logInfo("open-file limit: up to %zu client connections at once", server.acceptedSocketLimit());
+  }
   std::unique_ptr<relay::MeshResolver> meshResolver;
   if (!meshEntries.empty()) {
     // Every shard takes up its share of the peers now, and again whenever
@@ -285,6 +288,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   derpd::setLogFormat(parsed->config.logFormat);
+  derpd::relay::raiseOpenFileLimit();
   switch (parsed->action) {
     case derpd::CommandLineAction::kHelp:
       std::fputs(derpd::usageText().c_str(), stdout);

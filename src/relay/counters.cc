@@ -101,6 +101,9 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   absl::StrAppend(&out, "derpd_shards ", shards.size(), "\n");
   perShard(out, shards, "derpd_accepts_total", "counter", "TCP connections accepted",
            [](const ShardCounters& c) { return c.accepts.get(); });
+  total(out, shards, "derpd_accepts_refused_total", "counter",
+        "TCP connections closed as soon as accepted: the open-file limit's budget was full",
+        [](const ShardCounters& c) { return c.acceptsRefusedFdLimit.get(); });
   perShard(out, shards, "derpd_current_connections", "gauge", "handshaken DERP clients",
            [](const ShardCounters& c) { return c.currentConnections.get(); });
   perShard(out, shards, "derpd_open_sockets", "gauge", "accepted sockets still open",

@@ -71,6 +71,7 @@ class Counter {
 
 struct alignas(64) ShardCounters {
   Counter accepts;
+  Counter acceptsRefusedFdLimit;  // accepted and closed at once: the fd budget was full
   Counter currentConnections;  // handshaken DERP clients
   Counter openSockets;         // every accepted socket still open
   Counter relayedLocal;

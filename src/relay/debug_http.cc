@@ -1,6 +1,8 @@
-// ShardServer's observability pages: /metrics, and /debug/ for loopback
-// peers only (derper's rule; 403 for anyone else). Served on the main
-// listener and on the --metrics-addr one, which serves nothing else.
+// ShardServer's observability pages: /metrics and /debug/, for loopback peers
+// only (derper's rule for /debug/; 403 for anyone else: the counters, the
+// version, certificate expiry and mesh peers are nobody else's business).
+// Served on the main listener and on the --metrics-addr one, which serves
+// nothing else.
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
@@ -56,7 +58,9 @@ std::optional<http::RouteResult> ShardServer::routeObservability(const Connectio
     if (shared_.mesh != nullptr) shared_.mesh->stats.render(body);
     return http::respond(req, ctx, 200, kPrometheusText, body);
   };
-  if (path == "/metrics" && getOrHead) return metrics();
+  if (path == "/metrics" && getOrHead) {
+    return c.fromLoopback ? metrics() : http::debugForbidden(req, ctx);
+  }
   if (path == "/debug" || path.starts_with("/debug/")) {
     if (!c.fromLoopback) return http::debugForbidden(req, ctx);
     if (path == "/debug" || path == "/debug/") {

@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <dirent.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 
 #include <ctime>
 #include <latch>
@@ -26,6 +28,43 @@ std::vector<int> allowedCpus() {
   }
   if (cpus.empty()) cpus.push_back(0);
   return cpus;
+}
+
+namespace {
+
+// Fds kept out of the accepted sockets' budget for everything else derpd
+// opens while it runs: mesh links, certificate and key files on reload, the
+// resolver's sockets, /proc reads, sd_notify.
+constexpr size_t kFdReserve = 128;
+
+size_t openFds() {
+  size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (const dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n;
+}
+
+}  // namespace
+
+void raiseOpenFileLimit() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= r.rlim_max) return;
+  const rlim_t was = r.rlim_cur;
+  r.rlim_cur = r.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &r) == 0) {
+    logDebug("open-file limit raised from %llu to %llu", static_cast<unsigned long long>(was),
+             static_cast<unsigned long long>(r.rlim_max));
+  }
+}
+
+size_t acceptedSocketBudget(size_t fdsInUse) {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+  const size_t limit = static_cast<size_t>(r.rlim_cur);
+  const size_t kept = fdsInUse + kFdReserve;
+  return limit > kept ? limit - kept : 0;
 }
 
 Server::Server(Options opts) : opts_(std::move(opts)) {}
@@ -95,6 +134,14 @@ absl::Status Server::start() {
     shared_->wakeFds.push_back(efd);
     counters_.push_back(std::make_unique<ShardCounters>());
     shared_->counters.push_back(counters_.back().get());
+  }
+  // What is open now, plus each shard's ring and the accepted fds its
+  // accepts may be holding before it sees them, is held for the server's life.
+  shared_->maxAcceptedSockets = acceptedSocketBudget(openFds() + n * (1 + 3 * kAcceptsInFlight));
+  if (shared_->maxAcceptedSockets < 64) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the open-file limit (ulimit -n) leaves ", shared_->maxAcceptedSockets,
+        " sockets for clients; raise it (LimitNOFILE= in a systemd unit)"));
   }
   for (size_t i = 0; i < n; i++) {
     shards_.push_back(std::make_unique<ShardServer>(static_cast<uint16_t>(i), *shared_,

@@ -16,6 +16,13 @@
 
 namespace derpd::relay {
 
+// Go raises the soft RLIMIT_NOFILE to the hard limit at start, so derper does
+// too; so does derpd (main, before anything is opened).
+void raiseOpenFileLimit();
+// How many accepted sockets the open-file limit allows when fdsInUse are
+// held for the process's life (SIZE_MAX: no limit).
+size_t acceptedSocketBudget(size_t fdsInUse);
+
 class Server {
  public:
   struct Options {
@@ -56,6 +63,7 @@ class Server {
   const std::optional<net::SocketAddress>& httpAddress() const { return httpBound_; }
   const std::optional<net::SocketAddress>& metricsAddress() const { return metricsBound_; }
   size_t shardCount() const { return shards_.size(); }
+  size_t acceptedSocketLimit() const { return shared_->maxAcceptedSockets; }
   const derp::NodeKey& publicKey() const { return shared_->serverPublic; }
   // Every shard's counters (after start()). Relaxed atomics written by their
   // shards: any thread may read them.

@@ -91,6 +91,12 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
       acceptRetry_([](Timer*, void* ctx) { static_cast<ShardServer*>(ctx)->armAccept(); }, this),
       drainDeadline_(&ShardServer::onDrainDeadline, this),
       rng_(0x9e3779b9u + id) {
+  for (size_t k = 0; k < acceptOps_.size(); k++) {
+    for (AcceptOp& op : acceptOps_[k]) {
+      op.server = this;
+      op.kind = static_cast<ListenerKind>(k);
+    }
+  }
   dirty_.reserve(4096);
   if (shared.tls != nullptr || shared.mesh != nullptr) {
     tlsScratch_ = std::make_unique<uint8_t[]>(kTlsScratchSize);
@@ -153,9 +159,11 @@ void ShardServer::armWakeRead() {
 }
 
 void ShardServer::armAccept() {
-  armAcceptOn(listener_.get(), acceptOp_);
-  if (port80Listener_.valid()) armAcceptOn(port80Listener_.get(), port80AcceptOp_);
-  if (metricsListener_.valid()) armAcceptOn(metricsListener_.get(), metricsAcceptOp_);
+  for (auto& ops : acceptOps_) {
+    const int fd = listenerFd(ops.front().kind);
+    if (fd < 0) continue;
+    for (AcceptOp& op : ops) armAcceptOn(fd, op);
+  }
 }
 
 int ShardServer::listenerFd(ListenerKind kind) const {
@@ -171,7 +179,7 @@ void ShardServer::armAcceptOn(int fd, AcceptOp& op) {
   if (stopping_ || op.armed) return;
   op.armed = true;
   io_uring_sqe* s = ring_->sqe();
-  io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_prep_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
   IoRing::setCompletion(s, &op);
 }
 
@@ -221,7 +229,7 @@ void ShardServer::beginShutdown() {
   if (stopping_) return;
   stopping_ = true;
   if (stun_) stun_->stop();
-  // Closing the listener ends the multishot accept; connections are closed below.
+  // Shutting the listeners down ends their accepts; connections are closed below.
   ::shutdown(listener_.get(), SHUT_RDWR);
   if (port80Listener_.valid()) ::shutdown(port80Listener_.get(), SHUT_RDWR);
   if (metricsListener_.valid()) ::shutdown(metricsListener_.get(), SHUT_RDWR);
@@ -280,11 +288,19 @@ void ShardServer::onDrainDeadline(Timer*, void* ctx) {
   static_cast<ShardServer*>(ctx)->beginShutdown();
 }
 
-void ShardServer::onAccept(AcceptOp& op, int res, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) op.armed = false;
+void ShardServer::onAccept(AcceptOp& op, int res) {
+  op.armed = false;
   if (res >= 0) {
     if (stopping_ || draining_) {
       ::close(res);
+    } else if (op.kind != ListenerKind::kMetrics && !takeSocketBudget()) {
+      ::close(res);
+      counters_.acceptsRefusedFdLimit.add();
+      if (clock_.now() - fdLimitWarnedAt_ >= kSecond) {
+        fdLimitWarnedAt_ = clock_.now();
+        logWarn("shard %d: %zu sockets open, the open-file limit's budget; refusing connections",
+                id_, shared_.maxAcceptedSockets);
+      }
     } else {
       counters_.accepts.add();
       Connection& c = newConnection(res, op.kind);
@@ -321,14 +337,25 @@ void ShardServer::onAccept(AcceptOp& op, int res, uint32_t flags) {
       armRecv(c);
     }
   }
-  if (!(flags & IORING_CQE_F_MORE) && !stopping_ && !draining_) {
+  if (!stopping_ && !draining_) {
     if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
-      logWarn("shard %d: accept: %s; retrying in 100ms", id_, strerror(-res));
-      timers_.arm(acceptRetry_, clock_.now() + 100 * kMillisecond);
+      if (!acceptRetry_.armed()) {
+        logWarn("shard %d: accept: %s; retrying in 100ms", id_, strerror(-res));
+        timers_.arm(acceptRetry_, clock_.now() + 100 * kMillisecond);
+      }
     } else {
       armAcceptOn(listenerFd(op.kind), op);
     }
   }
+}
+
+bool ShardServer::takeSocketBudget() {
+  if (shared_.acceptedSockets.fetch_add(1, std::memory_order_relaxed) <
+      shared_.maxAcceptedSockets) {
+    return true;
+  }
+  shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
+  return false;
 }
 
 void ShardServer::armRecv(Connection& c) {
@@ -439,7 +466,11 @@ void ShardServer::reapClosed() {
     c.writing = nullptr;
     ::close(c.fd);
     counters_.openSockets.sub();
-    if (c.meshLink >= 0) liveLinks_--;
+    if (c.meshLink >= 0) {
+      liveLinks_--;
+    } else if (c.listener != ListenerKind::kMetrics) {
+      shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
+    }
     gens_[idx]++;  // any ConnRef to the old connection is now stale
     conns_[idx].reset();
     freeSlots_.push_back(idx);

@@ -6,6 +6,7 @@
 // thread. Other shards reach it only through the Mailbox.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -37,6 +38,13 @@
 #include "tls/server_tls.h"
 
 namespace derpd::relay {
+
+// Accepts each shard keeps in flight on each of its listeners. Single-shot:
+// at most this many accepted fds wait in a ring's completion queue before the
+// shard sees them and checks the fd budget. (A multishot accept has no such
+// bound: under a flood it takes every free fd before the shard runs.)
+// Server::start keeps room for them in the open-file limit.
+constexpr size_t kAcceptsInFlight = 8;
 
 // Messages between shards (MailMessage::kind).
 enum MailKind : uint8_t {
@@ -90,6 +98,15 @@ struct SharedState {
   int64_t startUnixSeconds = 0;  // for /debug/varz uptime
   // The regional mesh (-mesh-with), or nullptr when this node has no peers.
   MeshState* mesh = nullptr;
+  // Accepted sockets open on every shard, and how many the open-file limit
+  // lets them hold: the rest of the limit is kept for what derpd itself opens
+  // (mesh links, certificate reloads, the resolver, metrics). A connection
+  // over the budget is accepted and closed at once, counted, so accept never
+  // runs into EMFILE and nothing else in the process is starved of fds. The
+  // loopback-only --metrics-addr listener is outside the budget: an operator
+  // can watch an fd flood while it lasts.
+  std::atomic<size_t> acceptedSockets{0};
+  size_t maxAcceptedSockets = SIZE_MAX;
 };
 
 class ShardServer {
@@ -122,11 +139,10 @@ class ShardServer {
 
  private:
   struct AcceptOp final : Completion {
-    AcceptOp(ShardServer* s, ListenerKind k) : server(s), kind(k) {}
-    void complete(int res, uint32_t flags) override { server->onAccept(*this, res, flags); }
-    ShardServer* server;
-    ListenerKind kind;
-    bool armed = false;  // a multishot accept is in flight
+    void complete(int res, uint32_t) override { server->onAccept(*this, res); }
+    ShardServer* server = nullptr;
+    ListenerKind kind = ListenerKind::kMain;
+    bool armed = false;  // its accept is in flight
   };
   struct WakeOp final : Completion {
     explicit WakeOp(ShardServer* s) : server(s) {}
@@ -138,7 +154,8 @@ class ShardServer {
   void armAccept();
   void armAcceptOn(int fd, AcceptOp& op);
   int listenerFd(ListenerKind kind) const;
-  void onAccept(AcceptOp& op, int res, uint32_t flags);
+  void onAccept(AcceptOp& op, int res);
+  bool takeSocketBudget();
   void armRecv(Connection& c);
   void armWakeRead();
 
@@ -251,15 +268,15 @@ class ShardServer {
   TimerWheel timers_;
   KeyDirectory directory_;
   Outbox outbox_;
-  AcceptOp acceptOp_{this, ListenerKind::kMain};
-  AcceptOp port80AcceptOp_{this, ListenerKind::kPort80};
-  AcceptOp metricsAcceptOp_{this, ListenerKind::kMetrics};
+  // kAcceptsInFlight single-shot accepts per listener, by ListenerKind.
+  std::array<std::array<AcceptOp, kAcceptsInFlight>, 3> acceptOps_;
   std::unique_ptr<uint8_t[]> tlsScratch_;  // plaintext that is not a packet body
   // Frames joined into one TLS record (not tlsScratch_: sealing may run while
   // a read is still parsing what tlsScratch_ holds).
   std::unique_ptr<uint8_t[]> sealScratch_;
   WakeOp wakeOp_{this};
   Timer acceptRetry_;
+  Nanos fdLimitWarnedAt_ = -kSecond;  // the last "fd budget full" warning
   std::atomic<bool> stopRequested_{false};
   std::atomic<bool> drainRequested_{false};
   std::atomic<Nanos> drainTimeout_{0};

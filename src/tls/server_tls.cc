@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pool.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include <algorithm>
@@ -16,6 +17,25 @@ namespace derpd::tls {
 namespace {
 
 constexpr std::string_view kHttp11 = "http/1.1";
+
+// TLS 1.2 suites, in the server's order: ECDHE (forward secrecy) with an AEAD
+// only. Go's crypto/tls client (every Tailscale client) offers all of them;
+// no RSA key exchange, no CBC, no 3DES. TLS 1.3's suites are all AEAD already.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+
+// BoringSSL's clock. It writes the time into the first 4 bytes of a TLS 1.2
+// ServerHello.random, which tells anyone who connects this host's clock (a
+// fingerprint). The server keeps no sessions and issues no tickets (below),
+// so nothing else here reads the time: a random one keeps the random random.
+void randomTime(const SSL*, timeval* out) {
+  uint32_t r = 0;
+  RAND_bytes(reinterpret_cast<uint8_t*>(&r), sizeof(r));
+  out->tv_sec = static_cast<time_t>(r);
+  out->tv_usec = 0;
+}
 
 // Same rule as matchesHost for DNS names, over the precomputed names: exact or
 // a leftmost "*." wildcard standing for one label, case-insensitive.
@@ -83,12 +103,20 @@ absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::create(std::shared_ptr<con
     return absl::InternalError(
         absl::StrCat("TLS: cannot configure SSL_CTX: ", reason != nullptr ? reason : "unknown"));
   }
+  if (!SSL_CTX_set_strict_cipher_list(ctx, kTls12Ciphers)) {
+    ERR_clear_error();
+    return absl::InternalError("TLS: cannot set the TLS 1.2 cipher suites");
+  }
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_current_time_cb(ctx, randomTime);
   SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
   // The certificate is chosen per handshake (after SNI is parsed), so a
   // reload never has to touch the shared SSL_CTX.
   SSL_CTX_set_cert_cb(ctx, &ServerTls::selectCertificate, tls.get());
   // DERP clients (Tailscale's derphttp) keep no session cache, so TLS 1.3
-  // tickets would be sealed and sent on every handshake for nothing.
+  // tickets would be sealed and sent on every handshake for nothing (and
+  // TLS 1.2 has neither tickets nor a session cache, above).
   SSL_CTX_set_num_tickets(ctx, 0);
   tls->replaceCerts(std::move(certs));
   return tls;

@@ -1,4 +1,4 @@
-// /debug/ is refused (403) to a peer that is not on loopback. The test makes
+// /debug/ and /metrics are refused (403) to a peer that is not on loopback. The test makes
 // two network namespaces joined by a veth pair (10.x addresses that exist only
 // inside them), moves itself into the first, starts derpd there on all
 // addresses, and asks from the second with curl. Exits 77 (skipped) when
@@ -80,9 +80,12 @@ TEST(DebugNetnsTest, DebugIsRefusedToANonLoopbackPeer) {
   EXPECT_EQ(curlStatus(d->port(), "/debug/"), "403");
   EXPECT_EQ(curlStatus(d->port(), "/debug/varz"), "403");
   EXPECT_EQ(curlStatus(d->port(), "/debug/metrics"), "403");
+  EXPECT_EQ(curlStatus(d->port(), "/metrics"), "403");
   // Loopback (inside the server's namespace) may.
   ASSERT_OK_AND_ASSIGN(HttpResponse local, httpGet(d->port(), "/debug/varz"));
   EXPECT_EQ(local.status, 200);
+  ASSERT_OK_AND_ASSIGN(HttpResponse metrics, httpGet(d->port(), "/metrics"));
+  EXPECT_EQ(metrics.status, 200);
 }
 
 }  // namespace

@@ -114,7 +114,41 @@ std::optional<uint16_t> portFromLine(std::string_view line) {
   return static_cast<uint16_t>(port);
 }
 
+std::string afterMarker(const std::optional<std::string>& line, std::string_view marker) {
+  if (!line.has_value()) return "";
+  return line->substr(line->find(marker) + marker.size());
+}
+
 }  // namespace
+
+absl::StatusOr<uint16_t> metricsPortOf(const DerpdProcess& d) {
+  constexpr std::string_view kMarker = "/metrics and /debug/ on http://127.0.0.1:";
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(afterMarker(d.findLog(kMarker), kMarker), &port) || port == 0 ||
+      port > 65535) {
+    return absl::NotFoundError(absl::StrCat("derpd did not log '", std::string(kMarker), "PORT'"));
+  }
+  return static_cast<uint16_t>(port);
+}
+
+absl::StatusOr<derp::NodeKey> serverKeyOf(const DerpdProcess& d) {
+  constexpr std::string_view kMarker = "public key ";
+  std::optional<derp::NodeKey> key =
+      derp::NodeKey::parse(afterMarker(d.findLog(kMarker), kMarker).substr(0, 8 + 64));
+  if (!key.has_value()) return absl::NotFoundError("derpd did not log 'public key nodekey:<hex>'");
+  return *key;
+}
+
+absl::StatusOr<MetricsNode> startWithMetrics(DerpdOptions opts) {
+  absl::StatusOr<std::unique_ptr<DerpdProcess>> p = DerpdProcess::start(std::move(opts));
+  if (!p.ok()) return p.status();
+  MetricsNode node;
+  node.process = *std::move(p);
+  absl::StatusOr<uint16_t> metrics = metricsPortOf(*node.process);
+  if (!metrics.ok()) return metrics.status();
+  node.metricsPort = *metrics;
+  return node;
+}
 
 absl::StatusOr<std::string> binaryFromEnv(const char* var) {
   const char* path = std::getenv(var);
@@ -168,7 +202,12 @@ absl::Status DerpdProcess::launch(const DerpdOptions& opts) {
   tempDir_ = *dir;
   keyPath_ = opts.keyPath.empty() ? tempDir_ + "/derper.key" : opts.keyPath;
 
-  std::vector<std::string> argv = {*binary};
+  std::vector<std::string> argv;
+  if (opts.openFileLimit > 0) {
+    argv = {"/usr/bin/prlimit", absl::StrCat("--nofile=", opts.openFileLimit, ":", opts.openFileLimit),
+            "--"};
+  }
+  argv.push_back(*binary);
   if (opts.defaultArgs) {
     // STUN on a free port: tests run side by side and must not share 3478.
     argv.insert(argv.end(), {"-a", "127.0.0.1:0", "-http-port", "-1", "-stun-port", "0", "-c",

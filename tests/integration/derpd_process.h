@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
+#include "derp/key.h"
 
 namespace derpd::testing {
 
@@ -37,6 +38,9 @@ struct DerpdOptions {
   // Empty: <fresh temporary directory>/derper.key.
   std::string keyPath;
   std::vector<std::string> extraArgs;  // appended after the defaults
+  // > 0: derpd runs with this open-file limit, soft and hard (through
+  // util-linux's prlimit, which then execs derpd: the pid is derpd's).
+  int openFileLimit = 0;
   EnvVars env;                         // added to (or replacing in) the inherited environment
 };
 
@@ -116,5 +120,18 @@ absl::StatusOr<std::string> binaryFromEnv(const char* var);
 // A fresh directory under $TMPDIR (or /tmp) and its removal with its files.
 absl::StatusOr<std::string> makeTempDir();
 void removeTree(const std::string& dir);
+
+// A derpd started with --metrics-addr, and the port that listener got.
+struct MetricsNode {
+  std::unique_ptr<DerpdProcess> process;
+  uint16_t metricsPort = 0;
+};
+// Starts derpd (waiting for its listening line) and reads its metrics port.
+absl::StatusOr<MetricsNode> startWithMetrics(DerpdOptions opts);
+
+// The port from derpd's "/metrics and /debug/ on http://127.0.0.1:PORT" line.
+absl::StatusOr<uint16_t> metricsPortOf(const DerpdProcess& d);
+// The key from derpd's "public key nodekey:<hex>" line.
+absl::StatusOr<derp::NodeKey> serverKeyOf(const DerpdProcess& d);
 
 }  // namespace derpd::testing

@@ -22,20 +22,6 @@ constexpr Nanos kWait = 10 * kSecond;
 // This process holds kClients sockets, derpd as many again plus its own.
 constexpr rlim_t kNeededFiles = 2 * kClients + 256;
 
-// Raises this process's open-file limit (derpd inherits it).
-absl::Status ensureFileLimit(rlim_t needed) {
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return absl::InternalError("getrlimit");
-  if (lim.rlim_cur >= needed) return absl::OkStatus();
-  lim.rlim_cur = needed;
-  if (lim.rlim_max < needed) lim.rlim_max = needed;  // only root may do this
-  if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot raise RLIMIT_NOFILE to ", needed, " (hard limit too low)"));
-  }
-  return absl::OkStatus();
-}
-
 TEST(ManyClientsTest, AThousandClientsEachGetTheirPacket) {
   ASSERT_OK(ensureFileLimit(kNeededFiles));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start({}));

@@ -34,10 +34,6 @@ Nanos now() {
 }
 
 
-std::string afterMarker(const std::optional<std::string>& line, std::string_view marker) {
-  if (!line.has_value()) return "";
-  return line->substr(line->find(marker) + marker.size());
-}
 
 }  // namespace
 
@@ -125,23 +121,6 @@ absl::StatusOr<double> waitForMetricWhere(uint16_t port, std::string_view name,
   }
 }
 
-absl::StatusOr<uint16_t> metricsPortOf(const DerpdProcess& d) {
-  constexpr std::string_view kMarker = "/metrics and /debug/ on http://127.0.0.1:";
-  uint32_t port = 0;
-  if (!absl::SimpleAtoi(afterMarker(d.findLog(kMarker), kMarker), &port) || port == 0 ||
-      port > 65535) {
-    return absl::NotFoundError(absl::StrCat("derpd did not log '", std::string(kMarker), "PORT'"));
-  }
-  return static_cast<uint16_t>(port);
-}
-
-absl::StatusOr<derp::NodeKey> serverKeyOf(const DerpdProcess& d) {
-  constexpr std::string_view kMarker = "public key ";
-  std::optional<derp::NodeKey> key =
-      derp::NodeKey::parse(afterMarker(d.findLog(kMarker), kMarker).substr(0, 8 + 64));
-  if (!key.has_value()) return absl::NotFoundError("derpd did not log 'public key nodekey:<hex>'");
-  return *key;
-}
 
 // ---- MeshCluster ----
 
@@ -212,16 +191,6 @@ DerpdOptions MeshCluster::nodeOptions(const std::string& ip, const std::string& 
   return o;
 }
 
-absl::StatusOr<MetricsNode> startWithMetrics(DerpdOptions opts) {
-  absl::StatusOr<std::unique_ptr<DerpdProcess>> p = DerpdProcess::start(std::move(opts));
-  if (!p.ok()) return p.status();
-  MetricsNode node;
-  node.process = *std::move(p);
-  absl::StatusOr<uint16_t> metrics = metricsPortOf(*node.process);
-  if (!metrics.ok()) return metrics.status();
-  node.metricsPort = *metrics;
-  return node;
-}
 
 absl::StatusOr<MeshCluster::Node> MeshCluster::startNode(int n) const {
   std::vector<std::string> extra;

@@ -59,18 +59,6 @@ absl::StatusOr<double> waitForMetricWhere(uint16_t port, std::string_view name,
                                           const Labels& filter,
                                           const std::function<bool(double)>& pred, Nanos timeout);
 
-// A derpd started with --metrics-addr, and the port that listener got.
-struct MetricsNode {
-  std::unique_ptr<DerpdProcess> process;
-  uint16_t metricsPort = 0;
-};
-// Starts derpd (waiting for its listening line) and reads its metrics port.
-absl::StatusOr<MetricsNode> startWithMetrics(DerpdOptions opts);
-
-// The port from derpd's "/metrics and /debug/ on http://127.0.0.1:PORT" line.
-absl::StatusOr<uint16_t> metricsPortOf(const DerpdProcess& d);
-// The key from derpd's "public key nodekey:<hex>" line.
-absl::StatusOr<derp::NodeKey> serverKeyOf(const DerpdProcess& d);
 
 class MeshCluster {
  public:

@@ -2,12 +2,16 @@
 // options for a local derpd, and payloads that say where they came from.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "client/derp_client.h"
 #include "gtest/gtest.h"
 
@@ -36,6 +40,21 @@
   lhs = std::move(tmp).value()
 
 namespace derpd::testing {
+
+// Raises this process's open-file limit (a derpd it starts inherits it).
+inline absl::Status ensureFileLimit(rlim_t needed) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return absl::InternalError("getrlimit");
+  if (lim.rlim_cur >= needed) return absl::OkStatus();
+  lim.rlim_cur = needed;
+  if (lim.rlim_max < needed) lim.rlim_max = needed;  // only root may do this
+  if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot raise RLIMIT_NOFILE to ", needed, " (hard limit too low)"));
+  }
+  return absl::OkStatus();
+}
+
 
 inline client::ClientOptions clientOptions(uint16_t port) {
   client::ClientOptions o;

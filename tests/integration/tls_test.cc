@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -249,6 +250,50 @@ TEST_F(TlsTest, OpensslSeesLeafAndMetaCertOverTls12And13) {
     EXPECT_TRUE(absl::StrContains(x.out, "CN = derpkey" + serverKey->hex() + "\n")) << x.out;
     EXPECT_TRUE(absl::StrContains(x.out, "serial=02\n")) << x.out;
   }
+}
+
+// What a scanner sees in TLS 1.2: the server's choice of suite, ECDHE with an
+// AEAD only (a client preferring CBC, RSA key exchange or 3DES gets the AEAD
+// suite; one offering nothing else is refused), and a ServerHello.random that
+// does not start with the server's clock.
+TEST_F(TlsTest, Tls12OffersOnlyEcdheAeadInServerOrderAndARandomWithoutTheClock) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult pick,
+      sClient({"-tls1_2", "-servername", "derp.test", "-cipher",
+               "DES-CBC3-SHA:AES128-SHA:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-GCM-SHA384:"
+               "ECDHE-ECDSA-AES128-GCM-SHA256"}));
+  EXPECT_EQ(pick.exitCode, 0) << pick.err;
+  EXPECT_TRUE(absl::StrContains(pick.out, "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256")) << pick.out;
+  ASSERT_OK_AND_ASSIGN(CommandResult weak,
+                       sClient({"-tls1_2", "-servername", "derp.test", "-cipher",
+                                "DES-CBC3-SHA:AES128-SHA:AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA"}));
+  EXPECT_NE(weak.exitCode, 0) << weak.out;
+  EXPECT_FALSE(absl::StrContains(weak.out, "Cipher is ECDHE")) << weak.out;
+
+  // The first 4 bytes of a TLS 1.2 random used to be the Unix time. Random
+  // bytes land within a day of now with odds 1 in 25,000; two handshakes
+  // both doing so, 1 in 600 million.
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  int nearNow = 0;
+  for (int i = 0; i < 2; i++) {
+    ASSERT_OK_AND_ASSIGN(CommandResult r, sClient({"-tls1_2", "-servername", "derp.test", "-msg"}));
+    ASSERT_EQ(r.exitCode, 0) << r.err;
+    // "<<< TLS 1.2, Handshake [length ...], ServerHello" then hex lines:
+    // 02 (type) 00 00 xx (length) 03 03 (version) then the random.
+    const size_t at = r.out.find("ServerHello\n");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    std::istringstream hex(r.out.substr(at + 12, 200));
+    std::vector<int> bytes;
+    std::string tok;
+    while (bytes.size() < 10 && hex >> tok) bytes.push_back(std::stoi(tok, nullptr, 16));
+    ASSERT_EQ(bytes.size(), 10u) << r.out;
+    ASSERT_EQ(bytes[0], 0x02) << r.out;
+    const int64_t t = (int64_t{bytes[6]} << 24) | (bytes[7] << 16) | (bytes[8] << 8) | bytes[9];
+    if (t > now - 86400 && t < now + 86400) nearNow++;
+  }
+  EXPECT_LT(nearNow, 2) << "ServerHello.random starts with the server's clock";
 }
 
 // ---- Certificates ----

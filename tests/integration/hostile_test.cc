@@ -1,0 +1,153 @@
+// Hostile clients against one derpd: each attack runs while honest clients
+// are connected, and afterwards those clients still relay, a fresh pair can
+// connect, and every refusal is counted by its reason.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "base/unique_fd.h"
+#include "client/derp_client.h"
+#include "gtest/gtest.h"
+#include "integration/derpd_process.h"
+#include "integration/metrics_text.h"
+#include "integration/test_support.h"
+
+namespace derpd::testing {
+namespace {
+
+using client::DerpClient;
+
+constexpr Nanos kWait = 10 * kSecond;
+
+// A TCP connection to 127.0.0.1:port that never sends a byte (the connect
+// completes in the kernel's backlog whether or not derpd accepts it).
+absl::StatusOr<UniqueFd> silentConnection(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return absl::InternalError(absl::StrCat("socket: errno ", errno));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 &&
+      errno != EINPROGRESS) {
+    return absl::InternalError(absl::StrCat("connect: errno ", errno));
+  }
+  return fd;
+}
+
+class HostileTest : public ::testing::Test {
+ protected:
+  static constexpr int kHonestReceivers = 20;
+
+  // derpd (2 shards, metrics on their own listener) with a pair of honest
+  // clients and kHonestReceivers slow receivers (small socket buffers) that
+  // are sent to throughout.
+  void start(DerpdOptions opts) {
+    opts.extraArgs.insert(opts.extraArgs.end(), {"--metrics-addr", "127.0.0.1:0"});
+    ASSERT_OK_AND_ASSIGN(MetricsNode node, startWithMetrics(std::move(opts)));
+    derpd_ = std::move(node.process);
+    metricsPort_ = node.metricsPort;
+    ASSERT_OK_AND_ASSIGN(a_, connectClient(derpd_->port()));
+    ASSERT_OK_AND_ASSIGN(b_, connectClient(derpd_->port()));
+    for (int i = 0; i < kHonestReceivers; i++) {
+      client::ClientOptions o = clientOptions(derpd_->port());
+      o.receiveBufferBytes = 4096;
+      ASSERT_OK_AND_ASSIGN(auto r, DerpClient::connect(o));
+      receivers_.push_back(std::move(r));
+    }
+    expectHonestServiceHolds();
+  }
+
+  // The honest pair relays both ways, every slow receiver gets its packet.
+  void expectHonestServiceHolds() {
+    ++round_;
+    expectPairRelays(*a_, *b_, round_);
+    for (size_t i = 0; i < receivers_.size(); i++) {
+      std::vector<uint8_t> p = taggedPayload(round_, static_cast<uint32_t>(100 + i), 300);
+      ASSERT_OK(a_->sendPacket(receivers_[i]->publicKey(), p));
+      ASSERT_OK_AND_ASSIGN(DerpClient::Packet got, receivers_[i]->recvPacket(kWait));
+      EXPECT_TRUE(got.src == a_->publicKey() && got.payload == p) << "receiver " << i;
+    }
+  }
+
+  static void expectPairRelays(DerpClient& x, DerpClient& y, uint32_t seq) {
+    std::vector<uint8_t> xy = taggedPayload(seq, 1, 500);
+    std::vector<uint8_t> yx = taggedPayload(seq, 2, 500);
+    ASSERT_OK(x.sendPacket(y.publicKey(), xy));
+    ASSERT_OK_AND_ASSIGN(DerpClient::Packet p1, y.recvPacket(kWait));
+    EXPECT_TRUE(p1.src == x.publicKey() && p1.payload == xy);
+    ASSERT_OK(y.sendPacket(x.publicKey(), yx));
+    ASSERT_OK_AND_ASSIGN(DerpClient::Packet p2, x.recvPacket(kWait));
+    EXPECT_TRUE(p2.src == y.publicKey() && p2.payload == yx);
+  }
+
+  void expectFreshPairRelays() {
+    ASSERT_OK_AND_ASSIGN(auto x, connectClient(derpd_->port()));
+    ASSERT_OK_AND_ASSIGN(auto y, connectClient(derpd_->port()));
+    expectPairRelays(*x, *y, ++round_);
+  }
+
+  double metric(std::string_view name, const Labels& filter = {}) {
+    absl::StatusOr<double> v = scrapeMetric(metricsPort_, name, filter);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : -1;
+  }
+
+  std::unique_ptr<DerpdProcess> derpd_;
+  uint16_t metricsPort_ = 0;
+  std::unique_ptr<DerpClient> a_, b_;
+  std::vector<std::unique_ptr<DerpClient>> receivers_;
+  uint32_t round_ = 0;
+};
+
+// More connections than the open-file limit allows, none of them sending a
+// byte, held past the header timeout (the shape of a report where accept
+// failed with EMFILE while waves of these closed). derpd keeps a reserve of
+// fds, so accept never fails: what is over its budget is accepted and closed
+// at once, counted; the rest close on the header timeout; honest clients
+// keep their service throughout and a fresh pair connects afterwards.
+TEST_F(HostileTest, FdFloodIsRefusedAtTheBudgetAndNeverRunsOutOfFds) {
+  constexpr int kFdLimit = 512;
+  constexpr int kFlood = 2000;
+  ASSERT_OK(ensureFileLimit(kFlood + 512));
+  DerpdOptions opts;
+  opts.openFileLimit = kFdLimit;
+  start(opts);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(derpd_->findLog("open-file limit: up to ").has_value()) << derpd_->logText();
+
+  std::vector<UniqueFd> flood;
+  for (int i = 0; i < kFlood; i++) {
+    ASSERT_OK_AND_ASSIGN(UniqueFd fd, silentConnection(derpd_->port()));
+    flood.push_back(std::move(fd));
+  }
+  ASSERT_OK_AND_ASSIGN(double refused, waitForMetric(metricsPort_, "derpd_accepts_refused_total",
+                                                     {}, 1, kWait));
+  EXPECT_GE(refused, 1);
+  expectHonestServiceHolds();
+  // Past the 10 s header timeout: the accepted part of the flood is closed
+  // for it, and accept has gone on taking (and refusing) the rest meanwhile.
+  ASSERT_OK_AND_ASSIGN(double timedOut,
+                       waitForMetric(metricsPort_, "derpd_connections_closed_total",
+                                     {{"reason", "header_timeout"}}, 1, 15 * kSecond));
+  EXPECT_GE(timedOut, 1);
+  expectHonestServiceHolds();
+  flood.clear();
+  expectFreshPairRelays();
+  expectHonestServiceHolds();
+  // Every flood connection was either refused or closed for saying nothing
+  // (or is still open, within the budget); none was lost to an accept error.
+  EXPECT_FALSE(derpd_->findLog("Too many open files").has_value()) << derpd_->logText();
+  EXPECT_FALSE(derpd_->findLog("runtime error").has_value()) << derpd_->logText();
+  EXPECT_TRUE(derpd_->running());
+}
+
+}  // namespace
+}  // namespace derpd::testing
