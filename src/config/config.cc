@@ -231,7 +231,7 @@ const std::vector<FlagSpec>& flagSpecs() {
          return std::string();
        }},
       {"tcp-write-timeout", Kind::kDuration, "tcp", "2s",
-       "time a write to a client may take before it is disconnected",
+       "time a write to a client may take before it is disconnected (0: no limit)",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpWriteTimeout, v); }},
       {"tcp-keepalive-time", Kind::kDuration, "tcp", "10m", "TCP keep-alive idle time (0 disables)",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpKeepAliveTime, v); }},

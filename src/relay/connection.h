@@ -84,6 +84,7 @@ struct Connection {
   bool tlsReady = false;        // TLS handshake complete (or no TLS)
   bool closeNotifySent = false;
   uint16_t pendingAcks = 0;  // shards yet to apply this client's registration
+  uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
 
   // TLS (nullptr for plain HTTP). Ciphertext is read from the provided

@@ -2,12 +2,13 @@
 // handlers) and output (queues gathered into one sendmsg per turn).
 #include <sys/socket.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <cstring>
 
-#include "absl/strings/match.h"
+#include "base/hex.h"
 #include "base/log.h"
 #include "derp/frame.h"
 #include "derp/handshake.h"
@@ -45,6 +46,16 @@ PacketBuf* nextWritable(Connection& c, bool take) {
 }
 
 PacketBuf* popWritable(Connection& c) { return nextWritable(c, true); }
+
+// Whether a ClientInfo's meshKey is this region's (64 hex digits, either
+// case), compared in constant time: how much of a guess matched must not
+// show in how long the answer takes.
+bool isMeshKey(std::string_view offered, std::string_view ours) {
+  uint8_t a[32];
+  uint8_t b[32];
+  if (!hexDecodeInto(offered, a) || !hexDecodeInto(ours, b)) return false;
+  return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+}
 
 }  // namespace
 
@@ -183,6 +194,10 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
   size_t before = c.httpBuf.size();  // bytes from earlier reads
   size_t scanFrom = before;
   c.httpBuf.insert(c.httpBuf.end(), data, data + n);
+  if (!chargePreAuth(c, c.httpBuf.capacity())) {
+    close(c, CloseReason::kPreAuthMemory);
+    return n;
+  }
   for (;;) {
     if (!headMayBeComplete(c, scanFrom)) return n;
     http::ParseResult r = http::parseRequest(c.httpBuf);
@@ -235,12 +250,14 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
         // clients send ClientInfo in the same write).
         size_t consumedFromThisRead = head > before ? head - before : 0;
         std::vector<uint8_t>().swap(c.httpBuf);
+        chargePreAuth(c, 0);
         return consumedFromThisRead;
       }
     }
     if (c.closeAfterWrite) return n;
     // Keep-alive: drop this request's head and look for a pipelined one.
     c.httpBuf.erase(c.httpBuf.begin(), c.httpBuf.begin() + static_cast<ptrdiff_t>(head));
+    chargePreAuth(c, c.httpBuf.capacity());
     c.httpFirstLineChecked = false;
     before = before > head ? before - head : 0;
     scanFrom = 0;  // what is left is a new head: scan it from its start
@@ -306,6 +323,11 @@ bool ShardServer::startFrame(Connection& c) {
       close(c, CloseReason::kBadClientInfo);
       return false;
     }
+    // Charged at the size of the buffer the body will take.
+    if (!chargePreAuth(c, PacketPool::capacityFor(derp::kFrameHeaderLen + c.curLen))) {
+      close(c, CloseReason::kPreAuthMemory);
+      return false;
+    }
   } else {
     switch (type) {
       case FrameType::kSendPacket:
@@ -346,7 +368,7 @@ bool ShardServer::startFrame(Connection& c) {
     c.body = pool_.allocate(headroom + derp::kFrameHeaderLen + c.curLen);
     if (c.body == nullptr) {
       // Out of packet memory: read past this frame and count the loss.
-      counters_.drop(DropReason::kQueueTail, false);
+      counters_.drop(DropReason::kNoMemory, false);
       return true;
     }
     c.body->start = headroom;
@@ -378,6 +400,7 @@ void ShardServer::finishFrame(Connection& c) {
     onOtherFrame(c, c.curType, body);
   }
   releaseBuf(b);
+  if (c.preAuthCharge > 0 && c.httpBuf.empty()) chargePreAuth(c, 0);  // a ClientInfo's body
 }
 
 void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
@@ -402,8 +425,7 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   c.key = ci.key;
   c.state = Connection::State::kDerp;
   c.registered = true;
-  c.canMesh = shared_.mesh != nullptr && !info->meshKey.empty() &&
-              absl::EqualsIgnoreCase(info->meshKey, shared_.mesh->meshKey);
+  c.canMesh = shared_.mesh != nullptr && isMeshKey(info->meshKey, shared_.mesh->meshKey);
   // As derper: "regular" only when no other flag applies.
   c.peer.flags = static_cast<uint8_t>((c.canMesh ? derp::kPeerPresentIsMeshPeer : 0) |
                                       (info->isProber ? derp::kPeerPresentIsProber : 0) |
@@ -450,7 +472,15 @@ void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint
   }
   if (auto* ping = std::get_if<derp::PingFrame>(&*frame)) {
     counters_.pingsReceived.add();
-    if (queueFrame(c, derp::PongFrame{ping->data})) counters_.pongsSent.add();
+    // Pongs are the one frame a client can make us queue at will: past a
+    // quarter of the control queue they are dropped (derper drops a pong
+    // while one is pending), so they never push out the queue's oldest
+    // frames: the ServerKey, a held ServerInfo, a PeerGone.
+    if (c.control.size() >= c.control.maxPackets() / 4) {
+      counters_.pongsDropped.add();
+    } else if (queueFrame(c, derp::PongFrame{ping->data})) {
+      counters_.pongsSent.add();
+    }
   } else if (std::holds_alternative<derp::WatchConnsFrame>(*frame)) {
     onWatchConns(c);
   } else if (auto* cp = std::get_if<derp::ClosePeerFrame>(&*frame)) {
@@ -659,9 +689,9 @@ void ShardServer::startWrite(Connection& c) {
     io_uring_prep_sendmsg(s, c.fd, &c.msg, MSG_NOSIGNAL);
     IoRing::setCompletion(s, &c.sendOp);
     c.sending = true;
-    if (!c.writeTimeout.armed()) {
-      Nanos timeout = shared_.config.writeTimeout;
-      if (c.canMesh || c.meshLink >= 0) timeout = std::max(timeout, kMeshWriteTimeout);
+    Nanos timeout = shared_.config.writeTimeout;  // 0: none (derper's meaning)
+    if (c.canMesh || c.meshLink >= 0) timeout = std::max(timeout, kMeshWriteTimeout);
+    if (timeout > 0 && !c.writeTimeout.armed()) {
       timers_.arm(c.writeTimeout, clock_.now() + timeout);
     }
   }

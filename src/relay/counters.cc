@@ -32,6 +32,7 @@ const char* closeReasonName(CloseReason r) {
     case CloseReason::kMeshRemoved: return "mesh_removed";
     case CloseReason::kMeshRestarting: return "mesh_restarting";
     case CloseReason::kReadTimeout: return "read_timeout";
+    case CloseReason::kPreAuthMemory: return "preauth_memory";
     case CloseReason::kCount: break;
   }
   return "unknown";
@@ -47,6 +48,7 @@ const char* dropReasonName(DropReason r) {
     case DropReason::kStaleGeneration: return "stale_generation";
     case DropReason::kUnknownDestOnFwd: return "unknown_dest_on_fwd";
     case DropReason::kMeshLinkDown: return "mesh_link_down";
+    case DropReason::kNoMemory: return "no_memory";
     case DropReason::kCount: break;
   }
   return "unknown";
@@ -101,6 +103,23 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   absl::StrAppend(&out, "derpd_shards ", shards.size(), "\n");
   perShard(out, shards, "derpd_accepts_total", "counter", "TCP connections accepted",
            [](const ShardCounters& c) { return c.accepts.get(); });
+  perShard(out, shards, "derpd_pool_bytes", "gauge",
+           "memory the shard's packet pool holds (it grows to the working set and keeps it)",
+           [](const ShardCounters& c) { return c.poolBytes.get(); });
+  perShard(out, shards, "derpd_pool_buffers_in_use", "gauge", "packet buffers handed out",
+           [](const ShardCounters& c) { return c.poolBuffersInUse.get(); });
+  family(out, "derpd_pool_allocation_failures_total", "counter",
+         "packet buffers refused because the pool was at its cap, by buffer size");
+  for (size_t k = 0; k < PacketPool::kClassCount; k++) {
+    uint64_t sum = 0;
+    for (ShardCounters* s : shards) sum += s->poolFailures[k].get();
+    absl::StrAppend(&out, "derpd_pool_allocation_failures_total{size=\"",
+                    PacketPool::kClassCapacities[k], "\"} ", sum, "\n");
+  }
+  perShard(out, shards, "derpd_preauth_bytes", "gauge",
+           "bytes of large request heads and ClientInfo bodies from clients not yet "
+           "authenticated (bounded per shard)",
+           [](const ShardCounters& c) { return c.preAuthBytes.get(); });
   total(out, shards, "derpd_accepts_refused_total", "counter",
         "TCP connections closed as soon as accepted: the open-file limit's budget was full",
         [](const ShardCounters& c) { return c.acceptsRefusedFdLimit.get(); });
@@ -155,6 +174,9 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
                   "\nderpd_peer_gone_sent_total{reason=\"not_here\"} ", goneNotHere, "\n");
   total(out, shards, "derpd_pongs_sent_total", "counter", "Pong frames queued",
         [](const ShardCounters& c) { return c.pongsSent.get(); });
+  total(out, shards, "derpd_pongs_dropped_total", "counter",
+        "Pings not answered: the client left too many pongs unread",
+        [](const ShardCounters& c) { return c.pongsDropped.get(); });
   total(out, shards, "derpd_derp_upgrades_total", "counter", "/derp requests upgraded to DERP",
         [](const ShardCounters& c) { return c.derpUpgrades.get(); });
   total(out, shards, "derpd_disco_packets_received_total", "counter",

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "runtime/packet_pool.h"
 #include "stun/stun.h"
 
 namespace derpd::relay {
@@ -41,6 +42,7 @@ enum class CloseReason : uint8_t {
   kMeshRemoved,      // a mesh peer left -mesh-with (or its name's addresses)
   kMeshRestarting,   // a mesh peer said it is restarting
   kReadTimeout,      // a mesh peer sent nothing, not even a keep-alive, for too long
+  kPreAuthMemory,    // a large request head or ClientInfo while the shard's budget for them was spent
   kCount,
 };
 const char* closeReasonName(CloseReason r);
@@ -54,6 +56,7 @@ enum class DropReason : uint8_t {
   kStaleGeneration,
   kUnknownDestOnFwd,  // a forwarded packet for a key not on this node
   kMeshLinkDown,      // a packet for a peer whose link broke on its way out
+  kNoMemory,          // the shard's packet pool was at its cap when the packet arrived
   kCount,
 };
 const char* dropReasonName(DropReason r);
@@ -93,6 +96,7 @@ struct alignas(64) ShardCounters {
   Counter discoPacketsReceived;
   Counter pingsReceived;
   Counter pongsSent;
+  Counter pongsDropped;  // pings not answered: the client had too many pongs unread
   Counter unknownFrames;
   Counter peerGoneDisconnected;  // PeerGone frames queued, by reason
   Counter peerGoneNotHere;
@@ -105,6 +109,10 @@ struct alignas(64) ShardCounters {
   Counter meshForwardedOutBytes;
   Counter meshWatchers;    // gauge: mesh peers watching this shard's view of the node
   Counter meshRemoteKeys;  // gauge: keys present on mesh peers, in this shard's replica
+  Counter poolBytes;         // gauge: slab memory this shard's packet pool holds
+  Counter poolBuffersInUse;  // gauge: its buffers handed out
+  std::array<Counter, PacketPool::kClassCount> poolFailures;  // allocations refused at the cap, by size class
+  Counter preAuthBytes;      // gauge: large HTTP heads and ClientInfo bodies being read
   Counter stunRequests;
   Counter stunResponses;
   Counter stunSendErrors;

@@ -24,6 +24,15 @@ constexpr size_t kCompletionsPerTurn = 32;
 // Restarting's hint: how long a client waits before reconnecting.
 constexpr uint32_t kRestartReconnectInMs = 1500;
 constexpr Nanos kTimerTick = 10 * kMillisecond;
+// Before a client has authenticated, what it sends is buffered: a request head
+// (up to 16 KiB) and a ClientInfo body (up to 64 KiB, reserved when its header
+// arrives). Honest ones are a few hundred bytes and cost nothing here; larger
+// ones share one budget per shard, and one that would pass it closes its
+// connection (preauth_memory). So unauthenticated connections can hold at
+// most this much beyond 2 KiB each, and never crowd out the packets of
+// authenticated clients in the pool.
+constexpr size_t kPreAuthSmall = 2048;
+constexpr size_t kPreAuthBudget = 16 << 20;
 
 // A timer wheel whose revolution holds the keep-alive, the timer every client
 // has armed: a timer further out than a revolution is kept correctly but makes
@@ -204,6 +213,7 @@ void ShardServer::run() {
     flushDirty();
     if (stun_) stun_->flush();
     reapClosed();
+    publishPoolStats();
     outbox_.flush([this](size_t to) {
       if (ring_->features().msgRing) {
         ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
@@ -349,6 +359,24 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
   }
 }
 
+bool ShardServer::chargePreAuth(Connection& c, size_t bytes) {
+  const size_t charge = bytes > kPreAuthSmall ? bytes : 0;
+  if (charge == c.preAuthCharge) return true;
+  preAuthBytes_ = preAuthBytes_ - c.preAuthCharge + charge;
+  c.preAuthCharge = static_cast<uint32_t>(charge);
+  counters_.preAuthBytes.set(preAuthBytes_);
+  return charge == 0 || preAuthBytes_ <= kPreAuthBudget;
+}
+
+// Once a turn: a few relaxed stores to this shard's own counters.
+void ShardServer::publishPoolStats() {
+  counters_.poolBytes.set(pool_.bytesAllocated());
+  counters_.poolBuffersInUse.set(pool_.inUse());
+  for (size_t k = 0; k < PacketPool::kClassCount; k++) {
+    counters_.poolFailures[k].set(pool_.failures()[k]);
+  }
+}
+
 bool ShardServer::takeSocketBudget() {
   if (shared_.acceptedSockets.fetch_add(1, std::memory_order_relaxed) <
       shared_.maxAcceptedSockets) {
@@ -425,6 +453,7 @@ Connection* ShardServer::find(uint32_t idx, uint32_t gen) {
 void ShardServer::close(Connection& c, CloseReason reason) {
   if (c.state == Connection::State::kClosing) return;
   counters_.close(reason);
+  chargePreAuth(c, 0);
   if (c.meshLink >= 0) onLinkClosed(c, reason);
   if (c.watcher) dropWatcher(c);
   if (c.registered) unregister(c);

@@ -156,6 +156,8 @@ class ShardServer {
   int listenerFd(ListenerKind kind) const;
   void onAccept(AcceptOp& op, int res);
   bool takeSocketBudget();
+  bool chargePreAuth(Connection& c, size_t bytes);
+  void publishPoolStats();
   void armRecv(Connection& c);
   void armWakeRead();
 
@@ -284,6 +286,7 @@ class ShardServer {
   Timer drainDeadline_;
   bool stopping_ = false;
   size_t liveConnections_ = 0;
+  size_t preAuthBytes_ = 0;  // the sum of every connection's preAuthCharge
 
   std::vector<std::unique_ptr<Connection>> conns_;  // slot index -> connection
   std::vector<uint32_t> gens_;                      // slot index -> current generation

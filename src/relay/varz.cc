@@ -65,6 +65,9 @@ std::string renderVarz(std::span<ShardCounters* const> shards, int64_t startUnix
                   {"write_error", DropReason::kWriteError}};
   for (const auto& r : kReasons) {
     uint64_t n = dropped(r.reason, 0) + dropped(r.reason, 1);
+    if (r.reason == DropReason::kQueueTail) {  // derper's name for "no room for it"
+      n += dropped(DropReason::kNoMemory, 0) + dropped(DropReason::kNoMemory, 1);
+    }
     if (r.reason == DropReason::kGoneDisconnected) {
       n += dropped(DropReason::kStaleGeneration, 0) + dropped(DropReason::kStaleGeneration, 1);
     }

@@ -44,7 +44,10 @@ PacketBuf* PacketPool::allocate(size_t bytes) {
   size_t sizeClass = 0;
   while (sizeClass < kClassCount && kClassCapacities[sizeClass] < bytes) ++sizeClass;
   if (sizeClass == kClassCount) return nullptr;
-  if (freeLists_[sizeClass] == nullptr && !grow(sizeClass)) return nullptr;
+  if (freeLists_[sizeClass] == nullptr && !grow(sizeClass)) {
+    ++failures_[sizeClass];
+    return nullptr;
+  }
 
   PacketBuf* b = freeLists_[sizeClass];
   freeLists_[sizeClass] = b->next;

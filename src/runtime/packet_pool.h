@@ -49,6 +49,14 @@ class PacketPool {
   static constexpr size_t kClassCount = kClassCapacities.size();
   static constexpr size_t kMaxBufferBytes = kClassCapacities.back();
 
+  // The capacity of the buffer allocate(bytes) hands out (0: too large for any).
+  static constexpr size_t capacityFor(size_t bytes) {
+    for (uint32_t c : kClassCapacities) {
+      if (c >= bytes) return c;
+    }
+    return 0;
+  }
+
   // `maxBytes` caps the slab memory the pool may hold; allocate() fails beyond it.
   explicit PacketPool(uint16_t shard, size_t maxBytes = 256 << 20);
   // Frees every slab. Buffers still out (in queues or rings) become dangling, so the shard
@@ -68,6 +76,8 @@ class PacketPool {
   size_t bytesAllocated() const { return bytesAllocated_; }
   // Buffers handed out and not yet released.
   size_t inUse() const { return inUse_; }
+  // allocate() calls of each class that failed because the cap was reached.
+  const std::array<uint64_t, kClassCount>& failures() const { return failures_; }
 
  private:
   struct Slab;
@@ -79,6 +89,7 @@ class PacketPool {
   size_t bytesAllocated_ = 0;
   size_t inUse_ = 0;
   std::array<PacketBuf*, kClassCount> freeLists_{};
+  std::array<uint64_t, kClassCount> failures_{};
   Slab* slabs_ = nullptr;  // every slab, linked through its header, freed by the destructor
 };
 

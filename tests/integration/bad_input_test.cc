@@ -41,6 +41,13 @@ class BadInputTest : public ::testing::Test {
     expectGoodPairRelays();
   }
 
+  // A client with a 4 KiB receive buffer, for tests that never read it.
+  absl::StatusOr<std::unique_ptr<DerpClient>> connectSlowReader() {
+    client::ClientOptions opts = clientOptions(port_);
+    opts.receiveBufferBytes = 4096;
+    return DerpClient::connect(opts);
+  }
+
   void expectGoodPairRelays() {
     ++round_;
     std::vector<uint8_t> ab = taggedPayload(round_, 1, 500);
@@ -161,6 +168,49 @@ TEST_F(BadInputTest, FirstFrameNotClientInfo) {
   expectGoodPairRelays();
 }
 
+// A client may pipeline frames behind its ClientInfo before it reads a byte.
+// Pings sent faster than their pongs are read are answered while the queue
+// has room and dropped (counted) beyond it, as derper drops them: they never
+// push the ServerKey or the ServerInfo (held until every shard has the
+// client) out of the queue, which dropped its oldest frames when full.
+TEST_F(BadInputTest, PipelinedPingsNeverCrowdOutTheHandshake) {
+  startDerpd();
+  ASSERT_OK_AND_ASSIGN(derp::NodeKey serverKey, serverKeyOf(*derpd_));
+  constexpr uint32_t kPings = 600;
+  std::vector<uint8_t> tail =
+      clientInfoFrameBytes(derp::PrivateKey::generate(), serverKey, R"({"version":2})");
+  for (uint32_t i = 0; i < kPings; i++) {
+    std::vector<uint8_t> data(derp::kPingDataLen, 0);
+    for (int b = 0; b < 4; b++) data[4 + b] = static_cast<uint8_t>(i >> (24 - 8 * b));
+    std::vector<uint8_t> ping = frameBytes(typeByte(derp::FrameType::kPing), data);
+    tail.insert(tail.end(), ping.begin(), ping.end());
+  }
+  ASSERT_OK_AND_ASSIGN(TcpConn c, TcpConn::connect(port_));
+  ASSERT_OK_AND_ASSIGN(derp::NodeKey sent, rawUpgrade(c, port_, kWait, tail));
+  EXPECT_TRUE(sent == serverKey);
+  ASSERT_OK_AND_ASSIGN(RawFrame info, readRawFrame(c));
+  EXPECT_EQ(info.type, typeByte(derp::FrameType::kServerInfo));
+  // Then pongs in the order of their pings, for as many as there was room.
+  uint32_t pongs = 0;
+  int64_t last = -1;
+  for (;;) {
+    absl::StatusOr<RawFrame> f = readRawFrame(c, kSecond);
+    if (!f.ok()) break;
+    if (f->type != typeByte(derp::FrameType::kPong)) continue;
+    ASSERT_EQ(f->body.size(), derp::kPingDataLen);
+    int64_t seq = 0;
+    for (int b = 4; b < 8; b++) seq = (seq << 8) | static_cast<uint8_t>(f->body[b]);
+    EXPECT_GT(seq, last);
+    last = seq;
+    pongs++;
+  }
+  EXPECT_GE(pongs, 1u);
+  EXPECT_LT(pongs, kPings);
+  ASSERT_OK_AND_ASSIGN(double dropped, scrapeMetric(port_, "derpd_pongs_dropped_total", {}));
+  EXPECT_EQ(dropped + pongs, kPings);
+  expectGoodPairRelays();
+}
+
 TEST_F(BadInputTest, MeshFrameWithoutMeshKey) {
   startDerpd();
   ASSERT_OK_AND_ASSIGN(auto bad, connectClient(port_));
@@ -221,9 +271,7 @@ TEST_F(BadInputTest, HandshakeTimeout) {
 // timeout; the sender and everyone else are unaffected.
 TEST_F(BadInputTest, NeverReadingClientEndsByWriteTimeout) {
   startDerpd({"-tcp-write-timeout", "1s"});
-  client::ClientOptions slowOpts = clientOptions(port_);
-  slowOpts.receiveBufferBytes = 4096;
-  ASSERT_OK_AND_ASSIGN(auto slow, DerpClient::connect(slowOpts));
+  ASSERT_OK_AND_ASSIGN(auto slow, connectSlowReader());
   ASSERT_OK_AND_ASSIGN(auto flooder, connectClient(port_));
 
   RealClock clock;
@@ -262,6 +310,38 @@ TEST_F(BadInputTest, NeverReadingClientEndsByWriteTimeout) {
   EXPECT_TRUE(absl::IsUnavailable(f.status())) << "slow client still connected: " << f.status();
 
   EXPECT_OK(flooder->ping(kWait).status());
+  expectGoodPairRelays();
+}
+
+// -tcp-write-timeout 0 means no write timeout (derper's meaning): a client that
+// stops reading keeps its connection, its queue dropping the oldest packets,
+// and gets the newest once it reads again.
+TEST_F(BadInputTest, WriteTimeoutZeroNeverClosesAStalledReader) {
+  startDerpd({"-tcp-write-timeout", "0"});
+  ASSERT_OK_AND_ASSIGN(auto slow, connectSlowReader());
+  ASSERT_OK_AND_ASSIGN(auto flooder, connectClient(port_));
+  RealClock clock;
+  const Nanos end = clock.now() + 3 * kSecond;  // past the 2 s default
+  uint32_t seq = 0;
+  while (clock.now() < end) {
+    for (int i = 0; i < 32; ++i) {
+      ASSERT_OK(flooder->sendPacket(slow->publicKey(), taggedPayload(seq++, 6, 1200)));
+    }
+    ::usleep(5000);
+  }
+  ASSERT_OK_AND_ASSIGN(double timedOut, scrapeMetric(port_, kClosed, {{"reason", "write_timeout"}}));
+  EXPECT_EQ(timedOut, 0);
+  ASSERT_OK_AND_ASSIGN(double dropped, scrapeMetric(port_, "derpd_packets_dropped_total",
+                                                    {{"reason", "queue_head"}}));
+  EXPECT_GT(dropped, 0);
+  // It reads again: the connection is alive and packets flow.
+  ASSERT_OK(flooder->sendPacket(slow->publicKey(), taggedPayload(seq, 7, 100)));
+  bool gotLast = false;
+  for (int i = 0; i < 10000 && !gotLast; i++) {
+    ASSERT_OK_AND_ASSIGN(DerpClient::Packet p, slow->recvPacket(kWait));
+    gotLast = payloadTag(p.payload) == 7;
+  }
+  EXPECT_TRUE(gotLast);
   expectGoodPairRelays();
 }
 

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "integration/derpd_process.h"
 #include "integration/metrics_text.h"
+#include "integration/test_net.h"
 #include "integration/test_support.h"
 
 namespace derpd::testing {
@@ -94,6 +95,17 @@ class HostileTest : public ::testing::Test {
     expectPairRelays(*x, *y, ++round_);
   }
 
+  // Scrapes until the metric's sum falls below `below`; returns the last value.
+  absl::StatusOr<double> waitForMetricBelow(std::string_view name, double below, Nanos timeout) {
+    RealClock clock;
+    const Nanos deadline = clock.now() + timeout;
+    for (;;) {
+      absl::StatusOr<double> v = scrapeMetric(metricsPort_, name, {});
+      if (!v.ok() || *v < below || clock.now() >= deadline) return v;
+      ::usleep(20000);
+    }
+  }
+
   double metric(std::string_view name, const Labels& filter = {}) {
     absl::StatusOr<double> v = scrapeMetric(metricsPort_, name, filter);
     EXPECT_TRUE(v.ok()) << v.status();
@@ -147,6 +159,53 @@ TEST_F(HostileTest, FdFloodIsRefusedAtTheBudgetAndNeverRunsOutOfFds) {
   EXPECT_FALSE(derpd_->findLog("Too many open files").has_value()) << derpd_->logText();
   EXPECT_FALSE(derpd_->findLog("runtime error").has_value()) << derpd_->logText();
   EXPECT_TRUE(derpd_->running());
+}
+
+// Connections that upgrade, announce a 60,000-byte ClientInfo, send a little
+// of it and wait: each would have a 64 KiB pool buffer reserved until the
+// handshake timeout. Their sum is bounded per shard (16 MiB); the rest are
+// closed (preauth_memory), the pool stays near the bound, and honest clients,
+// whose ClientInfo is small, keep connecting and relaying meanwhile.
+TEST_F(HostileTest, PreAuthMemoryIsBoundedAndHonestHandshakesGoOn) {
+  constexpr int kAttackers = 400;  // 400 x 60,000 B = 24 MB asked for
+  constexpr uint32_t kAnnounced = 60000;
+  ASSERT_OK(ensureFileLimit(kAttackers + 512));
+  DerpdOptions opts;
+  opts.shards = 1;  // one shard, one budget
+  start(opts);
+  if (HasFatalFailure()) return;
+  std::vector<uint8_t> partial = frameHeaderBytes(
+      static_cast<uint8_t>(derp::FrameType::kClientInfo), kAnnounced);
+  partial.resize(partial.size() + 100, 0x5a);
+  std::vector<TcpConn> attackers;
+  int closedAtOnce = 0;  // refused in the turn their header arrived, before any reply
+  for (int i = 0; i < kAttackers; i++) {
+    ASSERT_OK_AND_ASSIGN(TcpConn c, TcpConn::connect(derpd_->port()));
+    if (rawUpgrade(c, derpd_->port(), kWait, partial).ok()) {
+      attackers.push_back(std::move(c));
+    } else {
+      closedAtOnce++;
+    }
+  }
+  // Each admitted one holds a 64 KiB-class buffer: 255 fit in 16 MiB.
+  const double admitted = (16 << 20) / (65536 + 128);
+  ASSERT_OK_AND_ASSIGN(double refused,
+                       waitForMetric(metricsPort_, "derpd_connections_closed_total",
+                                     {{"reason", "preauth_memory"}}, kAttackers - admitted, kWait));
+  EXPECT_GE(refused, kAttackers - admitted);
+  EXPECT_GE(closedAtOnce, kAttackers - admitted - 1);
+  EXPECT_LE(metric("derpd_preauth_bytes"), 16 << 20);
+  // The pool holds the admitted bodies and little more (before the bound, it
+  // took 24 MiB of 64 KiB buffers).
+  EXPECT_LE(metric("derpd_pool_bytes"), 20 << 20);
+  expectFreshPairRelays();
+  expectHonestServiceHolds();
+  attackers.clear();
+  // Their budget comes back as they go.
+  ASSERT_OK_AND_ASSIGN(double left,
+                       waitForMetricBelow("derpd_preauth_bytes", 1, kWait));
+  EXPECT_EQ(left, 0);
+  expectFreshPairRelays();
 }
 
 }  // namespace

@@ -270,9 +270,12 @@ std::string derpUpgradeRequest(uint16_t port, bool fastStart) {
                       fastStart ? "Derp-Fast-Start: 1\r\n" : "", "Upgrade: DERP\r\n\r\n");
 }
 
-absl::StatusOr<derp::NodeKey> rawUpgrade(TcpConn& conn, uint16_t port, Nanos timeout) {
+absl::StatusOr<derp::NodeKey> rawUpgrade(TcpConn& conn, uint16_t port, Nanos timeout,
+                                         std::span<const uint8_t> pipelined) {
   Nanos deadline = now() + timeout;
-  if (absl::Status st = conn.writeAll(derpUpgradeRequest(port), timeout); !st.ok()) return st;
+  std::string request = derpUpgradeRequest(port);
+  request.append(reinterpret_cast<const char*>(pipelined.data()), pipelined.size());
+  if (absl::Status st = conn.writeAll(request, timeout); !st.ok()) return st;
   absl::StatusOr<HttpResponse> resp = readHttpResponse(conn, true, timeout);
   if (!resp.ok()) return resp.status();
   if (resp->status != 101) {

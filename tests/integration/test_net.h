@@ -79,9 +79,11 @@ absl::StatusOr<HttpResponse> httpExchange(uint16_t port, std::string_view rawReq
 // A plain upgrade request, as DerpClient sends it.
 std::string derpUpgradeRequest(uint16_t port, bool fastStart = false);
 
-// Sends the upgrade request on conn and reads the 101 head and the ServerKey
-// frame; returns the server's key. Bytes after the ServerKey stay buffered.
-absl::StatusOr<derp::NodeKey> rawUpgrade(TcpConn& conn, uint16_t port, Nanos timeout = kIoTimeout);
+// Sends the upgrade request on conn (with `pipelined` behind it in the same
+// write) and reads the 101 head and the ServerKey frame; returns the server's
+// key. Bytes after the ServerKey stay buffered.
+absl::StatusOr<derp::NodeKey> rawUpgrade(TcpConn& conn, uint16_t port, Nanos timeout = kIoTimeout,
+                                         std::span<const uint8_t> pipelined = {});
 
 struct RawFrame {
   uint8_t type = 0;

@@ -135,7 +135,12 @@ TEST(PacketPoolTest, CapStopsGrowthButNotReuse) {
 TEST(PacketPoolTest, TinyCapAllowsNothing) {
   PacketPool pool(0, 1024);
   EXPECT_EQ(pool.allocate(1), nullptr);
+  EXPECT_EQ(pool.allocate(10000), nullptr);
   EXPECT_EQ(pool.bytesAllocated(), 0u);
+  // Each failure is counted under its class.
+  EXPECT_EQ(pool.failures()[0], 1u);
+  EXPECT_EQ(pool.failures()[1], 1u);
+  EXPECT_EQ(pool.failures()[2], 0u);
 }
 
 #ifndef NDEBUG
