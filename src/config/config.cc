@@ -182,6 +182,13 @@ const std::vector<FlagSpec>& flagSpecs() {
          c.hostname = std::string(v);
          return std::string();
        }},
+      {"require-sni", Kind::kBool, "tls", "false",
+       "refuse TLS handshakes without SNI or with a name -hostname does not serve (as "
+       "derper does); not with an IP -hostname, which clients cannot send as SNI",
+       [](Config& c, absl::string_view v) {
+         c.requireSni = v == "true";
+         return std::string();
+       }},
       {"stun", Kind::kBool, "stun", "true", "run a STUN server (UDP, on the IP of -a)",
        [](Config& c, absl::string_view v) {
          c.stun = v == "true";

@@ -25,6 +25,7 @@ struct Config {
   std::string certMode = "letsencrypt";            // -certmode
   std::string certDir;                             // -certdir
   std::string hostname = "derp.tailscale.com";     // -hostname
+  bool requireSni = false;                         // --require-sni
   int shards = 0;                                  // --shards (0: one per CPU)
   Nanos tcpWriteTimeout = 2 * kSecond;             // -tcp-write-timeout
   Nanos tcpKeepAliveTime = 600 * kSecond;          // -tcp-keepalive-time

@@ -1,5 +1,7 @@
 #include "derpd/tls_setup.h"
 
+#include <arpa/inet.h>
+
 #include <cstdlib>
 #include <ctime>
 
@@ -40,6 +42,10 @@ bool tlsWanted(const Config& cfg, uint16_t listenPort) {
 }
 
 absl::StatusOr<TlsSetup> setupTls(const Config& cfg, const std::string& serverPublicHex) {
+  if (cfg.dev && cfg.requireSni) {
+    return absl::InvalidArgumentError(
+        "flag --require-sni: -dev serves 127.0.0.1, which clients cannot send as SNI");
+  }
   if (cfg.dev) return devTls(serverPublicHex);
   if (cfg.certMode != "manual") {
     return absl::InvalidArgumentError(
@@ -52,12 +58,23 @@ absl::StatusOr<TlsSetup> setupTls(const Config& cfg, const std::string& serverPu
     opts.hostnames.emplace_back(h);
   }
   if (opts.hostnames.empty()) return absl::InvalidArgumentError("flag -hostname: empty");
+  if (cfg.requireSni) {
+    for (const std::string& h : opts.hostnames) {
+      in6_addr ip6;
+      in_addr ip4;
+      if (inet_pton(AF_INET, h.c_str(), &ip4) == 1 || inet_pton(AF_INET6, h.c_str(), &ip6) == 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "flag --require-sni: -hostname ", h,
+            " is an IP address, which clients cannot send as SNI: every handshake would fail"));
+      }
+    }
+  }
   opts.serverPublicHex = serverPublicHex;
   TlsSetup out;
   out.manual = std::make_unique<tls::ManualCerts>(opts);
   auto set = out.manual->load(&out.notices);
   if (!set.ok()) return set.status();
-  auto server = tls::ServerTls::create(std::move(*set));
+  auto server = tls::ServerTls::create(std::move(*set), cfg.requireSni);
   if (!server.ok()) return server.status();
   out.tls = std::move(*server);
   if (absl::Status st = out.manual->watch(); !st.ok()) {

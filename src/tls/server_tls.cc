@@ -76,23 +76,29 @@ int selectAlpn(SSL*, const uint8_t** out, uint8_t* outLen, const uint8_t* in, un
 
 }  // namespace
 
-const CertifiedKey& CertSet::select(std::string_view serverName) const {
-  if (!serverName.empty()) {
-    for (const CertifiedKey& c : certs) {
-      for (const std::string& name : c.names) {
-        if (nameMatches(name, serverName)) return c;
-      }
+const CertifiedKey* CertSet::match(std::string_view serverName) const {
+  if (serverName.empty()) return nullptr;
+  for (const CertifiedKey& c : certs) {
+    for (const std::string& name : c.names) {
+      if (nameMatches(name, serverName)) return &c;
     }
   }
-  return certs.front();
+  return nullptr;
 }
 
-absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::create(std::shared_ptr<const CertSet> certs) {
+const CertifiedKey& CertSet::select(std::string_view serverName) const {
+  const CertifiedKey* c = match(serverName);
+  return c != nullptr ? *c : certs.front();
+}
+
+absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::create(std::shared_ptr<const CertSet> certs,
+                                                             bool requireSni) {
   if (!certs || certs->certs.empty()) {
     return absl::InvalidArgumentError("TLS: no certificates configured");
   }
   ERR_clear_error();
   std::unique_ptr<ServerTls> tls(new ServerTls());
+  tls->requireSni_ = requireSni;
   tls->ctx_.reset(SSL_CTX_new(TLS_method()));
   SSL_CTX* ctx = tls->ctx_.get();
   if (ctx == nullptr || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
@@ -149,7 +155,10 @@ int ServerTls::selectCertificate(SSL* ssl, void* arg) {
   const std::shared_ptr<const CertSet> set = self->certs();
   if (!set || set->certs.empty()) return 0;
   const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  const CertifiedKey& cert = set->select(sni != nullptr ? std::string_view(sni) : "");
+  const std::string_view name = sni != nullptr ? std::string_view(sni) : "";
+  // Failing here ends the handshake with an alert (closed as tls_handshake_failed).
+  if (self->requireSni_ && set->match(name) == nullptr) return 0;
+  const CertifiedKey& cert = set->select(name);
 
   // Leaf, intermediates, then the meta-cert: derp clients look for it among
   // the peer certificates, TLS verifiers ignore the unused extra.

@@ -31,12 +31,17 @@ struct CertSet {
   // The certificate for `serverName` (SNI): the first whose names match it
   // (exact or wildcard), else the default.
   const CertifiedKey& select(std::string_view serverName) const;
+  // The first whose names match `serverName`, or nullptr (none, or no SNI).
+  const CertifiedKey* match(std::string_view serverName) const;
 };
 
 class ServerTls {
  public:
   // Fails if the set is empty or BoringSSL refuses the configuration.
-  static absl::StatusOr<std::unique_ptr<ServerTls>> create(std::shared_ptr<const CertSet> certs);
+  // requireSni: handshakes whose SNI is absent or matches no certificate fail
+  // (otherwise they get the first certificate).
+  static absl::StatusOr<std::unique_ptr<ServerTls>> create(std::shared_ptr<const CertSet> certs,
+                                                           bool requireSni = false);
   ~ServerTls();
 
   // A new server-side SSL for one connection (any thread). The caller owns it
@@ -64,6 +69,7 @@ class ServerTls {
   mutable std::mutex mu_;
   std::shared_ptr<const CertSet> certs_;  // guarded by mu_
   std::atomic<int64_t> notAfter_{0};
+  bool requireSni_ = false;
 };
 
 }  // namespace derpd::tls

@@ -148,6 +148,43 @@ TEST_F(TlsTest, SniSelectsTheCertificate) {
   EXPECT_TRUE(absl::StrContains(r.out, "Verify return code: 0 (ok)")) << r.out;
 }
 
+// --require-sni: a name -hostname serves gets its certificate; no SNI, or an
+// unknown name, fails the handshake (counted), as derper refuses them.
+TEST_F(TlsTest, RequireSniRefusesMissingAndUnknownNames) {
+  install(gFix->derp1, "derp.test");
+  install(gFix->other, "other.test");
+  // Metrics on their own plain listener: a scrape over TLS by IP is refused too.
+  start("derp.test,other.test", {"--require-sni", "--metrics-addr", "127.0.0.1:0"});
+  ASSERT_OK_AND_ASSIGN(uint16_t metricsPort, metricsPortOf(*derpd_));
+  ASSERT_OK_AND_ASSIGN(auto d, connectTls("derp.test"));
+  ASSERT_OK_AND_ASSIGN(auto o, connectTls("other.test"));
+  expectRelayBothWays(*d, *o, 10);
+  ASSERT_OK_AND_ASSIGN(CommandResult named,
+                       sClient({"-servername", "other.test", "-CAfile", gFix->pki->caCrt()}));
+  EXPECT_EQ(named.exitCode, 0) << named.err;
+  for (const std::vector<std::string>& sni :
+       {std::vector<std::string>{"-noservername"},
+        std::vector<std::string>{"-servername", "unknown.test"}}) {
+    SCOPED_TRACE(sni.back());
+    ASSERT_OK_AND_ASSIGN(CommandResult r, sClient(sni));
+    EXPECT_NE(r.exitCode, 0) << r.out;
+    EXPECT_TRUE(pemCertsDer(r.out).empty()) << "a certificate was served: " << r.out;
+  }
+  ASSERT_OK_AND_ASSIGN(double refused, scrapeMetric(metricsPort, "derpd_connections_closed_total",
+                                                    {{"reason", "tls_handshake_failed"}}));
+  EXPECT_GE(refused, 2);
+}
+
+// An IP -hostname cannot be asked for by SNI: the combination stops startup.
+TEST_F(TlsTest, RequireSniWithAnIpHostnameStopsStartup) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> d,
+                       DerpdProcess::spawn(options("127.0.0.1", {"--require-sni"})));
+  ASSERT_OK_AND_ASSIGN(int code, d->waitExit(kWait));
+  EXPECT_EQ(code, 2);  // a bad flag value
+  ASSERT_TRUE(d->waitForOutputEnd(kWait));
+  EXPECT_TRUE(absl::StrContains(d->logText(), "--require-sni")) << d->logText();
+}
+
 // ---- Independent peers: curl and openssl ----
 
 TEST_F(TlsTest, CurlSeesEndpointsWithHsts) {
