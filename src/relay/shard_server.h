@@ -151,12 +151,14 @@ class ShardServer {
     uint64_t value = 0;
   };
 
+  // Admission (admission.cc): accepts and the budgets of fds and pre-auth bytes.
   void armAccept();
   void armAcceptOn(int fd, AcceptOp& op);
   int listenerFd(ListenerKind kind) const;
   void onAccept(AcceptOp& op, int res);
   bool takeSocketBudget();
   bool chargePreAuth(Connection& c, size_t bytes);
+
   void publishPoolStats();
   void armRecv(Connection& c);
   void armWakeRead();

@@ -1,0 +1,132 @@
+// ShardServer's admission: what gets in and how much it may hold before it
+// has authenticated. Accepts (single-shot, kAcceptsInFlight per listener),
+// the node's budget of accepted sockets under the open-file limit, and the
+// shard's budget of bytes buffered for unauthenticated clients.
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/log.h"
+#include "relay/shard_server.h"
+
+namespace derpd::relay {
+namespace {
+
+// Before a client has authenticated, what it sends is buffered: a request head
+// (up to 16 KiB) and a ClientInfo body (up to 64 KiB, reserved when its header
+// arrives). Honest ones are a few hundred bytes and cost nothing here; larger
+// ones share one budget per shard, and one that would pass it closes its
+// connection (preauth_memory). So unauthenticated connections can hold at
+// most this much beyond 2 KiB each, and never crowd out the packets of
+// authenticated clients in the pool.
+constexpr size_t kPreAuthSmall = 2048;
+constexpr size_t kPreAuthBudget = 16 << 20;
+
+}  // namespace
+
+void ShardServer::armAccept() {
+  for (auto& ops : acceptOps_) {
+    const int fd = listenerFd(ops.front().kind);
+    if (fd < 0) continue;
+    for (AcceptOp& op : ops) armAcceptOn(fd, op);
+  }
+}
+
+int ShardServer::listenerFd(ListenerKind kind) const {
+  switch (kind) {
+    case ListenerKind::kMain: return listener_.get();
+    case ListenerKind::kPort80: return port80Listener_.get();
+    case ListenerKind::kMetrics: return metricsListener_.get();
+  }
+  return -1;
+}
+
+void ShardServer::armAcceptOn(int fd, AcceptOp& op) {
+  if (stopping_ || op.armed) return;
+  op.armed = true;
+  io_uring_sqe* s = ring_->sqe();
+  io_uring_prep_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+  IoRing::setCompletion(s, &op);
+}
+
+void ShardServer::onAccept(AcceptOp& op, int res) {
+  op.armed = false;
+  if (res >= 0) {
+    if (stopping_ || draining_) {
+      ::close(res);
+    } else if (op.kind != ListenerKind::kMetrics && !takeSocketBudget()) {
+      ::close(res);
+      counters_.acceptsRefusedFdLimit.add();
+      if (clock_.now() - fdLimitWarnedAt_ >= kSecond) {
+        fdLimitWarnedAt_ = clock_.now();
+        logWarn("shard %d: %zu sockets open, the open-file limit's budget; refusing connections",
+                id_, shared_.maxAcceptedSockets);
+      }
+    } else {
+      counters_.accepts.add();
+      Connection& c = newConnection(res, op.kind);
+      // Once per connection, for /debug/ and PeerPresent (multishot accept has no address).
+      net::SocketAddress peer;
+      peer.length = sizeof(peer.storage);
+      if (::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
+        c.fromLoopback = peer.isLoopback();
+        c.peer.port = peer.port();
+        if (peer.family() == AF_INET) {
+          const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer.storage);
+          c.peer.ip[10] = c.peer.ip[11] = 0xff;
+          std::memcpy(c.peer.ip.data() + 12, &v4->sin_addr, 4);
+        } else if (peer.family() == AF_INET6) {
+          const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&peer.storage);
+          std::memcpy(c.peer.ip.data(), &v6->sin6_addr, 16);
+        }
+      }
+      if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {
+        // The handshake runs here, on this shard, as bytes arrive; the BIO
+        // reads the receive buffers and writes records into c.writing.
+        c.ssl = shared_.tls->newSession();
+        c.bio.sink = &ShardServer::cipherSink;
+        c.bio.ctx = &c;
+        BIO* bio = tls::newBufferBio(&c.bio);
+        SSL_set_bio(c.ssl.get(), bio, bio);
+        SSL_set_accept_state(c.ssl.get());
+        // What only the handshake needs is freed once it is done.
+        SSL_set_shed_handshake_config(c.ssl.get(), 1);
+      } else {
+        c.tlsReady = true;
+      }
+      timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
+      armRecv(c);
+    }
+  }
+  if (!stopping_ && !draining_) {
+    if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+      if (!acceptRetry_.armed()) {
+        logWarn("shard %d: accept: %s; retrying in 100ms", id_, strerror(-res));
+        timers_.arm(acceptRetry_, clock_.now() + 100 * kMillisecond);
+      }
+    } else {
+      armAcceptOn(listenerFd(op.kind), op);
+    }
+  }
+}
+
+bool ShardServer::takeSocketBudget() {
+  if (shared_.acceptedSockets.fetch_add(1, std::memory_order_relaxed) <
+      shared_.maxAcceptedSockets) {
+    return true;
+  }
+  shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+
+bool ShardServer::chargePreAuth(Connection& c, size_t bytes) {
+  const size_t charge = bytes > kPreAuthSmall ? bytes : 0;
+  if (charge == c.preAuthCharge) return true;
+  preAuthBytes_ = preAuthBytes_ - c.preAuthCharge + charge;
+  c.preAuthCharge = static_cast<uint32_t>(charge);
+  counters_.preAuthBytes.set(preAuthBytes_);
+  return charge == 0 || preAuthBytes_ <= kPreAuthBudget;
+}
+
+}  // namespace derpd::relay
