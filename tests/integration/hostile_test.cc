@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -159,6 +161,57 @@ TEST_F(HostileTest, FdFloodIsRefusedAtTheBudgetAndNeverRunsOutOfFds) {
   EXPECT_FALSE(derpd_->findLog("Too many open files").has_value()) << derpd_->logText();
   EXPECT_FALSE(derpd_->findLog("runtime error").has_value()) << derpd_->logText();
   EXPECT_TRUE(derpd_->running());
+}
+
+// A slowloris: 2,000 connections that start a request and add a header line
+// every second, never finishing it. The header deadline runs from accept and
+// is not pushed back by bytes, so all of them are closed for it (counted) at
+// 10 s while honest clients keep their service.
+TEST_F(HostileTest, SlowlorisIsClosedAtTheHeaderDeadline) {
+  constexpr int kSlow = 2000;
+  ASSERT_OK(ensureFileLimit(kSlow + 512));
+  start({});
+  if (HasFatalFailure()) return;
+  std::vector<UniqueFd> slow;
+  for (int i = 0; i < kSlow; i++) {
+    ASSERT_OK_AND_ASSIGN(UniqueFd fd, silentConnection(derpd_->port()));
+    slow.push_back(std::move(fd));
+  }
+  RealClock clock;
+  const Nanos begin = clock.now();
+  auto dribble = [&](std::string_view line) {
+    size_t open = 0;
+    for (const UniqueFd& fd : slow) {
+      if (::send(fd.get(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) open++;
+    }
+    return open;
+  };
+  dribble("GET / HTTP/1.1\r\n");
+  bool checked = false;
+  for (int s = 1; s <= 13; s++) {
+    ::usleep(1000 * 1000);
+    dribble("X-Slow: 1\r\n");
+    if (!checked && clock.now() - begin >= 4 * kSecond) {
+      expectHonestServiceHolds();  // in the middle of it
+      checked = true;
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(double timedOut,
+                       waitForMetric(metricsPort_, "derpd_connections_closed_total",
+                                     {{"reason", "header_timeout"}}, kSlow, kWait));
+  EXPECT_GE(timedOut, kSlow);
+  // The server closed every one of them: a read sees the end (or a reset).
+  size_t stillOpen = 0;
+  for (const UniqueFd& fd : slow) {
+    char buf[512];
+    ssize_t n;
+    while ((n = ::recv(fd.get(), buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+    }
+    if (n < 0 && errno == EAGAIN) stillOpen++;
+  }
+  EXPECT_EQ(stillOpen, 0u);
+  expectHonestServiceHolds();
+  expectFreshPairRelays();
 }
 
 // Connections that upgrade, announce a 60,000-byte ClientInfo, send a little
