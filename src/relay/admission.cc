@@ -66,7 +66,7 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
     } else {
       counters_.accepts.add();
       Connection& c = newConnection(res, op.kind);
-      // Once per connection, for /debug/ and PeerPresent (multishot accept has no address).
+      // Once per connection, for /debug/ and PeerPresent (the accept asks for no address).
       net::SocketAddress peer;
       peer.length = sizeof(peer.storage);
       if (::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
