@@ -396,11 +396,13 @@ void ShardServer::finishFrame(Connection& c) {
     onLinkFrame(c, body);
   } else if (type == derp::FrameType::kClientInfo) {
     onClientInfo(c, body);
+    releaseBuf(b);
+    chargePreAuth(c, 0);  // its body was the connection's last pre-auth buffer
+    return;
   } else {
     onOtherFrame(c, c.curType, body);
   }
   releaseBuf(b);
-  if (c.preAuthCharge > 0 && c.httpBuf.empty()) chargePreAuth(c, 0);  // a ClientInfo's body
 }
 
 void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
