@@ -237,6 +237,10 @@ const std::vector<FlagSpec>& flagSpecs() {
          c.meshResolveInterval = d;
          return std::string();
        }},
+      {"mesh-watcher-queue-kb", Kind::kInt, "mesh", "65536",
+       "KiB of PeerPresent/PeerGone frames (about 18 per KiB) a mesh peer watching this "
+       "server may fall behind by before it is disconnected to resync (16 to 1048576)",
+       [](Config& c, absl::string_view v) { return setInt(c.meshWatcherQueueKb, v, 16, 1 << 20); }},
       {"tcp-write-timeout", Kind::kDuration, "tcp", "2s",
        "time a write to a client may take before it is disconnected (0: no limit)",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpWriteTimeout, v); }},

@@ -100,6 +100,7 @@ int runServer(const derpd::Config& cfg) {
   relay::Server::Options opts;
   opts.relay.serverKey = *key;
   opts.relay.writeTimeout = cfg.tcpWriteTimeout;
+  opts.relay.watcherQueueBytes = static_cast<size_t>(cfg.meshWatcherQueueKb) * 1024;
   opts.relay.tcp.keepAliveSeconds = static_cast<int>(cfg.tcpKeepAliveTime / kSecond);
   opts.relay.tcp.userTimeoutMs = static_cast<int>(cfg.tcpUserTimeout / kMillisecond);
   opts.listen = *addr;

@@ -86,6 +86,8 @@ struct Connection {
   uint16_t pendingAcks = 0;  // shards yet to apply this client's registration
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
+  CloseReason closeReason = CloseReason::kEof;  // once kClosing: why
+  bool tornDown = false;  // kClosing and its second phase done (ShardServer::finishCloses)
 
   // TLS (nullptr for plain HTTP). Ciphertext is read from the provided
   // receive buffer through `bio` and written into the `writing` chain.

@@ -503,6 +503,7 @@ void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint
 }
 
 bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes) {
+  if (c.state == Connection::State::kClosing) return false;
   PacketBuf* b = pool_.allocate(bytes.size());
   if (b == nullptr) return false;
   std::memcpy(b->data(), bytes.data(), bytes.size());
@@ -515,6 +516,7 @@ bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes) {
 }
 
 bool ShardServer::queueFrame(Connection& c, const derp::Frame& f, uint8_t flags) {
+  if (c.state == Connection::State::kClosing) return false;
   size_t size = derp::encodedFrameSize(f);
   PacketBuf* b = pool_.allocate(size);
   if (b == nullptr) return false;

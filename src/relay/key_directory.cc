@@ -14,6 +14,7 @@ auto findRef(V& v, const ConnRef& ref) {
 
 KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref,
                                        const PeerInfo& info) {
+  assertNotIterating();
   auto& v = entries_[key];
   Change c;
   if (!v.empty()) c.oldActive = v.back().ref;
@@ -24,6 +25,7 @@ KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref,
 }
 
 KeyDirectory::Change KeyDirectory::remove(const derp::NodeKey& key, ConnRef ref) {
+  assertNotIterating();
   Change c;
   auto it = entries_.find(key);
   if (it == entries_.end()) return c;
@@ -46,6 +48,7 @@ KeyDirectory::Change KeyDirectory::remove(const derp::NodeKey& key, ConnRef ref)
 }
 
 KeyDirectory::Change KeyDirectory::activate(const derp::NodeKey& key, ConnRef ref) {
+  assertNotIterating();
   Change c;
   auto it = entries_.find(key);
   if (it == entries_.end()) return c;
@@ -66,6 +69,7 @@ size_t KeyDirectory::instances(const derp::NodeKey& key) const {
 }
 
 bool KeyDirectory::addRemote(const derp::NodeKey& key, MeshRef ref) {
+  assertNotIterating();
   auto& v = remote_[key];
   bool added = v.empty();
   auto pos = std::find(v.begin(), v.end(), ref);
@@ -75,6 +79,7 @@ bool KeyDirectory::addRemote(const derp::NodeKey& key, MeshRef ref) {
 }
 
 bool KeyDirectory::removeRemote(const derp::NodeKey& key, MeshRef ref) {
+  assertNotIterating();
   auto it = remote_.find(key);
   if (it == remote_.end()) return false;
   auto& v = it->second;
@@ -87,6 +92,7 @@ bool KeyDirectory::removeRemote(const derp::NodeKey& key, MeshRef ref) {
 }
 
 std::vector<derp::NodeKey> KeyDirectory::removeRemoteLink(MeshRef ref) {
+  assertNotIterating();
   std::vector<derp::NodeKey> gone;
   for (auto it = remote_.begin(); it != remote_.end();) {
     auto& v = it->second;

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <array>
+#include <cassert>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -73,17 +74,20 @@ class KeyDirectory {
   }
   size_t instances(const derp::NodeKey& key) const;
   size_t size() const { return entries_.size(); }
-  // Calls fn(key, instance) for every instance of every key.
+  // Calls fn(key, instance) for every instance of every key. fn must not
+  // change the directory (asserted): the entry it is given would be freed.
   template <typename Fn>
   void forEach(Fn&& fn) const {
+    Iterating guard(iterating_);
     for (const auto& [key, v] : entries_) {
       for (const Instance& i : v) fn(key, i);
     }
   }
 
-  // Calls fn(instance) for every instance of `key`.
+  // Calls fn(instance) for every instance of `key`; fn must not change the directory.
   template <typename Fn>
   void forEachInstance(const derp::NodeKey& key, Fn&& fn) const {
+    Iterating guard(iterating_);
     auto it = entries_.find(key);
     if (it == entries_.end()) return;
     for (const Instance& i : it->second) fn(i);
@@ -106,6 +110,17 @@ class KeyDirectory {
   size_t remoteSize() const { return remote_.size(); }
 
  private:
+  // Counts the forEach calls running, so that a change made inside one is caught.
+  struct Iterating {
+    explicit Iterating(int& n) : n_(n) { n_++; }
+    ~Iterating() { n_--; }
+    Iterating(const Iterating&) = delete;
+    Iterating& operator=(const Iterating&) = delete;
+    int& n_;
+  };
+  void assertNotIterating() const { assert(iterating_ == 0 && "KeyDirectory changed inside forEach"); }
+
+  mutable int iterating_ = 0;
   absl::flat_hash_map<derp::NodeKey, absl::InlinedVector<Instance, 1>> entries_;
   absl::flat_hash_map<derp::NodeKey, absl::InlinedVector<MeshRef, 1>> remote_;
 };

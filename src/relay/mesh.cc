@@ -2,6 +2,7 @@
 // peers watching the node's clients (WatchConns), packets they forward to
 // them (ForwardPacket), ClosePeer; and the replica of the keys present on
 // peers, kept by the mail the link owners send.
+#include <algorithm>
 #include <cstring>
 
 #include "base/log.h"
@@ -14,9 +15,8 @@ namespace {
 // A watcher's PeerPresent/PeerGone frames share 16 KiB buffers. A watcher
 // that lets this much pile up is closed: it reconnects and gets a fresh view,
 // where dropping frames would leave it believing a wrong one.
+// --mesh-watcher-queue-kb sets how many (64 MiB, ~1.2M frames, by default).
 constexpr size_t kPeerStateBuffer = 16 * 1024;
-constexpr size_t kWatcherQueueBuffers = 4096;  // 64 MiB, ~1.2M frames
-constexpr size_t kWatcherQueueBytes = kWatcherQueueBuffers * kPeerStateBuffer;
 
 }  // namespace
 
@@ -41,7 +41,8 @@ void ShardServer::onWatchConns(Connection& c) {
   c.watcher = true;
   watchers_.push_back(c.idx);
   counters_.meshWatchers.add();
-  c.control.setLimits(kWatcherQueueBuffers, kWatcherQueueBytes);
+  const size_t buffers = std::max<size_t>(1, shared_.config.watcherQueueBytes / kPeerStateBuffer);
+  c.control.setLimits(buffers, buffers * kPeerStateBuffer);
   directory_.forEach([&](const derp::NodeKey& key, const KeyDirectory::Instance& i) {
     if (c.state == Connection::State::kClosing) return;
     queuePeerState(c, derp::PeerPresentFrame{key, i.info.ip, i.info.port, i.info.flags});
@@ -82,8 +83,8 @@ void ShardServer::queuePeerState(Connection& c, const derp::Frame& f) {
     return;
   }
   if (c.control.size() >= c.control.maxPackets()) {
-    logWarn("shard %d: mesh watcher %s fell %zu frames behind; closing it so it resyncs", id_,
-            c.key.toString(), c.control.size());
+    logWarn("shard %d: mesh watcher %s fell %zu KiB of frames behind; closing it so it resyncs",
+            id_, c.key.toString(), c.control.bytes() / 1024);
     close(c, CloseReason::kWatcherOverflow);
     return;
   }

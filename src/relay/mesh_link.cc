@@ -345,15 +345,21 @@ void ShardServer::onLinkFrame(Connection& c, std::span<const uint8_t> body) {
 // The link's connection is closing (any reason): its keys leave every
 // replica, what it still held for the peer is dropped and counted, and it is
 // retried unless it reached this node, its target is gone, or the node stops.
-void ShardServer::onLinkClosed(Connection& c, CloseReason reason) {
+// close() of a link: what it had queued is dropped (counted before the
+// queues are released; the rest of the link's end waits for onLinkClosed).
+void ShardServer::countLinkDrops(Connection& c) {
   MeshLink& l = *links_[static_cast<size_t>(c.meshLink)];
-  l.connected = false;
   for (SendQueue* q : {&c.packets, &c.disco}) {
     for (PacketBuf* b = q->front(); b != nullptr; b = b->next) {
       counters_.drop(DropReason::kMeshLinkDown, q == &c.disco);
       l.stats->dropsLinkDown.add();
     }
   }
+}
+
+void ShardServer::onLinkClosed(Connection& c, CloseReason reason) {
+  MeshLink& l = *links_[static_cast<size_t>(c.meshLink)];
+  l.connected = false;
   const bool wasWatching = l.watching;
   if (l.up) {
     l.up = false;
@@ -419,7 +425,7 @@ void ShardServer::forwardOnLink(uint32_t slot, uint32_t gen, PacketBuf* b) {
   bool disco = b->flags & kBufIsDisco;
   MeshLink* l = slot < links_.size() ? links_[slot].get() : nullptr;
   Connection* c = l != nullptr && l->up && l->gen == gen ? find(l->connIdx, l->connGen) : nullptr;
-  if (c == nullptr) {
+  if (c == nullptr || c->state == Connection::State::kClosing) {
     counters_.drop(DropReason::kMeshLinkDown, disco);
     if (l != nullptr) l->stats->dropsLinkDown.add();
     releaseBuf(b);

@@ -337,14 +337,19 @@ Connection* ShardServer::find(uint32_t idx, uint32_t gen) {
   return c->state == Connection::State::kClosing ? nullptr : c;
 }
 
+// Closing is two-phase. close() ends the connection's own life at once (no
+// more reads, writes, timers or frames queued to it) and may be called from
+// anywhere, including callbacks of loops over the directory or the watchers.
+// What changes state shared with other connections (the directory and its
+// broadcast, the watchers list, a mesh link's peers) waits for finishCloses()
+// at the end of the loop turn, where nothing is being iterated.
 void ShardServer::close(Connection& c, CloseReason reason) {
   if (c.state == Connection::State::kClosing) return;
   counters_.close(reason);
   chargePreAuth(c, 0);
-  if (c.meshLink >= 0) onLinkClosed(c, reason);
-  if (c.watcher) dropWatcher(c);
-  if (c.registered) unregister(c);
+  if (c.meshLink >= 0) countLinkDrops(c);
   c.state = Connection::State::kClosing;
+  c.closeReason = reason;
   timers_.cancel(c.deadline);
   timers_.cancel(c.keepAlive);
   timers_.cancel(c.writeTimeout);
@@ -367,9 +372,24 @@ void ShardServer::close(Connection& c, CloseReason reason) {
   closing_.push_back(c.idx);
 }
 
+// The second phase of close(). A teardown may close others (a watcher that
+// overflows on the PeerGone it is sent): they join closing_ and are torn down
+// in the same pass.
+void ShardServer::finishCloses() {
+  for (size_t i = 0; i < closing_.size(); i++) {
+    Connection& c = *conns_[closing_[i]];
+    if (c.tornDown) continue;
+    c.tornDown = true;
+    if (c.meshLink >= 0) onLinkClosed(c, c.closeReason);
+    if (c.watcher) dropWatcher(c);
+    if (c.registered) unregister(c);
+  }
+}
+
 // Frees closed connections whose operations have all completed. Runs at the
 // end of a loop turn, so no completion handler ever sees a freed connection.
 void ShardServer::reapClosed() {
+  finishCloses();
   size_t keep = 0;
   for (size_t i = 0; i < closing_.size(); i++) {
     uint32_t idx = closing_[i];
@@ -573,16 +593,16 @@ void ShardServer::deliver(const ConnRef& ref, PacketBuf* b) {
     releaseBuf(b);
     return;
   }
-  if (!c->registered) {
-    counters_.drop(DropReason::kGoneDisconnected, disco);
-    releaseBuf(b);
-    return;
-  }
   enqueuePacket(*c, b);
 }
 
 void ShardServer::enqueuePacket(Connection& c, PacketBuf* b) {
   bool disco = b->flags & kBufIsDisco;
+  if (!c.registered || c.state == Connection::State::kClosing) {
+    counters_.drop(DropReason::kGoneDisconnected, disco);
+    releaseBuf(b);
+    return;
+  }
   SendQueue& q = disco ? c.disco : c.packets;
   // A full queue is written out now, if the socket takes it, before anything
   // is dropped: a burst of receives in one turn must not overrun it.

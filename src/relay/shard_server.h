@@ -74,6 +74,9 @@ struct RelayConfig {
   net::TcpOptions tcp;
   size_t queuePackets = 32;         // per destination, like derper
   size_t queueBytes = 1 << 20;      // per destination
+  // A mesh watcher's backlog of PeerPresent/PeerGone frames before it is
+  // closed to resync (--mesh-watcher-queue-kb).
+  size_t watcherQueueBytes = 64 << 20;
 };
 
 // What all shards share, fixed before any shard runs.
@@ -234,6 +237,7 @@ class ShardServer {
   size_t onLinkResponseBytes(Connection& c, const uint8_t* data, size_t n);
   bool startLinkFrame(Connection& c);
   void onLinkFrame(Connection& c, std::span<const uint8_t> body);
+  void countLinkDrops(Connection& c);
   void onLinkClosed(Connection& c, CloseReason reason);
   void forward(const MeshRef& ref, const derp::NodeKey& dst, PacketBuf* b);
   void forwardOnLink(uint32_t slot, uint32_t gen, PacketBuf* b);
@@ -246,6 +250,7 @@ class ShardServer {
   Connection& newConnection(int fd, ListenerKind kind);
   Connection* find(uint32_t idx, uint32_t gen);
   void close(Connection& c, CloseReason reason);
+  void finishCloses();
   void reapClosed();
   void unregister(Connection& c);
   static void onDeadline(Timer* t, void* ctx);

@@ -87,6 +87,7 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
       {{"-stun-port", "x"}, "-stun-port"},
       {{"-mesh-with", "a,h:99999", "-mesh-psk-file", "k"}, "-mesh-with"},
       {{"-mesh-resolve-interval", "500ms"}, "-mesh-resolve-interval"},
+      {{"-mesh-watcher-queue-kb", "8"}, "-mesh-watcher-queue-kb"},
       {{"-mesh-ca", ""}, "-mesh-ca"},
       {{"-verify-clients"}, "-verify-clients"},
       {{"-hostname", ""}, "-hostname"},
@@ -174,11 +175,13 @@ TEST(ConfigTest, MeshFlags) {
   EXPECT_FALSE(d->config.meshInsecure);
   EXPECT_EQ(d->config.meshCa, "/etc/ssl/certs/ca-certificates.crt");
   EXPECT_EQ(d->config.meshResolveInterval, 30 * kSecond);
+  EXPECT_EQ(d->config.meshWatcherQueueKb, 64 * 1024);
 
   auto c =
       parseCommandLine({"-mesh-with", " derp1.example.com,,[fd00::1]:8443, http://10.0.0.2/derp ,",
                         "-mesh-psk-file=/etc/derp/mesh.key", "--mesh-insecure", "--mesh-ca",
-                        "/etc/derp/ca.pem", "--mesh-resolve-interval=1s"});
+                        "/etc/derp/ca.pem", "--mesh-resolve-interval=1s",
+                        "--mesh-watcher-queue-kb=16"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->config.meshWith, (std::vector<std::string>{"derp1.example.com", "[fd00::1]:8443",
                                                           "http://10.0.0.2/derp"}));
@@ -186,6 +189,7 @@ TEST(ConfigTest, MeshFlags) {
   EXPECT_TRUE(c->config.meshInsecure);
   EXPECT_EQ(c->config.meshCa, "/etc/derp/ca.pem");
   EXPECT_EQ(c->config.meshResolveInterval, kSecond);
+  EXPECT_EQ(c->config.meshWatcherQueueKb, 16);
 
   // Empty values are derper's "no mesh" and need no partner.
   EXPECT_TRUE(parseCommandLine({"-mesh-with", "", "-mesh-psk-file="}).ok());

@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <memory>
+#include <random>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -258,6 +261,101 @@ TEST_F(HostileTest, PreAuthMemoryIsBoundedAndHonestHandshakesGoOn) {
   ASSERT_OK_AND_ASSIGN(double left,
                        waitForMetricBelow("derpd_preauth_bytes", 1, kWait));
   EXPECT_EQ(left, 0);
+  expectFreshPairRelays();
+}
+
+// Mesh watchers that fall behind together. Each watcher's backlog is one
+// 16 KiB buffer (--mesh-watcher-queue-kb 16): 292 PeerPresent frames of 56 B.
+// 1. A watcher whose WatchConns replay (293 keys) overflows it is closed in
+//    the middle of walking the directory, which its departure changes.
+// 2. Two watchers whose sockets are full and whose backlogs hold exactly 292
+//    frames (32 B left) both overflow on the next client: closing the first
+//    tells the second that the first is gone, which overflows it too, all
+//    while the first notification still walks the list of watchers.
+// A close must never change what its caller is iterating: both are closed,
+// counted, and everyone else is served.
+TEST_F(HostileTest, MeshWatchersThatFallBehindTogetherAreClosedSafely) {
+  constexpr int kFit = 16384 / (derp::kFrameHeaderLen + derp::kPeerPresentLen);  // 292
+  ASSERT_EQ(kFit, 292);
+  ASSERT_OK(ensureFileLimit(kFit + 512));
+  ASSERT_OK_AND_ASSIGN(std::string dir, makeTempDir());
+  std::string meshKey;
+  std::random_device rd;
+  for (int i = 0; i < 64; i++) meshKey.push_back("0123456789abcdef"[rd() % 16]);
+  {
+    std::ofstream psk(dir + "/mesh.psk");
+    psk << meshKey << "\n";
+  }
+  DerpdOptions opts;
+  opts.shards = 1;  // every watcher on the shard that notifies them
+  opts.extraArgs = {"-mesh-psk-file", dir + "/mesh.psk", "--mesh-watcher-queue-kb", "16"};
+  start(opts);
+  removeTree(dir);
+  if (HasFatalFailure()) return;
+  auto watcher = [&]() {
+    client::ClientOptions o = clientOptions(derpd_->port());
+    o.meshKey = meshKey;
+    o.receiveBufferBytes = 4096;
+    return DerpClient::connect(o);
+  };
+  const std::vector<uint8_t> watchConns =
+      frameHeaderBytes(static_cast<uint8_t>(derp::FrameType::kWatchConns), 0);
+  auto clientsAre = [&](int n) -> absl::Status {
+    absl::StatusOr<double> v = waitForMetricBelow("derpd_clients", n + 1, kWait);
+    if (!v.ok()) return v.status();
+    if (*v != n) return absl::InternalError(absl::StrCat("derpd_clients ", *v, ", want ", n));
+    return absl::OkStatus();
+  };
+  const Labels overflow = {{"reason", "watcher_overflow"}};
+
+  // 1. 293 keys with the watcher's own: its replay overflows.
+  ASSERT_OK_AND_ASSIGN(auto w0, watcher());
+  std::vector<std::unique_ptr<DerpClient>> fillers;
+  while (static_cast<int>(fillers.size() + receivers_.size()) + 3 < kFit + 1) {
+    ASSERT_OK_AND_ASSIGN(auto f, connectClient(derpd_->port()));
+    fillers.push_back(std::move(f));
+  }
+  ASSERT_OK(clientsAre(kFit + 1));
+  ASSERT_OK(w0->sendRaw(watchConns));
+  ASSERT_OK_AND_ASSIGN(double closed,
+                       waitForMetric(metricsPort_, "derpd_connections_closed_total", overflow, 1,
+                                     kWait));
+  EXPECT_EQ(closed, 1);
+  ASSERT_OK(clientsAre(kFit));
+  expectHonestServiceHolds();
+
+  // 2. Two watchers with full sockets: packets to them until their queues
+  // drop (the kernel holds what it can, the rest waits in derpd).
+  ASSERT_OK_AND_ASSIGN(auto w1, watcher());
+  ASSERT_OK_AND_ASSIGN(auto w2, watcher());
+  for (DerpClient* w : {w1.get(), w2.get()}) {
+    const double before = metric("derpd_packets_dropped_total", {{"reason", "queue_head"}});
+    for (int round = 0; round < 200; round++) {
+      for (int i = 0; i < 64; i++) {
+        ASSERT_OK(a_->sendPacket(w->publicKey(), taggedPayload(round, i, 1200)));
+      }
+      if (metric("derpd_packets_dropped_total", {{"reason", "queue_head"}}) > before) break;
+    }
+    ASSERT_GT(metric("derpd_packets_dropped_total", {{"reason", "queue_head"}}), before);
+  }
+  fillers.resize(fillers.size() - 2);  // 292 keys with both watchers
+  ASSERT_OK(clientsAre(kFit));
+  ASSERT_OK(w1->sendRaw(watchConns));
+  ASSERT_OK(w2->sendRaw(watchConns));
+  ASSERT_OK_AND_ASSIGN(double watching,
+                       waitForMetric(metricsPort_, "derpd_mesh_watchers", {}, 2, kWait));
+  ASSERT_EQ(watching, 2);
+  EXPECT_EQ(metric("derpd_connections_closed_total", overflow), 1);  // 292 fit
+  // One more client: both backlogs overflow in the same notification.
+  ASSERT_OK_AND_ASSIGN(auto last, connectClient(derpd_->port()));
+  ASSERT_OK_AND_ASSIGN(closed, waitForMetric(metricsPort_, "derpd_connections_closed_total",
+                                             overflow, 3, kWait));
+  EXPECT_EQ(closed, 3);
+  ASSERT_OK_AND_ASSIGN(double left, waitForMetricBelow("derpd_mesh_watchers", 1, kWait));
+  EXPECT_EQ(left, 0);
+  EXPECT_TRUE(derpd_->running());
+  expectHonestServiceHolds();
+  expectPairRelays(*last, *fillers.front(), ++round_);
   expectFreshPairRelays();
 }
 

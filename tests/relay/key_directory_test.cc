@@ -135,5 +135,23 @@ TEST(KeyDirectoryTest, ABrokenLinkTakesOnlyItsKeys) {
   EXPECT_EQ(d.remoteSize(), 3u);
 }
 
+// A change made while forEach walks the directory would free the entry being
+// walked: builds with assert() on stop there (the sanitizer stage's derpd).
+TEST(KeyDirectoryDeathTest, AChangeInsideForEachIsCaught) {
+#ifdef NDEBUG
+  GTEST_SKIP() << "assert() is off in this build (NDEBUG)";
+#endif
+  KeyDirectory d;
+  d.add(key(1), ConnRef{0, 1, 1});
+  EXPECT_DEATH(d.forEach([&](const derp::NodeKey& k, const KeyDirectory::Instance& i) {
+    d.remove(k, i.ref);
+  }),
+                     "changed inside forEach");
+  EXPECT_DEATH(d.forEachInstance(key(1), [&](const KeyDirectory::Instance&) {
+    d.addRemote(key(2), MeshRef{0, 1, 1});
+  }),
+                     "changed inside forEach");
+}
+
 }  // namespace
 }  // namespace derpd::relay
