@@ -33,6 +33,27 @@ void countSent(ShardCounters& counters, const PacketBuf* b) {
   counters.bytesSent.add(b->length - derp::kFrameHeaderLen - derp::kKeyLen);
 }
 
+// The packets sealed into one TLS record, counted once SSL_write has taken
+// it (sent) or failed (dropped): their buffers are released before that.
+struct SealTally {
+  uint32_t packets = 0;
+  uint32_t disco = 0;
+  uint64_t bytes = 0;
+  void add(const PacketBuf* b) {
+    if (!(b->flags & kBufIsPacket)) return;
+    packets++;
+    if (b->flags & kBufIsDisco) disco++;
+    bytes += b->length - derp::kFrameHeaderLen - derp::kKeyLen;
+  }
+  void sent(ShardCounters& counters) const {
+    counters.packetsSent.add(packets);
+    counters.bytesSent.add(bytes);
+  }
+  void dropped(ShardCounters& counters) const {
+    for (uint32_t i = 0; i < packets; i++) counters.drop(DropReason::kWriteError, i < disco);
+  }
+};
+
 // The next frame the writer may take: control first, then disco, then other
 // packets. Until every shard has acknowledged a client's registration, only
 // what precedes its held ServerInfo may go. Left queued (peek) or taken.
@@ -156,8 +177,9 @@ void ShardServer::onTlsStopped(Connection& c, int ret, CloseReason reason) {
   logDebug("shard %d: TLS %s: %s", id_, reason == CloseReason::kTlsHandshake ? "handshake" : "read",
            text);
   ERR_clear_error();
-  // BoringSSL queued an alert for the peer; send it before closing if it fits.
-  if (c.writing != nullptr) {
+  // BoringSSL queued an alert for the peer; send it before closing if it fits
+  // and no io_uring sendmsg owns the chain (its bytes would go out twice).
+  if (c.writing != nullptr && !c.sending) {
     ::send(c.fd, c.writing->bytes() + c.writeOffset, c.writing->length - c.writeOffset,
            MSG_DONTWAIT | MSG_NOSIGNAL);
   }
@@ -593,18 +615,19 @@ void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
     if (b == nullptr) return;
     const uint8_t* plain = b->bytes();
     size_t n = b->length;
+    SealTally tally;
+    tally.add(b);
     PacketBuf* next = nextWritable(c, false);
     if (next != nullptr && n + next->length <= kTlsScratchSize) {
       uint8_t* joined = sealScratch_.get();
       std::memcpy(joined, plain, n);
-      countSent(counters_, b);
       releaseBuf(b);
       b = nullptr;
       do {
         popWritable(c);  // `next`
         std::memcpy(joined + n, next->bytes(), next->length);
         n += next->length;
-        countSent(counters_, next);
+        tally.add(next);
         releaseBuf(next);
         next = nextWritable(c, false);
       } while (next != nullptr && n + next->length <= kTlsScratchSize);
@@ -613,20 +636,16 @@ void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
     size_t before = c.writingTail ? c.writingTail->length : 0;
     PacketBuf* tailBefore = c.writingTail;
     int r = SSL_write(c.ssl.get(), plain, static_cast<int>(n));
+    if (b != nullptr) releaseBuf(b);
     if (r <= 0) {
       // Our sink never asks to retry: this is out of memory or a dead session.
-      if (b != nullptr && (b->flags & kBufIsPacket)) {
-        counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
-      }
-      if (b != nullptr) releaseBuf(b);
+      // Every packet of the record is lost, joined or not.
+      tally.dropped(counters_);
       ERR_clear_error();
       close(c, CloseReason::kWriteError);
       return;
     }
-    if (b != nullptr) {
-      countSent(counters_, b);
-      releaseBuf(b);
-    }
+    tally.sent(counters_);
     // Approximate the record's size from what the sink took.
     pendingBytes += c.writingTail == tailBefore ? c.writingTail->length - before : n + 32;
   }

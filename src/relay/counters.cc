@@ -49,6 +49,7 @@ const char* dropReasonName(DropReason r) {
     case DropReason::kUnknownDestOnFwd: return "unknown_dest_on_fwd";
     case DropReason::kMeshLinkDown: return "mesh_link_down";
     case DropReason::kNoMemory: return "no_memory";
+    case DropReason::kMailboxFull: return "mailbox_full";
     case DropReason::kCount: break;
   }
   return "unknown";

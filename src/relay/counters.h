@@ -57,6 +57,7 @@ enum class DropReason : uint8_t {
   kUnknownDestOnFwd,  // a forwarded packet for a key not on this node
   kMeshLinkDown,      // a packet for a peer whose link broke on its way out
   kNoMemory,          // the shard's packet pool was at its cap when the packet arrived
+  kMailboxFull,       // the destination shard had kMaxHeldPackets of mail waiting already
   kCount,
 };
 const char* dropReasonName(DropReason r);

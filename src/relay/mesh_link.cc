@@ -418,7 +418,7 @@ void ShardServer::forward(const MeshRef& ref, const derp::NodeKey& dst, PacketBu
     forwardOnLink(ref.link, ref.gen, b);
     return;
   }
-  outbox_.send(ref.shard, mail(kMailForward, ref.link, ref.gen, b));
+  mailPacket(ref.shard, mail(kMailForward, ref.link, ref.gen, b));
 }
 
 void ShardServer::forwardOnLink(uint32_t slot, uint32_t gen, PacketBuf* b) {

@@ -128,6 +128,7 @@ absl::Status Server::start() {
   shared_->startUnixSeconds = static_cast<int64_t>(::time(nullptr));
   shared_->ringFds = std::vector<std::atomic<int>>(n);
   shared_->clientSockets = std::vector<std::atomic<size_t>>(n);
+  shared_->exited = std::vector<std::atomic<bool>>(n);
   for (size_t i = 0; i < n; i++) {
     int efd = eventfd(0, EFD_CLOEXEC);
     if (efd < 0) return absl::InternalError("eventfd failed");

@@ -21,6 +21,9 @@ constexpr uint32_t kRecvBufferSize = 16 * 1024;
 // Completions handled per loop turn before queued writes are submitted: small
 // enough that a receive flood cannot starve the writers, large enough to batch.
 constexpr size_t kCompletionsPerTurn = 32;
+// Packet mail one shard may hold back for another whose ring is full (its
+// messages, 64 B each, and the packets they carry); past it, packets drop.
+constexpr size_t kMaxHeldPackets = 8192;
 // Restarting's hint: how long a client waits before reconnecting.
 constexpr uint32_t kRestartReconnectInMs = 1500;
 constexpr Nanos kTimerTick = 10 * kMillisecond;
@@ -170,6 +173,7 @@ void ShardServer::run() {
     if (auto next = timers_.nextDeadline()) {
       timeout = std::max<Nanos>(0, *next - clock_.now());
     }
+    if (outbox_.hasBacklog()) discardMailToExited();
     if (outbox_.hasBacklog() || !dirty_.empty() || ring_->ready() > 0) timeout = 0;
     if (stopping_ && (timeout < 0 || timeout > 50 * kMillisecond)) timeout = 50 * kMillisecond;
     ring_->runOnce(timeout, kCompletionsPerTurn);
@@ -197,6 +201,7 @@ void ShardServer::run() {
     }
     if ((stopping_ || draining_) && liveConnections_ == 0) break;
   }
+  shared_.exited[id_].store(true, std::memory_order_release);
   // Let the kernel finish what we submitted (wake-ups to other shards).
   ring_->runOnce(0);
 }
@@ -705,7 +710,41 @@ void ShardServer::relay(const ConnRef& to, PacketBuf* b) {
     return;
   }
   counters_.relayedCrossShard.add();
-  outbox_.send(to.shard, mail(kMailPacket, to.idx, to.gen, b));
+  mailPacket(to.shard, mail(kMailPacket, to.idx, to.gen, b));
+}
+
+// Sends mail carrying a packet to another shard, unless that shard already has
+// kMaxHeldPackets of our mail held back (its ring full): a shard that has
+// stopped reading must not make this one hold packets without bound.
+void ShardServer::mailPacket(size_t to, const MailMessage& m) {
+  if (outbox_.held(to) >= kMaxHeldPackets) {
+    auto* b = static_cast<PacketBuf*>(m.ptr);
+    counters_.drop(DropReason::kMailboxFull, b->flags & kBufIsDisco);
+    releaseBuf(b);
+    return;
+  }
+  outbox_.send(to, m);
+}
+
+// Mail held back for shards that have left their loop is never read: drop it,
+// returning the buffers this shard owns (an exited shard's own buffers go
+// with its pool), so the loop does not spin on a backlog that cannot drain.
+void ShardServer::discardMailToExited() {
+  for (size_t to = 0; to < shared_.mailbox->shards(); to++) {
+    if (to == id_ || outbox_.held(to) == 0 ||
+        !shared_.exited[to].load(std::memory_order_acquire)) {
+      continue;
+    }
+    outbox_.discard(to, [this](const MailMessage& m) {
+      if (m.kind != kMailPacket && m.kind != kMailForward) return;
+      auto* b = static_cast<PacketBuf*>(m.ptr);
+      if (b->ownerShard == id_) {
+        pool_.release(b);
+      } else if (!shared_.exited[b->ownerShard].load(std::memory_order_acquire)) {
+        releaseBuf(b);
+      }
+    });
+  }
 }
 
 void ShardServer::armKeepAlive(Connection& c) {

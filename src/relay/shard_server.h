@@ -90,6 +90,8 @@ struct SharedState {
   // Every shard's open connections other than its mesh links: a draining node
   // keeps its links until the whole node has no client left.
   std::vector<std::atomic<size_t>> clientSockets;
+  // Every shard's "has left its loop": mail to it is discarded, not retried.
+  std::vector<std::atomic<bool>> exited;
   std::vector<int> wakeFds;              // every shard's eventfd (stop, MSG_RING fallback)
   // TLS on the main listener, or nullptr for plain HTTP. With TLS, port80 says
   // whether each shard also has a plain -http-port listener.
@@ -249,6 +251,8 @@ class ShardServer {
   // Lifetime.
   Connection& newConnection(int fd, ListenerKind kind);
   Connection* find(uint32_t idx, uint32_t gen);
+  void mailPacket(size_t to, const MailMessage& m);
+  void discardMailToExited();
   void close(Connection& c, CloseReason reason);
   void finishCloses();
   void reapClosed();

@@ -66,7 +66,8 @@ std::string renderVarz(std::span<ShardCounters* const> shards, int64_t startUnix
   for (const auto& r : kReasons) {
     uint64_t n = dropped(r.reason, 0) + dropped(r.reason, 1);
     if (r.reason == DropReason::kQueueTail) {  // derper's name for "no room for it"
-      n += dropped(DropReason::kNoMemory, 0) + dropped(DropReason::kNoMemory, 1);
+      n += dropped(DropReason::kNoMemory, 0) + dropped(DropReason::kNoMemory, 1) +
+           dropped(DropReason::kMailboxFull, 0) + dropped(DropReason::kMailboxFull, 1);
     }
     if (r.reason == DropReason::kGoneDisconnected) {
       n += dropped(DropReason::kStaleGeneration, 0) + dropped(DropReason::kStaleGeneration, 1);

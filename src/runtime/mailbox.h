@@ -50,6 +50,8 @@ class Mailbox {
 // Only the owning shard's thread may call it.
 class Outbox {
  public:
+  static constexpr size_t kKeepCapacity = 1024;  // messages of backlog memory kept once drained
+
   Outbox(Mailbox& mailbox, size_t self);
   void send(size_t to, const MailMessage& m);
   // Retries held-back messages; returns a bitmask-like list of shards that
@@ -64,6 +66,8 @@ class Outbox {
         pending_[to] = true;
       }
       if (i > 0) held.erase(held.begin(), held.begin() + static_cast<ptrdiff_t>(i));
+      // A burst's backlog does not keep its memory once it has drained.
+      if (held.empty() && held.capacity() > kKeepCapacity) std::vector<MailMessage>().swap(held);
       if (pending_[to]) {
         pending_[to] = false;
         wake(to);
@@ -71,6 +75,15 @@ class Outbox {
     }
   }
   bool hasBacklog() const;
+  // Messages to `to` held back because its ring was full.
+  size_t held(size_t to) const { return overflow_[to].size(); }
+  // Calls fn(message) for each message held back for `to` and forgets them
+  // (for a destination that will never read again).
+  template <typename Fn>
+  void discard(size_t to, Fn&& fn) {
+    for (const MailMessage& m : overflow_[to]) fn(m);
+    std::vector<MailMessage>().swap(overflow_[to]);
+  }
 
  private:
   Mailbox& mailbox_;

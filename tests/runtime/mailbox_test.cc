@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <thread>
+#include <vector>
 
 namespace derpd {
 namespace {
@@ -54,6 +55,29 @@ TEST(MailboxTest, FlushWakesOnlyDestinationsThatGotMail) {
   woken.clear();
   out.flush([&](size_t to) { woken.push_back(to); });
   EXPECT_TRUE(woken.empty());
+}
+
+// What a full ring refuses is counted per destination (held), and for a
+// destination that will never read again it can be handed back and dropped
+// (discard), after which nothing is left to retry.
+TEST(MailboxTest, HeldMailIsCountedAndCanBeDiscarded) {
+  Mailbox mb(3);
+  Outbox out(mb, 0);
+  const size_t extra = 10;
+  for (uint32_t i = 0; i < Mailbox::kRingCapacity + extra; i++) {
+    MailMessage m;
+    m.idx = i;
+    out.send(1, m);
+  }
+  out.send(2, MailMessage{});
+  EXPECT_EQ(out.held(1), extra);
+  EXPECT_EQ(out.held(2), 0u);
+  std::vector<uint32_t> dropped;
+  out.discard(1, [&](const MailMessage& m) { dropped.push_back(m.idx); });
+  ASSERT_EQ(dropped.size(), extra);
+  EXPECT_EQ(dropped.front(), Mailbox::kRingCapacity);  // the oldest held first
+  EXPECT_EQ(out.held(1), 0u);
+  EXPECT_FALSE(out.hasBacklog());
 }
 
 }  // namespace
