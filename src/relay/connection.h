@@ -72,6 +72,7 @@ struct Connection {
   bool registered = false;
   bool dupHealthSent = false;
   bool mayBeDuplicate = false;
+  bool dupSent = false;  // sent while its key was duplicated (see noteDuplicateSend)
   ListenerKind listener = ListenerKind::kMain;  // which listener accepted it
   bool fromLoopback = false;    // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
   bool preferred = false;       // the client's last NotePreferred said true

@@ -462,8 +462,16 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   queueServerInfo(c, *boxKey);
 
   ConnRef me{id_, c.idx, c.gen};
+  const uint64_t stamp = static_cast<uint64_t>(clock_.now());
   broadcastDirectory(kMailRegister, c);
-  KeyDirectory::Change change = directory_.add(c.key, me, c.peer);
+  // The registration's time follows in its own mail (a register's fields are
+  // full): every replica then orders duplicates the same way.
+  MailMessage when = mail(kMailActivate, c.idx, c.gen);
+  when.key = c.key.bytes;
+  when.stamp = stamp;
+  when.aux = 1;
+  broadcast(when);
+  KeyDirectory::Change change = directory_.add(c.key, me, c.peer, stamp);
   if (change.instances > 1) counters_.duplicateKeys.add();
   applyDirectoryChange(c.key, change);
   notifyWatchers(c.key, &c.peer);

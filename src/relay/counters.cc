@@ -50,6 +50,7 @@ const char* dropReasonName(DropReason r) {
     case DropReason::kMeshLinkDown: return "mesh_link_down";
     case DropReason::kNoMemory: return "no_memory";
     case DropReason::kMailboxFull: return "mailbox_full";
+    case DropReason::kDupClient: return "dup_client";
     case DropReason::kCount: break;
   }
   return "unknown";
@@ -158,6 +159,12 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   total(out, shards, "derpd_duplicate_keys_total", "counter",
         "registrations of a key that was already connected",
         [](const ShardCounters& c) { return c.duplicateKeys.get(); });
+  total(out, shards, "derpd_duplicate_key_activations_total", "counter",
+        "times a connection of a duplicated key sent and became the one that receives",
+        [](const ShardCounters& c) { return c.duplicateActivations.get(); });
+  total(out, shards, "derpd_duplicate_key_fights_total", "counter",
+        "duplicated keys whose connections took turns sending, all of them then disabled",
+        [](const ShardCounters& c) { return c.duplicateFights.get(); });
   total(out, shards, "derpd_home_clients_total", "counter", "NotePreferred(true) received",
         [](const ShardCounters& c) { return c.homeClients.get(); });
   total(out, shards, "derpd_pings_received_total", "counter", "Ping frames received",

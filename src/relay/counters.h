@@ -58,6 +58,7 @@ enum class DropReason : uint8_t {
   kMeshLinkDown,      // a packet for a peer whose link broke on its way out
   kNoMemory,          // the shard's packet pool was at its cap when the packet arrived
   kMailboxFull,       // the destination shard had kMaxHeldPackets of mail waiting already
+  kDupClient,         // every connection of the destination key is disabled (they fought)
   kCount,
 };
 const char* dropReasonName(DropReason r);
@@ -89,6 +90,8 @@ struct alignas(64) ShardCounters {
   Counter tls13Handshakes;
   Counter tls12Handshakes;
   Counter duplicateKeys;
+  Counter duplicateActivations;  // another connection of a duplicated key sent and took over
+  Counter duplicateFights;       // a duplicated key's connections took turns: all disabled
   Counter homeClients;  // NotePreferred(true)
   Counter currentHomeConnections;  // clients whose last NotePreferred said true
   Counter homeMovesIn;   // NotePreferred turned true after the first 5 s

@@ -1,6 +1,7 @@
 #include "relay/key_directory.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace derpd::relay {
 namespace {
@@ -10,17 +11,21 @@ auto findRef(V& v, const ConnRef& ref) {
   return std::find_if(v.begin(), v.end(), [&](const auto& i) { return i.ref == ref; });
 }
 
+std::optional<ConnRef> activeOf(const absl::InlinedVector<KeyDirectory::Instance, 1>& v) {
+  if (v.empty() || v.back().disabled) return std::nullopt;
+  return v.back().ref;
+}
+
 }  // namespace
 
 KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref,
-                                       const PeerInfo& info) {
+                                       const PeerInfo& info, uint64_t stamp) {
   assertNotIterating();
   auto& v = entries_[key];
   Change c;
-  if (!v.empty()) c.oldActive = v.back().ref;
-  v.push_back(Instance{ref, info});
-  c.newActive = ref;
-  c.instances = v.size();
+  c.oldActive = activeOf(v);
+  v.push_back(Instance{ref, info, stamp, stamp, false});
+  settle(v, c);
   return c;
 }
 
@@ -30,37 +35,68 @@ KeyDirectory::Change KeyDirectory::remove(const derp::NodeKey& key, ConnRef ref)
   auto it = entries_.find(key);
   if (it == entries_.end()) return c;
   auto& v = it->second;
-  c.oldActive = v.back().ref;
+  c.oldActive = activeOf(v);
   auto pos = findRef(v, ref);
-  if (pos == v.end()) {
-    c.newActive = c.oldActive;
-    c.instances = v.size();
-    return c;
-  }
-  v.erase(pos);
-  c.instances = v.size();
+  if (pos != v.end()) v.erase(pos);
   if (v.empty()) {
     entries_.erase(it);
-  } else {
-    c.newActive = v.back().ref;
+    return c;
   }
+  if (v.size() == 1) v.front().disabled = false;  // alone: no longer a fighter
+  settle(v, c);
   return c;
 }
 
-KeyDirectory::Change KeyDirectory::activate(const derp::NodeKey& key, ConnRef ref) {
+KeyDirectory::Change KeyDirectory::activate(const derp::NodeKey& key, ConnRef ref,
+                                            uint64_t stamp, bool registration) {
   assertNotIterating();
   Change c;
   auto it = entries_.find(key);
   if (it == entries_.end()) return c;
   auto& v = it->second;
-  c.oldActive = v.back().ref;
-  c.instances = v.size();
+  c.oldActive = activeOf(v);
   auto pos = findRef(v, ref);
   if (pos != v.end()) {
-    std::rotate(pos, pos + 1, v.end());
+    if (registration) pos->registered = stamp;
+    pos->stamp = std::max(pos->stamp, stamp);
   }
-  c.newActive = v.back().ref;
+  settle(v, c);
   return c;
+}
+
+KeyDirectory::Change KeyDirectory::disable(const derp::NodeKey& key, uint64_t stamp) {
+  assertNotIterating();
+  Change c;
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return c;
+  auto& v = it->second;
+  c.oldActive = activeOf(v);
+  if (v.size() > 1) {
+    for (Instance& i : v) {
+      if (i.registered <= stamp) i.disabled = true;
+    }
+  }
+  settle(v, c);
+  return c;
+}
+
+// Enabled before disabled, then by stamp, then by where they live: a total
+// order, so replicas holding the same instances agree on the last.
+void KeyDirectory::settle(Instances& v, Change& c) {
+  auto rank = [](const Instance& i) {
+    return std::tuple(!i.disabled, i.stamp, i.ref.shard, i.ref.idx, i.ref.gen);
+  };
+  std::sort(v.begin(), v.end(),
+            [&](const Instance& a, const Instance& b) { return rank(a) < rank(b); });
+  c.newActive = activeOf(v);
+  c.instances = v.size();
+}
+
+const KeyDirectory::Instance* KeyDirectory::find(const derp::NodeKey& key, ConnRef ref) const {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return nullptr;
+  auto pos = findRef(it->second, ref);
+  return pos == it->second.end() ? nullptr : &*pos;
 }
 
 size_t KeyDirectory::instances(const derp::NodeKey& key) const {

@@ -5,7 +5,12 @@
 // shard to its own replica, so a lookup on the packet path is a local hash
 // probe. A key may be connected more than once (duplicate clients): all its
 // instances are kept and the active one (the most recent to connect or send)
-// is last. Each instance carries what a mesh watcher is told about it.
+// is last. Recency is a stamp taken by the shard that owns the instance
+// (registration or send time) and carried in the mail, so every replica picks
+// the same active instance whatever order the mail arrived in. Instances that
+// fought (took turns sending) are disabled: none of them is active until only
+// one is left or a new connection of the key arrives. Each instance carries
+// what a mesh watcher is told about it.
 //
 // Beside the local clients, the replica holds the keys present on the other
 // nodes of the region (mesh peers), each tagged with the link that reported it:
@@ -58,20 +63,33 @@ class KeyDirectory {
   struct Instance {
     ConnRef ref;
     PeerInfo info;
+    uint64_t stamp = 0;       // when it registered or last became active by sending
+    uint64_t registered = 0;  // when it registered
+    bool disabled = false;    // a fighter: never active while it has company
   };
 
-  // Adds an instance and makes it active.
-  Change add(const derp::NodeKey& key, ConnRef ref, const PeerInfo& info = {});
-  // Removes an instance (no-op if absent); the most recent remaining becomes active.
+  // Adds an instance registered at `stamp`; the most recent one is active.
+  Change add(const derp::NodeKey& key, ConnRef ref, const PeerInfo& info = {},
+             uint64_t stamp = 0);
+  // Removes an instance (no-op if absent); the most recent remaining becomes
+  // active. One left alone is enabled again.
   Change remove(const derp::NodeKey& key, ConnRef ref);
-  // Makes an existing instance the active one (no-op if absent).
-  Change activate(const derp::NodeKey& key, ConnRef ref);
+  // An instance sent at `stamp` (or, with `registration`, registered then):
+  // the most recent is active. Older news than the instance has is ignored.
+  Change activate(const derp::NodeKey& key, ConnRef ref, uint64_t stamp,
+                  bool registration = false);
+  // Disables every instance registered at or before `stamp` (the fight):
+  // while they have company, none is active.
+  Change disable(const derp::NodeKey& key, uint64_t stamp);
 
-  // The active instance for a key, or nullptr.
+  // The active instance for a key, or nullptr (none, or all disabled).
   const ConnRef* lookup(const derp::NodeKey& key) const {
     auto it = entries_.find(key);
-    return it == entries_.end() ? nullptr : &it->second.back().ref;
+    if (it == entries_.end() || it->second.back().disabled) return nullptr;
+    return &it->second.back().ref;
   }
+  // One instance of a key, or nullptr.
+  const Instance* find(const derp::NodeKey& key, ConnRef ref) const;
   size_t instances(const derp::NodeKey& key) const;
   size_t size() const { return entries_.size(); }
   // Calls fn(key, instance) for every instance of every key. fn must not
@@ -119,9 +137,12 @@ class KeyDirectory {
     int& n_;
   };
   void assertNotIterating() const { assert(iterating_ == 0 && "KeyDirectory changed inside forEach"); }
+  using Instances = absl::InlinedVector<Instance, 1>;
+  // Orders v so that the active instance, if any, is last; fills c from it.
+  static void settle(Instances& v, Change& c);
 
   mutable int iterating_ = 0;
-  absl::flat_hash_map<derp::NodeKey, absl::InlinedVector<Instance, 1>> entries_;
+  absl::flat_hash_map<derp::NodeKey, Instances> entries_;
   absl::flat_hash_map<derp::NodeKey, absl::InlinedVector<MeshRef, 1>> remote_;
 };
 

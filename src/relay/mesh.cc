@@ -122,7 +122,9 @@ void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
   }
   const ConnRef* to = directory_.lookup(dst);
   if (to == nullptr) {
-    counters_.drop(DropReason::kUnknownDestOnFwd, disco);
+    counters_.drop(directory_.instances(dst) > 0 ? DropReason::kDupClient
+                                                 : DropReason::kUnknownDestOnFwd,
+                   disco);
     releaseBuf(b);
     return;
   }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/container/inlined_vector.h"
 #include "base/log.h"
 #include "derp/frame.h"
 
@@ -474,15 +475,21 @@ void ShardServer::applyDirectoryChange(const derp::NodeKey& key,
   // Every shard applies every change, so each replica's size is the node's.
   counters_.directoryKeys.set(directory_.size());
   // Duplicate clients: the active instance receives; the others on this shard
-  // are told with a Health frame, cleared once they are alone or active again.
-  auto visit = [&](const std::optional<ConnRef>& ref) {
-    if (!ref || ref->shard != id_) return;
-    Connection* c = find(ref->idx, ref->gen);
-    if (c == nullptr || !c->registered || !(c->key == key)) return;
-    size_t instances = directory_.instances(key);
-    const ConnRef* active = directory_.lookup(key);
-    bool isActive = active != nullptr && *active == *ref;
+  // (and all of them once disabled) are told with a Health frame, cleared once
+  // they are alone or active again.
+  if (change.instances == 0) return;
+  absl::InlinedVector<ConnRef, 2> mine;
+  directory_.forEachInstance(key, [&](const KeyDirectory::Instance& i) {
+    if (i.ref.shard == id_) mine.push_back(i.ref);
+  });
+  const size_t instances = directory_.instances(key);
+  const ConnRef* active = directory_.lookup(key);
+  for (const ConnRef& ref : mine) {
+    Connection* c = find(ref.idx, ref.gen);
+    if (c == nullptr || !c->registered || !(c->key == key)) continue;
+    const bool isActive = active != nullptr && *active == ref;
     c->mayBeDuplicate = instances > 1;
+    if (instances <= 1) c->dupSent = false;  // a new duplicate starts a new history
     if (instances > 1 && !isActive && !c->dupHealthSent) {
       c->dupHealthSent = true;
       queueFrame(*c, derp::HealthFrame{"duplicate client key"});
@@ -490,9 +497,7 @@ void ShardServer::applyDirectoryChange(const derp::NodeKey& key,
       c->dupHealthSent = false;
       queueFrame(*c, derp::HealthFrame{""});
     }
-  };
-  visit(change.oldActive);
-  visit(change.newActive);
+  }
 }
 
 void ShardServer::sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone,
@@ -564,7 +569,10 @@ void ShardServer::onMail(const MailMessage& m) {
       break;
     }
     case kMailActivate:
-      applyDirectoryChange(key, directory_.activate(key, ref));
+      applyDirectoryChange(key, directory_.activate(key, ref, m.stamp, m.aux == 1));
+      break;
+    case kMailDisableDup:
+      applyDirectoryChange(key, directory_.disable(key, m.stamp));
       break;
     case kMailPeerGone:
       sendPeerGone(ConnRef{id_, m.idx, m.gen}, key, static_cast<derp::PeerGoneReason>(m.aux));
@@ -662,15 +670,7 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   b->length = static_cast<uint32_t>(derp::kFrameHeaderLen + c.curLen);
   b->flags = kBufIsPacket | (disco ? kBufIsDisco : 0);
 
-  if (c.mayBeDuplicate) {
-    // The most recent sender of a duplicated key becomes the one that receives.
-    ConnRef me{id_, c.idx, c.gen};
-    const ConnRef* active = directory_.lookup(c.key);
-    if (active != nullptr && !(*active == me)) {
-      broadcastDirectory(kMailActivate, c);
-      applyDirectoryChange(c.key, directory_.activate(c.key, me));
-    }
-  }
+  if (c.mayBeDuplicate) noteDuplicateSend(c);
 
   const ConnRef* to = directory_.lookup(dst);
   if (to == nullptr && shared_.mesh != nullptr) {
@@ -678,6 +678,11 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
       forward(*peer, dst, b);
       return;
     }
+  }
+  if (to == nullptr && directory_.instances(dst) > 0) {
+    counters_.drop(DropReason::kDupClient, disco);  // its connections fought (derper's name)
+    releaseBuf(b);
+    return;
   }
   if (to == nullptr) {
     counters_.drop(DropReason::kUnknownDest, disco);
@@ -700,6 +705,34 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
     c.sentTo.insert(dst);
   }
   relay(*to, b);
+}
+
+// A connection of a duplicated key sent. The most recent sender becomes the
+// one that receives, as in derper; but one that sent before, lost its place to
+// another and now sends again is fighting (a cloned key, two devices taking
+// turns): like derper's disableFighters, every connection of the key is then
+// disabled (packets to it drop as dup_client) until one is alone or a new one
+// connects. So a fight costs two flips, not a broadcast and Health frames for
+// every packet.
+void ShardServer::noteDuplicateSend(Connection& c) {
+  const ConnRef me{id_, c.idx, c.gen};
+  const KeyDirectory::Instance* self = directory_.find(c.key, me);
+  if (self == nullptr || self->disabled) return;
+  const ConnRef* active = directory_.lookup(c.key);
+  const bool wasSending = c.dupSent;
+  c.dupSent = true;
+  if (active != nullptr && *active == me) return;
+  MailMessage m = mail(wasSending ? kMailDisableDup : kMailActivate, c.idx, c.gen);
+  m.stamp = static_cast<uint64_t>(clock_.now());
+  if (wasSending) {
+    counters_.duplicateFights.add();
+    logWarn("shard %d: connections of %s take turns sending (a cloned key?); disabling them "
+            "until one is left",
+            id_, c.key.toString());
+  } else {
+    counters_.duplicateActivations.add();
+  }
+  announce(m, &c.key);
 }
 
 // Hands a RecvPacket frame to its destination's shard.

@@ -52,7 +52,7 @@ enum MailKind : uint8_t {
   kMailReturnBuf,   // ptr: PacketBuf going home to its owner's pool
   kMailRegister,    // key connected at (shard, idx, gen)
   kMailUnregister,  // key's instance at (shard, idx, gen) left
-  kMailActivate,    // key's instance at (shard, idx, gen) is now the one that receives
+  kMailActivate,    // key's instance at (shard, idx, gen) sent (aux 1: registered) at stamp
   kMailPeerGone,    // tell (idx, gen) that key is gone; aux: reason
   kMailRegisterAck, // the sender applied the registration of (idx, gen)
   kMailMeshPresent, // key is present on the peer behind mesh link (shard, idx, gen)
@@ -60,6 +60,7 @@ enum MailKind : uint8_t {
   kMailMeshLinkDown,  // mesh link (shard, idx, gen) broke: every key it reported goes
   kMailForward,     // ptr: a ForwardPacket frame for this shard's mesh link (idx, gen)
   kMailClosePeer,   // a mesh peer's ClosePeer: close this shard's connections of key
+  kMailDisableDup,  // key's instances fought: disable those registered by stamp
 };
 // kMailRegister carries the client's PeerInfo: addr is its IP, aux its port
 // and (<< 16) its PeerPresent flags.
@@ -252,6 +253,7 @@ class ShardServer {
   Connection& newConnection(int fd, ListenerKind kind);
   Connection* find(uint32_t idx, uint32_t gen);
   void mailPacket(size_t to, const MailMessage& m);
+  void noteDuplicateSend(Connection& c);
   void discardMailToExited();
   void close(Connection& c, CloseReason reason);
   void finishCloses();

@@ -25,6 +25,7 @@ struct alignas(64) MailMessage {
   uint32_t aux = 0;
   union {
     void* ptr = nullptr;
+    uint64_t stamp;                // for messages that carry a time
     std::array<uint8_t, 16> addr;  // for messages that carry an address, not a buffer
   };
   std::array<uint8_t, 32> key{};

@@ -1,10 +1,13 @@
 // Relay behaviour of a live derpd (PROTOCOL.md "Steady state"): delivery both
 // ways, order, ping, NotePreferred, fast start, PeerGone and duplicate keys.
 #include <sodium.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -231,6 +234,83 @@ TEST_F(RelayTest, DuplicateKeyMostRecentSenderReceives) {
   EXPECT_TRUE(sawHealth(firstFrames))
       << "the inactive duplicate got no Health frame (the active one got "
       << (sawHealth(secondFrames) ? "one" : "none") << ")";
+}
+
+// Two connections of one key that take turns sending (a cloned key) fight: at
+// the third turn (a, b, a) both are disabled, as derper's disableFighters
+// does. Packets to the key drop as dup_client, both are told with a Health
+// frame, and more turns cost nothing: no activation (a mail to every shard
+// each) and no Health frame. When one leaves, the other receives again.
+TEST_F(RelayTest, DuplicateKeyFightersAreDisabledUntilOneIsLeft) {
+  ASSERT_OK_AND_ASSIGN(auto peer, connectClient(port_));
+  client::ClientOptions opts = clientOptions(port_);
+  ASSERT_OK_AND_ASSIGN(auto a, DerpClient::connect(opts));
+  ASSERT_OK_AND_ASSIGN(auto b, DerpClient::connect(opts));
+  const derp::NodeKey shared = a->publicKey();
+  auto metric = [&](std::string_view name, const Labels& filter = {}) {
+    absl::StatusOr<double> v = scrapeMetric(port_, name, filter);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : -1;
+  };
+  // What a connection got for a while: Health frames (non-empty ones say
+  // "duplicate"), and no packet.
+  auto drain = [](DerpClient& c, Nanos d) {
+    std::vector<OwnedFrame> got;
+    RealClock clock;
+    const Nanos until = clock.now() + d;
+    for (;;) {
+      absl::StatusOr<OwnedFrame> f = c.recv(std::max<Nanos>(until - clock.now(), 0));
+      if (!f.ok()) break;
+      got.push_back(*std::move(f));
+    }
+    return got;
+  };
+  auto count = [](const std::vector<OwnedFrame>& frames, derp::FrameType type) {
+    return std::count_if(frames.begin(), frames.end(),
+                         [&](const OwnedFrame& f) { return f.frameType() == type; });
+  };
+  // Each turn waits a moment: the activation reaches the other shard's
+  // replica by mail, and a fight is a pattern of turns every replica has seen.
+  uint32_t seq = 0;
+  auto turn = [&](DerpClient& who) {
+    expectRelayed(who, *peer, taggedPayload(++seq, 1, 60));
+    ::usleep(50 * 1000);
+  };
+  turn(*a);
+  turn(*b);
+  turn(*a);
+  ASSERT_OK_AND_ASSIGN(double fights, waitForMetric(port_, "derpd_duplicate_key_fights_total",
+                                                    {}, 1, kWait));
+  EXPECT_EQ(fights, 1);
+  const double activations = metric("derpd_duplicate_key_activations_total");
+  EXPECT_LE(activations, 2);
+  drain(*a, 100 * kMillisecond);
+  drain(*b, 100 * kMillisecond);
+  for (int i = 0; i < 50; i++) {
+    expectRelayed(*b, *peer, taggedPayload(++seq, 2, 60));
+    expectRelayed(*a, *peer, taggedPayload(++seq, 3, 60));
+  }
+  EXPECT_EQ(metric("derpd_duplicate_key_activations_total"), activations);
+  EXPECT_EQ(metric("derpd_duplicate_key_fights_total"), 1);
+  // Packets to the key are dropped, counted; neither connection gets one.
+  ASSERT_OK(peer->sendPacket(shared, taggedPayload(++seq, 4, 60)));
+  ASSERT_OK_AND_ASSIGN(double dropped, waitForMetric(port_, "derpd_packets_dropped_total",
+                                                     {{"reason", "dup_client"}}, 1, kWait));
+  EXPECT_EQ(dropped, 1);
+  std::vector<OwnedFrame> toA = drain(*a, 200 * kMillisecond);
+  std::vector<OwnedFrame> toB = drain(*b, 200 * kMillisecond);
+  EXPECT_EQ(count(toA, derp::FrameType::kRecvPacket), 0);
+  EXPECT_EQ(count(toB, derp::FrameType::kRecvPacket), 0);
+  EXPECT_EQ(count(toA, derp::FrameType::kHealth), 0) << "Health frames for turns after the fight";
+  EXPECT_EQ(count(toB, derp::FrameType::kHealth), 0) << "Health frames for turns after the fight";
+  // b leaves: a is alone, told all is well, and receives again.
+  b->close();
+  ASSERT_OK_AND_ASSIGN(OwnedFrame cleared,
+                       recvFrameOfType(*a, derp::FrameType::kHealth, kWait));
+  EXPECT_TRUE(cleared.body.empty()) << "the Health frame does not clear the problem";
+  ASSERT_OK(peer->sendPacket(shared, taggedPayload(++seq, 5, 60)));
+  ASSERT_OK_AND_ASSIGN(DerpClient::Packet back, a->recvPacket(kWait));
+  EXPECT_EQ(payloadSeq(back.payload), seq);
 }
 
 }  // namespace

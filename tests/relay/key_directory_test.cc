@@ -32,12 +32,14 @@ TEST(KeyDirectoryTest, AddLookupRemove) {
 
 TEST(KeyDirectoryTest, DuplicatesMostRecentIsActive) {
   KeyDirectory d;
-  d.add(key(7), {0, 1, 1});
-  auto c = d.add(key(7), {1, 2, 1});
+  d.add(key(7), {0, 1, 1}, {}, 10);
+  auto c = d.add(key(7), {1, 2, 1}, {}, 20);
   EXPECT_EQ(c.instances, 2u);
   EXPECT_EQ(*c.oldActive, (ConnRef{0, 1, 1}));
   EXPECT_EQ(*d.lookup(key(7)), (ConnRef{1, 2, 1}));
-  c = d.activate(key(7), {0, 1, 1});
+  c = d.activate(key(7), {0, 1, 1}, 15);  // older news: ignored
+  EXPECT_EQ(*d.lookup(key(7)), (ConnRef{1, 2, 1}));
+  c = d.activate(key(7), {0, 1, 1}, 30);
   EXPECT_EQ(*c.oldActive, (ConnRef{1, 2, 1}));
   EXPECT_EQ(*d.lookup(key(7)), (ConnRef{0, 1, 1}));
   // Removing the active one falls back to the other.
@@ -49,9 +51,74 @@ TEST(KeyDirectoryTest, DuplicatesMostRecentIsActive) {
   EXPECT_EQ(c.instances, 1u);
   EXPECT_EQ(*d.lookup(key(7)), (ConnRef{1, 2, 1}));
   // Activating an unknown key is a no-op.
-  c = d.activate(key(9), {0, 0, 0});
+  c = d.activate(key(9), {0, 0, 0}, 40);
   EXPECT_EQ(c.instances, 0u);
   EXPECT_EQ(d.lookup(key(9)), nullptr);
+}
+
+// Two replicas that get the same registrations and sends in different orders
+// (mail from different shards interleaves) agree on the active instance.
+TEST(KeyDirectoryTest, ReplicasAgreeWhateverTheOrder) {
+  const ConnRef a{0, 3, 1};
+  const ConnRef b{1, 3, 1};
+  KeyDirectory x;
+  KeyDirectory y;
+  // Registrations racing: each replica hears of its own first.
+  x.add(key(4), a, {}, 100);
+  y.add(key(4), b);  // b's time follows in its own mail
+  y.activate(key(4), b, 101, true);
+  x.add(key(4), b);
+  x.activate(key(4), b, 101, true);
+  y.add(key(4), a, {}, 100);
+  ASSERT_NE(x.lookup(key(4)), nullptr);
+  EXPECT_EQ(*x.lookup(key(4)), b);
+  EXPECT_EQ(*y.lookup(key(4)), b);
+  // Sends racing.
+  x.activate(key(4), a, 200);
+  y.activate(key(4), b, 201);
+  x.activate(key(4), b, 201);
+  y.activate(key(4), a, 200);
+  EXPECT_EQ(*x.lookup(key(4)), b);
+  EXPECT_EQ(*y.lookup(key(4)), b);
+  // Equal stamps: decided by where the instances live, the same everywhere.
+  x.activate(key(4), a, 300);
+  x.activate(key(4), b, 300);
+  y.activate(key(4), b, 300);
+  y.activate(key(4), a, 300);
+  EXPECT_EQ(*x.lookup(key(4)), *y.lookup(key(4)));
+}
+
+// Fighters are disabled: no instance is active (lookup finds none, though the
+// key is present) until one is alone again or a newer connection registers.
+TEST(KeyDirectoryTest, DisabledFightersUntilAloneOrANewcomer) {
+  KeyDirectory d;
+  const ConnRef a{0, 1, 1};
+  const ConnRef b{0, 2, 1};
+  const ConnRef c{1, 1, 1};
+  d.add(key(5), a, {}, 10);
+  d.add(key(5), b, {}, 20);
+  auto change = d.disable(key(5), 30);
+  EXPECT_EQ(*change.oldActive, b);
+  EXPECT_FALSE(change.newActive);
+  EXPECT_EQ(d.lookup(key(5)), nullptr);
+  EXPECT_EQ(d.instances(key(5)), 2u);
+  d.activate(key(5), a, 40);  // a disabled one's send changes nothing
+  EXPECT_EQ(d.lookup(key(5)), nullptr);
+  // A connection registered after the fight is active.
+  d.add(key(5), c, {}, 50);
+  ASSERT_NE(d.lookup(key(5)), nullptr);
+  EXPECT_EQ(*d.lookup(key(5)), c);
+  // With the newcomer gone again and one fighter left alone, that one is enabled.
+  d.remove(key(5), c);
+  EXPECT_EQ(d.lookup(key(5)), nullptr);
+  change = d.remove(key(5), b);
+  EXPECT_EQ(change.instances, 1u);
+  ASSERT_NE(d.lookup(key(5)), nullptr);
+  EXPECT_EQ(*d.lookup(key(5)), a);
+  EXPECT_FALSE(d.find(key(5), a)->disabled);
+  // A lone connection is never disabled.
+  d.disable(key(5), 60);
+  EXPECT_NE(d.lookup(key(5)), nullptr);
 }
 
 TEST(KeyDirectoryTest, StaleGenerationIsADifferentInstance) {
