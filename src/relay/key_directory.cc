@@ -29,55 +29,50 @@ KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref,
   return c;
 }
 
-KeyDirectory::Change KeyDirectory::remove(const derp::NodeKey& key, ConnRef ref) {
+// Changes the instances of a key that is present (else nothing): fills the
+// Change, drops an emptied entry, keeps the order.
+template <typename Fn>
+KeyDirectory::Change KeyDirectory::update(const derp::NodeKey& key, Fn&& fn) {
   assertNotIterating();
   Change c;
   auto it = entries_.find(key);
   if (it == entries_.end()) return c;
-  auto& v = it->second;
+  Instances& v = it->second;
   c.oldActive = activeOf(v);
-  auto pos = findRef(v, ref);
-  if (pos != v.end()) v.erase(pos);
+  fn(v);
   if (v.empty()) {
     entries_.erase(it);
     return c;
   }
-  if (v.size() == 1) v.front().disabled = false;  // alone: no longer a fighter
   settle(v, c);
   return c;
+}
+
+KeyDirectory::Change KeyDirectory::remove(const derp::NodeKey& key, ConnRef ref) {
+  return update(key, [&](Instances& v) {
+    auto pos = findRef(v, ref);
+    if (pos != v.end()) v.erase(pos);
+    if (v.size() == 1) v.front().disabled = false;  // alone: no longer a fighter
+  });
 }
 
 KeyDirectory::Change KeyDirectory::activate(const derp::NodeKey& key, ConnRef ref,
                                             uint64_t stamp, bool registration) {
-  assertNotIterating();
-  Change c;
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return c;
-  auto& v = it->second;
-  c.oldActive = activeOf(v);
-  auto pos = findRef(v, ref);
-  if (pos != v.end()) {
+  return update(key, [&](Instances& v) {
+    auto pos = findRef(v, ref);
+    if (pos == v.end()) return;
     if (registration) pos->registered = stamp;
     pos->stamp = std::max(pos->stamp, stamp);
-  }
-  settle(v, c);
-  return c;
+  });
 }
 
 KeyDirectory::Change KeyDirectory::disable(const derp::NodeKey& key, uint64_t stamp) {
-  assertNotIterating();
-  Change c;
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return c;
-  auto& v = it->second;
-  c.oldActive = activeOf(v);
-  if (v.size() > 1) {
+  return update(key, [&](Instances& v) {
+    if (v.size() < 2) return;
     for (Instance& i : v) {
       if (i.registered <= stamp) i.disabled = true;
     }
-  }
-  settle(v, c);
-  return c;
+  });
 }
 
 // Enabled before disabled, then by stamp, then by where they live: a total

@@ -140,6 +140,8 @@ class KeyDirectory {
   using Instances = absl::InlinedVector<Instance, 1>;
   // Orders v so that the active instance, if any, is last; fills c from it.
   static void settle(Instances& v, Change& c);
+  template <typename Fn>
+  Change update(const derp::NodeKey& key, Fn&& fn);
 
   mutable int iterating_ = 0;
   absl::flat_hash_map<derp::NodeKey, Instances> entries_;
