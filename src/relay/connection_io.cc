@@ -266,7 +266,7 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
         std::vector<uint8_t> frame = derp::encodeFrame(sk);
         out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
         queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
-        c.state = Connection::State::kDerpHandshake;
+        setState(c, Connection::State::kDerpHandshake);
         timers_.arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
         // Bytes behind the request's blank line are DERP bytes (fast start
         // clients send ClientInfo in the same write).
@@ -447,7 +447,7 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
     return;
   }
   c.key = ci.key;
-  c.state = Connection::State::kDerp;
+  setState(c, Connection::State::kDerp);
   c.registered = true;
   c.canMesh = shared_.mesh != nullptr && isMeshKey(info->meshKey, shared_.mesh->meshKey);
   // As derper: "regular" only when no other flag applies.

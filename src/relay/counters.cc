@@ -118,6 +118,26 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
     absl::StrAppend(&out, "derpd_pool_allocation_failures_total{size=\"",
                     PacketPool::kClassCapacities[k], "\"} ", sum, "\n");
   }
+  perShard(out, shards, "derpd_recv_no_buffers_total", "counter",
+           "receives that found the shard's provided-buffer ring empty (ENOBUFS); each "
+           "re-arms its receive",
+           [](const ShardCounters& c) { return c.recvNoBuffers.get(); });
+  perShard(out, shards, "derpd_cq_overflow", "gauge",
+           "io_uring completions the kernel could not post to the shard's ring (its overflow count)",
+           [](const ShardCounters& c) { return c.cqOverflow.get(); });
+  perShard(out, shards, "derpd_mailbox_backlog", "gauge",
+           "messages to other shards held back because their rings were full",
+           [](const ShardCounters& c) { return c.mailboxBacklog.get(); });
+  family(out, "derpd_connections", "gauge",
+         "open sockets by state: connecting (mesh links), http (TLS handshake or request), "
+         "handshaking (DERP handshake), registered, closing");
+  static constexpr const char* kStates[] = {"connecting", "http", "handshaking", "registered",
+                                            "closing"};
+  for (size_t k = 0; k < std::size(kStates); k++) {
+    uint64_t sum = 0;
+    for (ShardCounters* s : shards) sum += s->connectionsByState[k].get();
+    absl::StrAppend(&out, "derpd_connections{state=\"", kStates[k], "\"} ", sum, "\n");
+  }
   perShard(out, shards, "derpd_preauth_bytes", "gauge",
            "bytes of large request heads and ClientInfo bodies from clients not yet "
            "authenticated (bounded per shard)",

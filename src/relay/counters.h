@@ -115,7 +115,13 @@ struct alignas(64) ShardCounters {
   Counter meshRemoteKeys;  // gauge: keys present on mesh peers, in this shard's replica
   Counter poolBytes;         // gauge: slab memory this shard's packet pool holds
   Counter poolBuffersInUse;  // gauge: its buffers handed out
-  std::array<Counter, PacketPool::kClassCount> poolFailures;  // allocations refused at the cap, by size class
+  std::array<Counter, PacketPool::kClassCount> poolFailures;
+  Counter recvNoBuffers;     // receives that found the provided-buffer ring empty (-ENOBUFS)
+  Counter cqOverflow;        // gauge: completions the kernel could not post (ring's koverflow)
+  Counter mailboxBacklog;    // gauge: messages held back for shards whose rings were full
+  // gauges: this shard's sockets by Connection::State (connecting, http,
+  // handshaking, registered, closing)
+  std::array<Counter, 5> connectionsByState;  // allocations refused at the cap, by size class
   Counter preAuthBytes;      // gauge: large HTTP heads and ClientInfo bodies being read
   Counter stunRequests;
   Counter stunResponses;

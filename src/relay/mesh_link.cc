@@ -124,7 +124,7 @@ void ShardServer::connectLink(MeshLink& l) {
   liveLinks_++;  // before newConnection, which publishes the count of non-link connections
   Connection& c = newConnection(fd, ListenerKind::kMain);
   c.meshLink = l.slot;
-  c.state = Connection::State::kConnecting;
+  setState(c, Connection::State::kConnecting);
   c.tlsReady = true;
   c.packets.setLimits(kLinkQueuePackets, kLinkQueueBytes);
   c.disco.setLimits(kLinkQueuePackets, kLinkQueueBytes);
@@ -167,7 +167,7 @@ void ShardServer::onLinkConnected(Connection& c, int res) {
     close(c, CloseReason::kMeshConnect);
     return;
   }
-  c.state = Connection::State::kHttp;
+  setState(c, Connection::State::kHttp);
   armRecv(c);
   if (!l.target.tls) {
     queueLinkRequest(c);
@@ -228,7 +228,7 @@ size_t ShardServer::onLinkResponseBytes(Connection& c, const uint8_t* data, size
     close(c, CloseReason::kMeshBadPeer);
     return n;
   }
-  c.state = Connection::State::kDerpHandshake;
+  setState(c, Connection::State::kDerpHandshake);
   size_t headLen = end + 4;
   std::vector<uint8_t>().swap(c.httpBuf);
   return headLen - before;
@@ -306,7 +306,7 @@ void ShardServer::onLinkFrame(Connection& c, std::span<const uint8_t> body) {
       close(c, CloseReason::kMeshBadPeer);
       return;
     }
-    c.state = Connection::State::kDerp;
+    setState(c, Connection::State::kDerp);
     timers_.arm(c.deadline, clock_.now() + kLinkReadTimeout);
     l.up = true;
     l.stats->up.set(1);

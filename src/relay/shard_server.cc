@@ -271,7 +271,15 @@ void ShardServer::onDrainDeadline(Timer*, void* ctx) {
 }
 
 // Once a turn: a few relaxed stores to this shard's own counters.
+void ShardServer::setState(Connection& c, Connection::State s) {
+  counters_.connectionsByState[static_cast<size_t>(c.state)].sub();
+  counters_.connectionsByState[static_cast<size_t>(s)].add();
+  c.state = s;
+}
+
 void ShardServer::publishPoolStats() {
+  counters_.cqOverflow.set(ring_->cqOverflow());
+  counters_.mailboxBacklog.set(outbox_.heldTotal());
   counters_.poolBytes.set(pool_.bytesAllocated());
   counters_.poolBuffersInUse.set(pool_.inUse());
   for (size_t k = 0; k < PacketPool::kClassCount; k++) {
@@ -304,7 +312,9 @@ void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
   } else if (c.state != Connection::State::kClosing) {
     if (res == 0) {
       close(c, CloseReason::kEof);
-    } else if (res < 0 && res != -ENOBUFS) {
+    } else if (res == -ENOBUFS) {
+      counters_.recvNoBuffers.add();
+    } else if (res < 0) {
       close(c, CloseReason::kReadError);
     }
   }
@@ -332,6 +342,7 @@ Connection& ShardServer::newConnection(int fd, ListenerKind kind) {
   Connection& c = *conns_[idx];
   c.listener = kind;
   c.acceptedAt = clock_.now();
+  counters_.connectionsByState[static_cast<size_t>(c.state)].add();
   liveConnections_++;
   publishClientSockets();
   return c;
@@ -354,7 +365,7 @@ void ShardServer::close(Connection& c, CloseReason reason) {
   counters_.close(reason);
   chargePreAuth(c, 0);
   if (c.meshLink >= 0) countLinkDrops(c);
-  c.state = Connection::State::kClosing;
+  setState(c, Connection::State::kClosing);
   c.closeReason = reason;
   timers_.cancel(c.deadline);
   timers_.cancel(c.keepAlive);
@@ -413,6 +424,7 @@ void ShardServer::reapClosed() {
     } else if (c.listener != ListenerKind::kMetrics) {
       shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
     }
+    counters_.connectionsByState[static_cast<size_t>(c.state)].sub();
     gens_[idx]++;  // any ConnRef to the old connection is now stale
     conns_[idx].reset();
     freeSlots_.push_back(idx);

@@ -255,6 +255,7 @@ class ShardServer {
   void mailPacket(size_t to, const MailMessage& m);
   void noteDuplicateSend(Connection& c);
   void discardMailToExited();
+  void setState(Connection& c, Connection::State s);
   void close(Connection& c, CloseReason reason);
   void finishCloses();
   void reapClosed();

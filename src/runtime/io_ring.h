@@ -61,6 +61,8 @@ class IoRing {
   void submit() { io_uring_submit(&ring_); }
   // CQEs ready now (without entering the kernel).
   unsigned ready() { return io_uring_cq_ready(&ring_); }
+  // Completions the kernel had to drop for want of CQ room (its overflow count).
+  unsigned cqOverflow() const { return IO_URING_READ_ONCE(*ring_.cq.koverflow); }
 
   // Queues a MSG_RING wake-up to another ring (no CQE for us on success).
   void wake(int targetRingFd);

@@ -24,6 +24,12 @@ void Outbox::send(size_t to, const MailMessage& m) {
   overflow_[to].push_back(m);
 }
 
+size_t Outbox::heldTotal() const {
+  size_t n = 0;
+  for (const auto& held : overflow_) n += held.size();
+  return n;
+}
+
 bool Outbox::hasBacklog() const {
   for (const auto& held : overflow_) {
     if (!held.empty()) return true;

@@ -78,6 +78,7 @@ class Outbox {
   bool hasBacklog() const;
   // Messages to `to` held back because its ring was full.
   size_t held(size_t to) const { return overflow_[to].size(); }
+  size_t heldTotal() const;
   // Calls fn(message) for each message held back for `to` and forgets them
   // (for a destination that will never read again).
   template <typename Fn>

@@ -1,4 +1,6 @@
 // -home, /bootstrap-dns, /debug/ and --metrics-addr against a live derpd.
+#include <unistd.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -189,6 +191,61 @@ TEST(ObservabilityTest, MetricsAddrMustBeLoopback) {
     ASSERT_TRUE(p->waitForOutputEnd(kWait));
     EXPECT_THAT(p->logText(), HasSubstr("--metrics-addr"));
   }
+}
+
+// Sockets by state follow a connection through its life: a silent one is in
+// http, one that upgraded and says nothing is handshaking, a client is
+// registered, and all of them leave the counts when they go. The overload
+// gauges are there (zero on an idle server).
+TEST(ObservabilityTest, ConnectionsByStateFollowTheHandshake) {
+  auto d = startDerpd({"--metrics-addr", "127.0.0.1:0"});
+  ASSERT_NE(d, nullptr);
+  std::optional<uint16_t> mport = metricsPort(*d);
+  ASSERT_TRUE(mport.has_value()) << d->logText();
+  auto state = [&](const char* s) {
+    absl::StatusOr<double> v = scrapeMetric(*mport, "derpd_connections", {{"state", s}});
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : -1;
+  };
+  // Waits until derpd_connections{state} == want; returns the last value.
+  auto waitState = [&](const char* s, double want) {
+    RealClock clock;
+    const Nanos deadline = clock.now() + kWait;
+    double v = state(s);
+    while (v != want && clock.now() < deadline) {
+      ::usleep(20000);
+      v = state(s);
+    }
+    return v;
+  };
+  for (const char* name :
+       {"derpd_recv_no_buffers_total", "derpd_cq_overflow", "derpd_mailbox_backlog"}) {
+    absl::StatusOr<double> v = scrapeMetric(*mport, name, {});
+    ASSERT_TRUE(v.ok()) << name << ": " << v.status();
+    EXPECT_EQ(*v, 0) << name;
+  }
+  // The scrape itself is a socket of the metrics listener, in http.
+  const double idleHttp = state("http");
+  EXPECT_EQ(state("registered"), 0);
+
+  std::optional<TcpConn> silent;
+  ASSERT_OK_AND_ASSIGN(silent, TcpConn::connect(d->port()));
+  EXPECT_EQ(waitState("http", idleHttp + 1), idleHttp + 1);
+  std::optional<TcpConn> upgraded;
+  ASSERT_OK_AND_ASSIGN(upgraded, TcpConn::connect(d->port()));
+  ASSERT_OK(rawUpgrade(*upgraded, d->port(), kWait).status());
+  EXPECT_EQ(waitState("handshaking", 1), 1);
+  ASSERT_OK_AND_ASSIGN(auto client, connectClient(d->port()));
+  EXPECT_EQ(waitState("registered", 1), 1);
+  EXPECT_EQ(state("handshaking"), 1);
+
+  client.reset();
+  upgraded.reset();
+  silent.reset();
+  EXPECT_EQ(waitState("registered", 0), 0);
+  EXPECT_EQ(waitState("handshaking", 0), 0);
+  EXPECT_EQ(waitState("http", idleHttp), idleHttp);
+  EXPECT_EQ(waitState("closing", 0), 0);
 }
 
 }  // namespace
