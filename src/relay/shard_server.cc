@@ -17,8 +17,14 @@ namespace {
 
 constexpr uint16_t kBufferGroup = 1;
 constexpr uint16_t kStunBufferGroup = 2;
+// Receive memory per shard: 8 MiB. Consumed incrementally where the kernel
+// can (a receive takes only its bytes), 16 KiB buffers, so a bulk reader gets
+// a TLS record per receive; else smaller buffers, so that more receives can
+// wait at once before the ring runs dry (ENOBUFS, counted).
 constexpr uint16_t kRecvBuffers = 512;
 constexpr uint32_t kRecvBufferSize = 16 * 1024;
+constexpr uint16_t kRecvBuffersWhole = 2048;
+constexpr uint32_t kRecvBufferSizeWhole = 4 * 1024;
 // Completions handled per loop turn before queued writes are submitted: small
 // enough that a receive flood cannot starve the writers, large enough to batch.
 constexpr size_t kCompletionsPerTurn = 32;
@@ -125,9 +131,20 @@ absl::Status ShardServer::init() {
   auto ring = IoRing::create(4096);
   if (!ring.ok()) return ring.status();
   ring_ = std::move(*ring);
-  auto buffers = BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffers, kRecvBufferSize);
+  auto buffers =
+      BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffers, kRecvBufferSize, true);
+  if (buffers.ok() && !(*buffers)->incremental()) {
+    buffers->reset();  // unregisters the group
+    buffers = BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffersWhole,
+                                 kRecvBufferSizeWhole);
+  }
   if (!buffers.ok()) return buffers.status();
   buffers_ = std::move(*buffers);
+  if (id_ == 0) {
+    logInfo("receive buffers: %s, %u x %u KiB per shard",
+            buffers_->incremental() ? "incremental" : "whole (no incremental consumption here)",
+            buffers_->count(), buffers_->bufferSize() / 1024);
+  }
   if (stun_) {
     if (absl::Status st = stun_->init(*ring_, kStunBufferGroup); !st.ok()) return st;
   }
@@ -301,14 +318,16 @@ void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
   if (!more) c.recvArmed = false;
   if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
     uint16_t bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    bool done = false;
+    uint8_t* data = buffers_->consume(bid, static_cast<size_t>(res), flags, done);
     if (c.state != Connection::State::kClosing) {
       if (c.ssl) {
-        onTlsBytes(c, buffers_->buffer(bid), static_cast<size_t>(res));
+        onTlsBytes(c, data, static_cast<size_t>(res));
       } else {
-        onBytes(c, buffers_->buffer(bid), static_cast<size_t>(res));
+        onBytes(c, data, static_cast<size_t>(res));
       }
     }
-    buffers_->recycle(bid);
+    if (done) buffers_->recycle(bid);
   } else if (c.state != Connection::State::kClosing) {
     if (res == 0) {
       close(c, CloseReason::kEof);

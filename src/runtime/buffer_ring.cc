@@ -2,14 +2,24 @@
 
 #include <sys/mman.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/io_ring.h"
 
 namespace derpd {
+namespace {
+
+// Newer than Debian 12's liburing 2.3 headers; the values are the kernel's ABI.
+constexpr uint16_t kPbufRingInc = 2;            // IOU_PBUF_RING_INC (Linux 6.12)
+constexpr uint32_t kCqeBufMore = 1U << 4;       // IORING_CQE_F_BUF_MORE
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::create(io_uring* ring, uint16_t groupId,
-                                                               uint16_t count, uint32_t size) {
+                                                               uint16_t count, uint32_t size,
+                                                               bool incremental) {
   if (count == 0 || (count & (count - 1)) != 0) {
     return absl::InvalidArgumentError("buffer ring count must be a power of two");
   }
@@ -33,7 +43,17 @@ absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::create(io_uring* ring, u
   reg.ring_addr = reinterpret_cast<uint64_t>(b->br_);
   reg.ring_entries = count;
   reg.bgid = groupId;
-  int err = io_uring_register_buf_ring(ring, &reg, 0);
+  int err = -EINVAL;
+  if (incremental && !ioUringOption("whole")) {
+    reg.pad = kPbufRingInc;  // the kernel's `flags` (liburing 2.3 calls it pad)
+    err = io_uring_register_buf_ring(ring, &reg, 0);
+    b->incremental_ = err == 0;
+    if (b->incremental_) b->offsets_.assign(count, 0);
+  }
+  if (err == -EINVAL) {  // not asked for, or a kernel without it
+    reg.pad = 0;
+    err = io_uring_register_buf_ring(ring, &reg, 0);
+  }
   if (err != 0) {
     return absl::UnavailableError(
         absl::StrCat("io_uring_register_buf_ring: ", strerror(-err)));
@@ -51,6 +71,17 @@ BufferRing::~BufferRing() {
     munmap(br_, ringBytes_);
   }
   if (base_ != nullptr) munmap(base_, poolBytes_);
+}
+
+uint8_t* BufferRing::consume(uint16_t bid, size_t n, uint32_t cqeFlags, bool& done) {
+  if (!incremental_) {
+    done = true;
+    return buffer(bid);
+  }
+  uint8_t* p = buffer(bid) + offsets_[bid];
+  done = !(cqeFlags & kCqeBufMore);
+  offsets_[bid] = done ? 0 : offsets_[bid] + static_cast<uint32_t>(n);
+  return p;
 }
 
 void BufferRing::recycle(uint16_t bid) {

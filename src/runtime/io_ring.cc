@@ -4,7 +4,9 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "derpd_config.h"
@@ -32,6 +34,18 @@ std::string RingFeatures::describe() const {
                       cqeSkipSuccess ? "cqe_skip" : "");
 }
 
+bool ioUringOption(std::string_view name) {
+  const char* env = std::getenv("DERPD_IO_URING");
+  if (env == nullptr) return false;
+  for (std::string_view rest = env; !rest.empty();) {
+    size_t comma = rest.find(',');
+    if (rest.substr(0, comma) == name) return true;
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 absl::StatusOr<std::unique_ptr<IoRing>> IoRing::create(unsigned entries) {
   std::unique_ptr<IoRing> r(new IoRing());
   struct Attempt {
@@ -44,10 +58,12 @@ absl::StatusOr<std::unique_ptr<IoRing>> IoRing::create(unsigned entries) {
       {0, false, false, false},
   };
   int err = 0;
+  const bool plainOnly = ioUringOption("plain");
   for (const Attempt& a : attempts) {
     // Under valgrind the ring is waited on with poll(2) (see waitForValgrind):
     // only a plain ring, whose task work interrupts that wait, wakes it.
     if (underValgrind() && a.flags != 0) continue;
+    if (plainOnly && a.flags != 0) continue;
     io_uring_params p{};
     p.flags = a.flags | IORING_SETUP_CQSIZE;
     p.cq_entries = entries * 4;

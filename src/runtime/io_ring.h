@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
@@ -36,6 +37,12 @@ struct RingFeatures {
   bool cqeSkipSuccess = false;
   std::string describe() const;
 };
+
+// DERPD_IO_URING, a comma-separated list of features to do without, as on
+// older kernels: "plain" (no COOP/DEFER_TASKRUN ring flags), "whole" (no
+// incremental consumption of receive buffers). A diagnostic switch, and how
+// the tests reach those modes on a newer kernel.
+bool ioUringOption(std::string_view name);
 
 class IoRing {
  public:

@@ -2,6 +2,7 @@
 // are connected, and afterwards those clients still relay, a fresh pair can
 // connect, and every refusal is counted by its reason.
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -358,6 +359,70 @@ TEST_F(HostileTest, MeshWatchersThatFallBehindTogetherAreClosedSafely) {
   expectPairRelays(*last, *fillers.front(), ++round_);
   expectFreshPairRelays();
 }
+
+// Many connections that each send small frames at once: every receive that
+// completes before the shard gets to it holds receive-buffer memory. With a
+// whole 16 KiB buffer per receive, 1,500 ready sockets ran the shard's 512
+// buffers dry: receives failed with ENOBUFS (28,000 in 20 rounds) and were
+// re-armed, round after round. Now the kernel consumes a buffer incrementally
+// (a 100-byte frame takes 100 bytes of it) or, where it cannot, the shard has
+// four times as many smaller buffers: no receive finds the ring empty, and
+// every frame is read. Run on a plain ring, whose task work completes every
+// ready receive at once (newer kernels' deferred task work caps each batch,
+// which hides the problem).
+class ReceiveFloodTest : public HostileTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(ReceiveFloodTest, ManyConnectionsDoNotRunTheBuffersDry) {
+  constexpr int kClients = 1500;
+  constexpr int kRounds = 20;
+  ASSERT_OK(ensureFileLimit(kClients + 512));
+  DerpdOptions opts;
+  opts.shards = 1;  // one ring, one set of buffers
+  opts.env = {{"DERPD_IO_URING", GetParam()}};
+  start(opts);
+  if (HasFatalFailure()) return;
+  const bool wantWhole = std::string_view(GetParam()).find("whole") != std::string_view::npos;
+  if (!wantWhole && !derpd_->findLog("receive buffers: incremental").has_value()) {
+    GTEST_SKIP() << "this kernel cannot consume provided buffers incrementally (Linux 6.12+)";
+  }
+  ASSERT_TRUE(derpd_->findLog(wantWhole ? "receive buffers: whole" : "receive buffers: incremental")
+                  .has_value())
+      << derpd_->logText();
+  std::vector<std::unique_ptr<DerpClient>> flood;
+  for (int i = 0; i < kClients; i++) {
+    ASSERT_OK_AND_ASSIGN(auto c, connectClient(derpd_->port()));
+    flood.push_back(std::move(c));
+  }
+  const derp::NodeKey nowhere = derp::PrivateKey::generate().publicKey();
+  const Labels unknown = {{"reason", "unknown_dest"}};
+  const double before = metric("derpd_packets_dropped_total", unknown);
+  // Each round arrives while derpd is stopped (SIGSTOP: a shard descheduled
+  // or busy), so that every socket is ready when it runs again.
+  for (int round = 0; round < kRounds; round++) {
+    ASSERT_OK(derpd_->sendSignal(SIGSTOP));
+    for (auto& c : flood) {
+      absl::Status sent = c->sendPacket(nowhere, taggedPayload(round, 0, 100));
+      if (!sent.ok()) {
+        ASSERT_OK(derpd_->sendSignal(SIGCONT));
+        FAIL() << sent;
+      }
+    }
+    ASSERT_OK(derpd_->sendSignal(SIGCONT));
+    ::usleep(50 * 1000);
+  }
+  const double want = before + kClients * kRounds;
+  ASSERT_OK_AND_ASSIGN(double read, waitForMetric(metricsPort_, "derpd_packets_dropped_total",
+                                                  unknown, want, 2 * kWait));
+  EXPECT_EQ(read, want) << "frames lost";
+  EXPECT_EQ(metric("derpd_recv_no_buffers_total"), 0);
+  expectHonestServiceHolds();
+}
+
+INSTANTIATE_TEST_SUITE_P(RingModes, ReceiveFloodTest,
+                         ::testing::Values("plain", "plain,whole"),
+                         [](const ::testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.param) == "plain" ? "Incremental" : "Whole";
+                         });
 
 }  // namespace
 }  // namespace derpd::testing
