@@ -532,10 +532,16 @@ void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint
   }
 }
 
+// Control frames and HTTP responses come from the pool's reserve when packets
+// have filled it: one that cannot be had even so closes the connection
+// (no_memory) rather than leave the peer waiting for a frame never sent.
 bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes) {
   if (c.state == Connection::State::kClosing) return false;
-  PacketBuf* b = pool_.allocate(bytes.size());
-  if (b == nullptr) return false;
+  PacketBuf* b = pool_.allocate(bytes.size(), true);
+  if (b == nullptr) {
+    close(c, CloseReason::kNoMemory);
+    return false;
+  }
   std::memcpy(b->data(), bytes.data(), bytes.size());
   b->length = static_cast<uint32_t>(bytes.size());
   b->flags = 0;
@@ -548,8 +554,11 @@ bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes) {
 bool ShardServer::queueFrame(Connection& c, const derp::Frame& f, uint8_t flags) {
   if (c.state == Connection::State::kClosing) return false;
   size_t size = derp::encodedFrameSize(f);
-  PacketBuf* b = pool_.allocate(size);
-  if (b == nullptr) return false;
+  PacketBuf* b = pool_.allocate(size, true);
+  if (b == nullptr) {
+    close(c, CloseReason::kNoMemory);
+    return false;
+  }
   b->length = static_cast<uint32_t>(derp::encodeFrame(f, {b->bytes(), size}));
   b->flags = flags;
   releaseChain(c.control.push(b));

@@ -32,6 +32,7 @@ const char* closeReasonName(CloseReason r) {
     case CloseReason::kMeshRemoved: return "mesh_removed";
     case CloseReason::kMeshRestarting: return "mesh_restarting";
     case CloseReason::kReadTimeout: return "read_timeout";
+    case CloseReason::kNoMemory: return "no_memory";
     case CloseReason::kPreAuthMemory: return "preauth_memory";
     case CloseReason::kCount: break;
   }

@@ -43,6 +43,7 @@ enum class CloseReason : uint8_t {
   kMeshRestarting,   // a mesh peer said it is restarting
   kReadTimeout,      // a mesh peer sent nothing, not even a keep-alive, for too long
   kPreAuthMemory,    // a large request head or ClientInfo while the shard's budget for them was spent
+  kNoMemory,         // a control frame for it found the pool and its reserve spent
   kCount,
 };
 const char* closeReasonName(CloseReason r);

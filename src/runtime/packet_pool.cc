@@ -40,17 +40,24 @@ PacketPool::~PacketPool() {
   }
 }
 
-PacketBuf* PacketPool::allocate(size_t bytes) {
+PacketBuf* PacketPool::allocate(size_t bytes, bool reserved) {
   size_t sizeClass = 0;
   while (sizeClass < kClassCount && kClassCapacities[sizeClass] < bytes) ++sizeClass;
   if (sizeClass == kClassCount) return nullptr;
-  if (freeLists_[sizeClass] == nullptr && !grow(sizeClass)) {
-    ++failures_[sizeClass];
-    return nullptr;
+  PacketBuf** list = &freeLists_[sizeClass];
+  if (*list == nullptr && !grow(sizeClass)) {
+    if (reserved) {
+      list = &reserveLists_[sizeClass];
+      if (*list == nullptr && !reserveGrown_[sizeClass]) grow(sizeClass, true);
+    }
+    if (*list == nullptr) {
+      ++failures_[sizeClass];
+      return nullptr;
+    }
   }
 
-  PacketBuf* b = freeLists_[sizeClass];
-  freeLists_[sizeClass] = b->next;
+  PacketBuf* b = *list;
+  *list = b->next;
   b->next = nullptr;
   b->length = 0;
   b->flags = 0;
@@ -63,17 +70,24 @@ void PacketPool::release(PacketBuf* b) {
   // Another shard's buffer here would corrupt both pools' accounting: a wiring bug, not input.
   assert(b->ownerShard == shard_);
   assert(b->sizeClass < kClassCount && inUse_ > 0);
-  b->next = freeLists_[b->sizeClass];
-  freeLists_[b->sizeClass] = b;
+  PacketBuf*& list = b->fromReserve ? reserveLists_[b->sizeClass] : freeLists_[b->sizeClass];
+  b->next = list;
+  list = b;
   --inUse_;
 }
 
-bool PacketPool::grow(size_t sizeClass) {
+bool PacketPool::grow(size_t sizeClass, bool reserve) {
   const size_t stride = strideOf(sizeClass);
-  const size_t room = maxBytes_ > bytesAllocated_ ? maxBytes_ - bytesAllocated_ : 0;
-  if (room < sizeof(Slab) + stride) return false;
-  // Near the cap, a partial slab still lets the pool use the memory it is allowed.
-  const size_t count = std::min(kBuffersPerSlab[sizeClass], (room - sizeof(Slab)) / stride);
+  size_t count = kReserveBuffers[sizeClass];
+  if (reserve) {
+    reserveGrown_[sizeClass] = true;
+    if (count == 0) return false;
+  } else {
+    const size_t room = maxBytes_ > bytesAllocated_ ? maxBytes_ - bytesAllocated_ : 0;
+    if (room < sizeof(Slab) + stride) return false;
+    // Near the cap, a partial slab still lets the pool use the memory it is allowed.
+    count = std::min(kBuffersPerSlab[sizeClass], (room - sizeof(Slab)) / stride);
+  }
   const size_t slabBytes = sizeof(Slab) + count * stride;
 
   void* memory = std::aligned_alloc(kSlabAlign, slabBytes);  // slabBytes is a multiple of 64
@@ -90,8 +104,10 @@ bool PacketPool::grow(size_t sizeClass) {
     b->capacity = kClassCapacities[sizeClass];
     b->ownerShard = shard_;
     b->sizeClass = static_cast<uint8_t>(sizeClass);
-    b->next = freeLists_[sizeClass];
-    freeLists_[sizeClass] = b;
+    b->fromReserve = reserve ? 1 : 0;
+    PacketBuf*& list = reserve ? reserveLists_[sizeClass] : freeLists_[sizeClass];
+    b->next = list;
+    list = b;
   }
   return true;
 }

@@ -30,6 +30,7 @@ struct alignas(16) PacketBuf {
   // Where the bytes in use begin within data(): room left in front lets a holder
   // prepend a header without copying what follows. Cleared by allocate().
   uint16_t start;
+  uint8_t fromReserve;  // 1: a reserve buffer (returns to the reserve); set by the pool
 
   // The buffer, 16-byte aligned, right after the header.
   uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
@@ -48,6 +49,8 @@ class PacketPool {
   static constexpr std::array<uint32_t, 3> kClassCapacities = {2048, 16384, 65536 + 128};
   static constexpr size_t kClassCount = kClassCapacities.size();
   static constexpr size_t kMaxBufferBytes = kClassCapacities.back();
+  // The reserve per class: 64 x 2 KiB and 16 x 16 KiB (384 KiB), none of the largest.
+  static constexpr std::array<uint32_t, 3> kReserveBuffers = {64, 16, 0};
 
   // The capacity of the buffer allocate(bytes) hands out (0: too large for any).
   static constexpr size_t capacityFor(size_t bytes) {
@@ -66,8 +69,10 @@ class PacketPool {
   PacketPool& operator=(const PacketPool&) = delete;
 
   // A buffer with capacity >= bytes, length, flags and start 0, or nullptr if bytes exceeds
-  // kMaxBufferBytes or growing would pass the cap.
-  PacketBuf* allocate(size_t bytes);
+  // kMaxBufferBytes or growing would pass the cap. `reserved` (control frames, which must not
+  // be lost to a pool that packets filled): past the cap, from a small reserve set aside for
+  // them (kReserveBuffers of the class, allocated when first needed, outside the cap).
+  PacketBuf* allocate(size_t bytes, bool reserved = false);
   // Returns `b` to its class's free list. b->ownerShard must be this pool's shard.
   void release(PacketBuf* b);
 
@@ -81,14 +86,17 @@ class PacketPool {
 
  private:
   struct Slab;
-  // Adds a slab of class `sizeClass` to its free list; false if the cap forbids it.
-  bool grow(size_t sizeClass);
+  // Adds a slab of class `sizeClass` to its free list (or, reserve: the class's whole
+  // reserve to the reserve list); false if the cap forbids it.
+  bool grow(size_t sizeClass, bool reserve = false);
 
   const uint16_t shard_;
   const size_t maxBytes_;
   size_t bytesAllocated_ = 0;
   size_t inUse_ = 0;
   std::array<PacketBuf*, kClassCount> freeLists_{};
+  std::array<PacketBuf*, kClassCount> reserveLists_{};
+  std::array<bool, kClassCount> reserveGrown_{};
   std::array<uint64_t, kClassCount> failures_{};
   Slab* slabs_ = nullptr;  // every slab, linked through its header, freed by the destructor
 };

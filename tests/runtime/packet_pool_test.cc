@@ -143,6 +143,44 @@ TEST(PacketPoolTest, TinyCapAllowsNothing) {
   EXPECT_EQ(pool.failures()[2], 0u);
 }
 
+// Control frames (reserved) still get buffers when packets have taken the
+// whole cap: from a reserve outside it, which packets never use, and to which
+// released reserve buffers go back.
+TEST(PacketPoolTest, ReserveServesControlFramesPastTheCap) {
+  constexpr size_t kCap = 300 << 10;
+  PacketPool pool(0, kCap);
+  std::vector<PacketBuf*> packets;
+  while (PacketBuf* b = pool.allocate(2000)) packets.push_back(b);
+  EXPECT_EQ(pool.failures()[0], 1u);
+  const size_t atCap = pool.bytesAllocated();
+  std::vector<PacketBuf*> control;
+  for (uint32_t i = 0; i < PacketPool::kReserveBuffers[0]; i++) {
+    PacketBuf* b = pool.allocate(100, true);
+    ASSERT_NE(b, nullptr) << i;
+    EXPECT_EQ(b->capacity, 2048u);
+    control.push_back(b);
+  }
+  EXPECT_GT(pool.bytesAllocated(), atCap);
+  EXPECT_LE(pool.bytesAllocated(), atCap + 64 + 64 * (2048 + 64));
+  EXPECT_EQ(pool.allocate(100, true), nullptr) << "the reserve is bounded";
+  // A released reserve buffer serves the next control frame, never a packet.
+  pool.release(control.back());
+  control.pop_back();
+  EXPECT_EQ(pool.allocate(100), nullptr);
+  PacketBuf* again = pool.allocate(100, true);
+  ASSERT_NE(again, nullptr);
+  control.push_back(again);
+  // 16 KiB control buffers have their own reserve; 64 KiB ones have none.
+  PacketBuf* big = pool.allocate(10000, true);
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(big->capacity, 16384u);
+  control.push_back(big);
+  EXPECT_EQ(pool.allocate(60000, true), nullptr);
+  for (PacketBuf* b : control) pool.release(b);
+  for (PacketBuf* b : packets) pool.release(b);
+  EXPECT_EQ(pool.inUse(), 0u);
+}
+
 #ifndef NDEBUG
 TEST(PacketPoolDeathTest, ReleaseToTheWrongShardCrashes) {
   PacketPool mine(1);
