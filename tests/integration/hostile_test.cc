@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -17,7 +18,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "base/unique_fd.h"
 #include "client/derp_client.h"
 #include "gtest/gtest.h"
@@ -52,6 +55,7 @@ absl::StatusOr<UniqueFd> silentConnection(uint16_t port) {
 class HostileTest : public ::testing::Test {
  protected:
   static constexpr int kHonestReceivers = 20;
+  static constexpr size_t kRssBound = 32 << 20;
 
   // derpd (2 shards, metrics on their own listener) with a pair of honest
   // clients and kHonestReceivers slow receivers (small socket buffers) that
@@ -70,6 +74,36 @@ class HostileTest : public ::testing::Test {
       receivers_.push_back(std::move(r));
     }
     expectHonestServiceHolds();
+    baselineRss_ = rssBytes();
+    ASSERT_GT(baselineRss_, 0u);
+  }
+
+  // derpd's resident memory now (/proc/PID/status VmRSS), 0 if unreadable.
+  size_t rssBytes() const {
+    std::ifstream status(absl::StrCat("/proc/", derpd_->pid(), "/status"));
+    std::string line;
+    while (std::getline(status, line)) {
+      size_t kb = 0;
+      if (line.rfind("VmRSS:", 0) == 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(
+                                                               absl::StripSuffix(line.substr(6), "kB")),
+                                                           &kb)) {
+        return kb * 1024;
+      }
+    }
+    return 0;
+  }
+
+  // After an attack, once its connections are gone: derpd's memory is within
+  // `extra` of what it used serving the honest clients alone. (The packet pool
+  // keeps what it grew to, so the bound covers what an attack may make it grow;
+  // measured: 0 to 9 MiB above a 9-10 MiB baseline.) Not under AddressSanitizer
+  // (the sanitizer stage sets ASAN_OPTIONS): its shadow memory and quarantine
+  // are not derpd's.
+  void expectRssWithin(size_t extra) {
+    if (std::getenv("ASAN_OPTIONS") != nullptr) return;
+    const size_t rss = rssBytes();
+    EXPECT_LE(rss, baselineRss_ + extra)
+        << "RSS " << (rss >> 20) << " MiB, baseline " << (baselineRss_ >> 20) << " MiB";
   }
 
   // The honest pair relays both ways, every slow receiver gets its packet.
@@ -123,6 +157,7 @@ class HostileTest : public ::testing::Test {
   std::unique_ptr<DerpClient> a_, b_;
   std::vector<std::unique_ptr<DerpClient>> receivers_;
   uint32_t round_ = 0;
+  size_t baselineRss_ = 0;
 };
 
 // More connections than the open-file limit allows, none of them sending a
@@ -165,6 +200,8 @@ TEST_F(HostileTest, FdFloodIsRefusedAtTheBudgetAndNeverRunsOutOfFds) {
   EXPECT_FALSE(derpd_->findLog("Too many open files").has_value()) << derpd_->logText();
   EXPECT_FALSE(derpd_->findLog("runtime error").has_value()) << derpd_->logText();
   EXPECT_TRUE(derpd_->running());
+  flood.clear();
+  expectRssWithin(kRssBound);
 }
 
 // A slowloris: 2,000 connections that start a request and add a header line
@@ -216,6 +253,8 @@ TEST_F(HostileTest, SlowlorisIsClosedAtTheHeaderDeadline) {
   EXPECT_EQ(stillOpen, 0u);
   expectHonestServiceHolds();
   expectFreshPairRelays();
+  slow.clear();
+  expectRssWithin(kRssBound);
 }
 
 // Connections that upgrade, announce a 60,000-byte ClientInfo, send a little
@@ -263,6 +302,7 @@ TEST_F(HostileTest, PreAuthMemoryIsBoundedAndHonestHandshakesGoOn) {
                        waitForMetricBelow("derpd_preauth_bytes", 1, kWait));
   EXPECT_EQ(left, 0);
   expectFreshPairRelays();
+  expectRssWithin(kRssBound);
 }
 
 // Mesh watchers that fall behind together. Each watcher's backlog is one
@@ -358,6 +398,36 @@ TEST_F(HostileTest, MeshWatchersThatFallBehindTogetherAreClosedSafely) {
   expectHonestServiceHolds();
   expectPairRelays(*last, *fillers.front(), ++round_);
   expectFreshPairRelays();
+  fillers.clear();
+  expectRssWithin(kRssBound);
+}
+
+// A receiver that never reads, sent to without pause: its queue drops its
+// oldest packets (queue_head), derpd holds no more than the queue for it, and
+// once its writes have stalled for -tcp-write-timeout it is closed
+// (write_timeout). Everyone else is served throughout.
+TEST_F(HostileTest, NonReadingReceiverCostsAQueueAndIsClosed) {
+  start({});
+  if (HasFatalFailure()) return;
+  client::ClientOptions o = clientOptions(derpd_->port());
+  o.receiveBufferBytes = 4096;
+  ASSERT_OK_AND_ASSIGN(auto victim, DerpClient::connect(o));
+  const double timedOutBefore = metric("derpd_connections_closed_total", {{"reason", "write_timeout"}});
+  for (int i = 0; i < 3000; i++) {
+    ASSERT_OK(a_->sendPacket(victim->publicKey(), taggedPayload(i, 7, 1200)));
+    if (i == 1500) expectHonestServiceHolds();
+  }
+  ASSERT_OK_AND_ASSIGN(double dropped, waitForMetric(metricsPort_, "derpd_packets_dropped_total",
+                                                     {{"reason", "queue_head"}}, 1, kWait));
+  EXPECT_GE(dropped, 1);
+  expectHonestServiceHolds();
+  ASSERT_OK_AND_ASSIGN(double timedOut,
+                       waitForMetric(metricsPort_, "derpd_connections_closed_total",
+                                     {{"reason", "write_timeout"}}, timedOutBefore + 1, kWait));
+  EXPECT_EQ(timedOut, timedOutBefore + 1);
+  expectHonestServiceHolds();
+  expectFreshPairRelays();
+  expectRssWithin(kRssBound);
 }
 
 // Many connections that each send small frames at once: every receive that
@@ -416,6 +486,9 @@ TEST_P(ReceiveFloodTest, ManyConnectionsDoNotRunTheBuffersDry) {
   EXPECT_EQ(read, want) << "frames lost";
   EXPECT_EQ(metric("derpd_recv_no_buffers_total"), 0);
   expectHonestServiceHolds();
+  flood.clear();
+  ASSERT_OK(waitForMetricBelow("derpd_current_connections", kHonestReceivers + 3, kWait).status());
+  expectRssWithin(kRssBound);
 }
 
 INSTANTIATE_TEST_SUITE_P(RingModes, ReceiveFloodTest,
