@@ -31,6 +31,12 @@ constexpr size_t kCompletionsPerTurn = 32;
 // Packet mail one shard may hold back for another whose ring is full (its
 // messages, 64 B each, and the packets they carry); past it, packets drop.
 constexpr size_t kMaxHeldPackets = 8192;
+// The packet pool keeps this much of wholly free slabs per size class; beyond
+// it, free slabs go back to the system a second after the pool grew past
+// three times it (a flood's 64 KiB bodies do not pin memory that 2 KiB
+// packets may need later).
+constexpr size_t kPoolKeepBytes = 2 << 20;
+constexpr Nanos kPoolTrimDelay = kSecond;
 // Restarting's hint: how long a client waits before reconnecting.
 constexpr uint32_t kRestartReconnectInMs = 1500;
 constexpr Nanos kTimerTick = 10 * kMillisecond;
@@ -100,6 +106,12 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
       outbox_(*shared.mailbox, id),
       acceptRetry_([](Timer*, void* ctx) { static_cast<ShardServer*>(ctx)->armAccept(); }, this),
       drainDeadline_(&ShardServer::onDrainDeadline, this),
+      poolTrim_(
+          [](Timer*, void* ctx) {
+            auto* s = static_cast<ShardServer*>(ctx);
+            s->pool_.trim(kPoolKeepBytes);
+          },
+          this),
       rng_(0x9e3779b9u + id) {
   for (size_t k = 0; k < acceptOps_.size(); k++) {
     for (AcceptOp& op : acceptOps_[k]) {
@@ -125,6 +137,7 @@ ShardServer::~ShardServer() {
   }
   timers_.cancel(acceptRetry_);
   timers_.cancel(drainDeadline_);
+  timers_.cancel(poolTrim_);
 }
 
 absl::Status ShardServer::init() {
@@ -295,6 +308,9 @@ void ShardServer::setState(Connection& c, Connection::State s) {
 }
 
 void ShardServer::publishPoolStats() {
+  if (!poolTrim_.armed() && pool_.bytesAllocated() > 3 * kPoolKeepBytes) {
+    timers_.arm(poolTrim_, clock_.now() + kPoolTrimDelay);
+  }
   counters_.cqOverflow.set(ring_->cqOverflow());
   counters_.mailboxBacklog.set(outbox_.heldTotal());
   counters_.poolBytes.set(pool_.bytesAllocated());

@@ -298,6 +298,7 @@ class ShardServer {
   std::atomic<Nanos> drainTimeout_{0};
   bool draining_ = false;
   Timer drainDeadline_;
+  Timer poolTrim_;  // armed while the pool holds more than it keeps; see publishPoolStats
   bool stopping_ = false;
   size_t liveConnections_ = 0;
   size_t preAuthBytes_ = 0;  // the sum of every connection's preAuthCharge

@@ -26,8 +26,13 @@ constexpr size_t strideOf(size_t sizeClass) {
 }  // namespace
 
 // Sits at the start of each slab, before its buffers.
-struct alignas(kSlabAlign) PacketPool::Slab {
-  Slab* next;
+struct alignas(kSlabAlign) PacketSlab {
+  PacketSlab* next;
+  size_t bytes;       // of the whole allocation
+  uint32_t count;     // buffers carved from it
+  uint32_t free = 0;  // trim()'s tally of them on the free list
+  uint8_t sizeClass;
+  bool reserve;
 };
 
 PacketPool::PacketPool(uint16_t shard, size_t maxBytes) : shard_(shard), maxBytes_(maxBytes) {}
@@ -92,7 +97,8 @@ bool PacketPool::grow(size_t sizeClass, bool reserve) {
 
   void* memory = std::aligned_alloc(kSlabAlign, slabBytes);  // slabBytes is a multiple of 64
   if (memory == nullptr) return false;
-  auto* slab = new (memory) Slab{slabs_};
+  auto* slab = new (memory) Slab{slabs_, slabBytes, static_cast<uint32_t>(count), 0,
+                                 static_cast<uint8_t>(sizeClass), reserve};
   slabs_ = slab;
   bytesAllocated_ += slabBytes;
 
@@ -105,11 +111,58 @@ bool PacketPool::grow(size_t sizeClass, bool reserve) {
     b->ownerShard = shard_;
     b->sizeClass = static_cast<uint8_t>(sizeClass);
     b->fromReserve = reserve ? 1 : 0;
+    b->slab = slab;
     PacketBuf*& list = reserve ? reserveLists_[sizeClass] : freeLists_[sizeClass];
     b->next = list;
     list = b;
   }
   return true;
+}
+
+size_t PacketPool::trim(size_t keepBytes) {
+  // Tally each slab's buffers on the free lists.
+  for (Slab* slab = slabs_; slab != nullptr; slab = slab->next) slab->free = 0;
+  for (PacketBuf* list : freeLists_) {
+    for (PacketBuf* b = list; b != nullptr; b = b->next) b->slab->free++;
+  }
+  // Choose the wholly free slabs beyond keepBytes of them per class.
+  std::array<size_t, kClassCount> kept{};
+  bool any = false;
+  for (Slab* slab = slabs_; slab != nullptr; slab = slab->next) {
+    if (slab->reserve || slab->free != slab->count) continue;
+    if (kept[slab->sizeClass] + slab->bytes <= keepBytes) {
+      kept[slab->sizeClass] += slab->bytes;
+      slab->free = 0;  // kept: not freed below
+      continue;
+    }
+    any = true;
+  }
+  if (!any) return 0;
+  auto doomed = [](const Slab* slab) { return !slab->reserve && slab->free == slab->count; };
+  // Unlink their buffers from the free lists, then the slabs from the pool.
+  for (PacketBuf*& list : freeLists_) {
+    PacketBuf** link = &list;
+    while (*link != nullptr) {
+      if (doomed((*link)->slab)) {
+        *link = (*link)->next;
+      } else {
+        link = &(*link)->next;
+      }
+    }
+  }
+  size_t freed = 0;
+  for (Slab** link = &slabs_; *link != nullptr;) {
+    Slab* slab = *link;
+    if (!doomed(slab)) {
+      link = &slab->next;
+      continue;
+    }
+    *link = slab->next;
+    freed += slab->bytes;
+    std::free(slab);
+  }
+  bytesAllocated_ -= freed;
+  return freed;
 }
 
 }  // namespace derpd

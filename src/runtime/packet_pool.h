@@ -7,9 +7,11 @@
 // on another shard travels back through the reverse ring before it is released.
 //
 // Buffers come in a few size classes and are carved from slabs (one allocation holding several
-// buffers of a class). Released buffers go onto the class's free list and are never handed back
-// to the system while the pool lives, so once the pool has grown to the shard's working set,
-// allocate() and release() are a few pointer moves and never call malloc.
+// buffers of a class). Released buffers go onto the class's free list, so once the pool has
+// grown to the shard's working set, allocate() and release() are a few pointer moves and never
+// call malloc. trim(), called now and then (not on the packet path), gives slabs whose buffers
+// are all free back to the system beyond a spare per class: memory a burst of one class took
+// (64 KiB bodies from a flood) can then serve another.
 #pragma once
 
 #include <array>
@@ -17,6 +19,8 @@
 #include <cstdint>
 
 namespace derpd {
+
+struct PacketSlab;
 
 // The header in front of a packet's bytes, in the same allocation. Not constructible by users:
 // only a PacketPool makes them.
@@ -31,6 +35,8 @@ struct alignas(16) PacketBuf {
   // prepend a header without copying what follows. Cleared by allocate().
   uint16_t start;
   uint8_t fromReserve;  // 1: a reserve buffer (returns to the reserve); set by the pool
+  uint8_t unused_;
+  struct PacketSlab* slab;  // the slab it was carved from; set by the pool
 
   // The buffer, 16-byte aligned, right after the header.
   uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
@@ -83,9 +89,13 @@ class PacketPool {
   size_t inUse() const { return inUse_; }
   // allocate() calls of each class that failed because the cap was reached.
   const std::array<uint64_t, kClassCount>& failures() const { return failures_; }
+  // Frees every slab whose buffers are all free, keeping up to keepBytes of such slabs per
+  // class (so a steady load does not free and regrow). O(free buffers + slabs). Returns the
+  // bytes given back.
+  size_t trim(size_t keepBytes);
 
  private:
-  struct Slab;
+  using Slab = PacketSlab;
   // Adds a slab of class `sizeClass` to its free list (or, reserve: the class's whole
   // reserve to the reserve list); false if the cap forbids it.
   bool grow(size_t sizeClass, bool reserve = false);

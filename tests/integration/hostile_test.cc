@@ -301,6 +301,10 @@ TEST_F(HostileTest, PreAuthMemoryIsBoundedAndHonestHandshakesGoOn) {
   ASSERT_OK_AND_ASSIGN(double left,
                        waitForMetricBelow("derpd_preauth_bytes", 1, kWait));
   EXPECT_EQ(left, 0);
+  // And the pool gives the 64 KiB buffers they held back to the system
+  // (it keeps 2 MiB of free slabs per size class).
+  ASSERT_OK_AND_ASSIGN(double pool, waitForMetricBelow("derpd_pool_bytes", 8 << 20, kWait));
+  EXPECT_LT(pool, 8 << 20);
   expectFreshPairRelays();
   expectRssWithin(kRssBound);
 }

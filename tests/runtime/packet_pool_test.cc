@@ -179,6 +179,42 @@ TEST(PacketPoolTest, ReserveServesControlFramesPastTheCap) {
   for (PacketBuf* b : control) pool.release(b);
   for (PacketBuf* b : packets) pool.release(b);
   EXPECT_EQ(pool.inUse(), 0u);
+  // Trimming gives back every packet slab but never the reserve.
+  pool.trim(0);
+  EXPECT_EQ(pool.bytesAllocated(), 2 * 64 + 64 * 2112u + 16 * 16448u);
+}
+
+// Slabs whose buffers are all free go back to the system beyond what the pool
+// keeps per class, and the memory can then serve another class: a pool at its
+// cap with 64 KiB buffers, all released and trimmed, fills up again with 2 KiB
+// ones. A slab with a buffer in use stays.
+TEST(PacketPoolTest, TrimGivesFreeSlabsBackSoMemoryMovesBetweenClasses) {
+  constexpr size_t kCap = 4 << 20;
+  PacketPool pool(0, kCap);
+  std::vector<PacketBuf*> big;
+  while (PacketBuf* b = pool.allocate(60000)) big.push_back(b);
+  ASSERT_GT(big.size(), 50u);
+  const size_t full = pool.bytesAllocated();
+  PacketBuf* held = big.front();  // keeps its slab
+  for (size_t i = 1; i < big.size(); i++) pool.release(big[i]);
+  EXPECT_EQ(pool.trim(0) + pool.bytesAllocated(), full);
+  EXPECT_LT(pool.bytesAllocated(), 300u << 10) << "only the held buffer's slab stays";
+  EXPECT_EQ(pool.trim(0), 0u) << "nothing more to give back";
+  // The memory serves 2 KiB buffers now.
+  std::vector<PacketBuf*> small;
+  while (PacketBuf* b = pool.allocate(100)) small.push_back(b);
+  EXPECT_GT(small.size() * 2048, kCap * 8 / 10);
+  for (PacketBuf* b : small) pool.release(b);
+  // keepBytes: that much of free slabs per class stays for the next burst.
+  const size_t before = pool.bytesAllocated();
+  const size_t freed = pool.trim(1 << 20);
+  EXPECT_GT(freed, 0u);
+  EXPECT_GE(before - freed, size_t{1} << 20);
+  EXPECT_LE(before - freed, (size_t{1} << 20) + (300u << 10));
+  pool.release(held);
+  EXPECT_EQ(pool.inUse(), 0u);
+  pool.trim(0);
+  EXPECT_EQ(pool.bytesAllocated(), 0u);
 }
 
 #ifndef NDEBUG
