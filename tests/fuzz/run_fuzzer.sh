@@ -5,5 +5,8 @@
 set -eu
 exe=$1 work=$2 seeds=$3 secs=${4:-10}
 mkdir -p "$work"
+# libFuzzer exits 77 on a crash by default, which meson counts as a skip:
+# a crash or a timeout must fail the test.
 exec "$exe" -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
+  -error_exitcode=1 -timeout_exitcode=1 \
   -artifact_prefix="$work/" -print_final_stats=1 "$work" "$seeds"
