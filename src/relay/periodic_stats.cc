@@ -61,7 +61,7 @@ std::string statsLine(const StatsSnapshot& before, const StatsSnapshot& now, Nan
 }
 
 PeriodicStats::PeriodicStats(std::span<ShardCounters* const> shards, Nanos interval, Nanos now)
-    : shards_(shards), interval_(interval), last_(now), before_(StatsSnapshot::sum(shards)) {}
+    : shards_(shards), interval_(interval), last_(now) {}
 
 int PeriodicStats::msUntilDue(Nanos now) const {
   Nanos left = std::max<Nanos>(last_ + interval_ - now, 0);

@@ -46,7 +46,8 @@ std::string statsLine(const StatsSnapshot& before, const StatsSnapshot& now, Nan
 
 class PeriodicStats {
  public:
-  // interval > 0. `shards` must outlive this.
+  // interval > 0. `shards` must outlive this. The first line counts from the
+  // counters' start (zero), since the shards may already be serving.
   PeriodicStats(std::span<ShardCounters* const> shards, Nanos interval, Nanos now);
 
   // How long a poll may sleep before the next line is due, in ms rounded up
@@ -58,8 +59,8 @@ class PeriodicStats {
  private:
   std::span<ShardCounters* const> shards_;
   Nanos interval_;
-  Nanos last_;  // when `before_` was taken
-  StatsSnapshot before_;
+  Nanos last_;  // when the last line was written (or the stats started)
+  StatsSnapshot before_;  // what the last line counted up to (zero before the first)
 };
 
 }  // namespace derpd::relay

@@ -1,6 +1,7 @@
 // KeepAlive (PROTOCOL.md "Steady state"): an idle client gets a KeepAlive frame
-// every 60 s plus up to 5 s of jitter. This test waits for two of them, so it
-// takes about two minutes; it runs beside the others.
+// every 60 s plus up to 5 s of jitter. This test waits for one, so it takes
+// about a minute; it runs beside the others. (The timer wheel's unit tests
+// cover re-arming; a second interval here cost CI another minute.)
 #include <memory>
 
 #include "client/derp_client.h"
@@ -17,7 +18,7 @@ TEST(KeepAliveTest, IdleClientGetsKeepAliveEverySixtyToSixtyFiveSeconds) {
   ASSERT_OK_AND_ASSIGN(auto client, connectClient(derpd->port()));
   RealClock clock;
   Nanos last = clock.now();
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < 1; i++) {
     absl::StatusOr<client::OwnedFrame> f = client->recv(70 * kSecond);
     ASSERT_OK(f.status());
     ASSERT_EQ(f->frameType(), derp::FrameType::kKeepAlive) << "type " << int(f->type);
