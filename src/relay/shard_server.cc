@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "absl/container/inlined_vector.h"
 #include "base/log.h"
 #include "derp/frame.h"
 
@@ -28,9 +27,6 @@ constexpr uint32_t kRecvBufferSizeWhole = 4 * 1024;
 // Completions handled per loop turn before queued writes are submitted: small
 // enough that a receive flood cannot starve the writers, large enough to batch.
 constexpr size_t kCompletionsPerTurn = 32;
-// Packet mail one shard may hold back for another whose ring is full (its
-// messages, 64 B each, and the packets they carry); past it, packets drop.
-constexpr size_t kMaxHeldPackets = 8192;
 // The packet pool keeps this much of wholly free slabs per size class; beyond
 // it, free slabs go back to the system a second after the pool grew past
 // three times it (a flood's 64 KiB bodies do not pin memory that 2 KiB
@@ -469,182 +465,6 @@ void ShardServer::reapClosed() {
   closing_.resize(keep);
 }
 
-void ShardServer::unregister(Connection& c) {
-  c.registered = false;
-  counters_.currentConnections.sub();
-  if (c.preferred) counters_.currentHomeConnections.sub();
-  ConnRef ref{id_, c.idx, c.gen};
-  broadcastDirectory(kMailUnregister, c);
-  KeyDirectory::Change change = directory_.remove(c.key, ref);
-  applyDirectoryChange(c.key, change);
-  if (change.instances == 0) {
-    notifyWatchers(c.key, nullptr);
-    // Everyone this client sent to learns it is gone (derper's peer-gone
-    // watchers), unless another connection of the same key remains.
-    for (const derp::NodeKey& dst : c.sentTo) {
-      if (const ConnRef* to = directory_.lookup(dst)) {
-        sendPeerGone(*to, c.key, derp::PeerGoneReason::kDisconnected);
-      }
-    }
-  }
-  absl::flat_hash_set<derp::NodeKey>().swap(c.sentTo);
-}
-
-MailMessage ShardServer::mail(MailKind kind, uint32_t idx, uint32_t gen, void* ptr) const {
-  MailMessage m;
-  m.kind = kind;
-  m.shard = id_;
-  m.idx = idx;
-  m.gen = gen;
-  m.ptr = ptr;
-  return m;
-}
-
-// Tells every other shard about a change to c's directory entry.
-void ShardServer::broadcastDirectory(MailKind kind, const Connection& c) {
-  MailMessage m = mail(kind, c.idx, c.gen);
-  m.key = c.key.bytes;
-  if (kind == kMailRegister) {
-    m.addr = c.peer.ip;
-    m.aux = c.peer.port | (static_cast<uint32_t>(c.peer.flags) << 16);
-  }
-  broadcast(m);
-}
-
-void ShardServer::broadcast(const MailMessage& m) {
-  for (size_t to = 0; to < shared_.mailbox->shards(); to++) {
-    if (to != id_) outbox_.send(to, m);
-  }
-}
-
-void ShardServer::applyDirectoryChange(const derp::NodeKey& key,
-                                       const KeyDirectory::Change& change) {
-  // Every shard applies every change, so each replica's size is the node's.
-  counters_.directoryKeys.set(directory_.size());
-  // Duplicate clients: the active instance receives; the others on this shard
-  // (and all of them once disabled) are told with a Health frame, cleared once
-  // they are alone or active again.
-  if (change.instances == 0) return;
-  absl::InlinedVector<ConnRef, 2> mine;
-  directory_.forEachInstance(key, [&](const KeyDirectory::Instance& i) {
-    if (i.ref.shard == id_) mine.push_back(i.ref);
-  });
-  const size_t instances = directory_.instances(key);
-  const ConnRef* active = directory_.lookup(key);
-  for (const ConnRef& ref : mine) {
-    Connection* c = find(ref.idx, ref.gen);
-    if (c == nullptr || !c->registered || !(c->key == key)) continue;
-    const bool isActive = active != nullptr && *active == ref;
-    c->mayBeDuplicate = instances > 1;
-    if (instances <= 1) c->dupSent = false;  // a new duplicate starts a new history
-    if (instances > 1 && !isActive && !c->dupHealthSent) {
-      c->dupHealthSent = true;
-      queueFrame(*c, derp::HealthFrame{"duplicate client key"});
-    } else if ((instances <= 1 || isActive) && c->dupHealthSent) {
-      c->dupHealthSent = false;
-      queueFrame(*c, derp::HealthFrame{""});
-    }
-  }
-}
-
-void ShardServer::sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone,
-                               derp::PeerGoneReason reason) {
-  if (ref.shard == id_) {
-    if (Connection* c = find(ref.idx, ref.gen); c != nullptr && c->registered) {
-      (reason == derp::PeerGoneReason::kNotHere ? counters_.peerGoneNotHere
-                                                 : counters_.peerGoneDisconnected)
-          .add();
-      queueFrame(*c, derp::PeerGoneFrame{gone, reason});
-    }
-    return;
-  }
-  MailMessage m = mail(kMailPeerGone, ref.idx, ref.gen);
-  m.aux = static_cast<uint32_t>(reason);
-  m.key = gone.bytes;
-  outbox_.send(ref.shard, m);
-}
-
-// A change to this shard's view that every shard applies: sent to the others
-// and applied here by the same handler their mailboxes use.
-void ShardServer::announce(MailMessage m, const derp::NodeKey* key) {
-  if (key != nullptr) m.key = key->bytes;
-  broadcast(m);
-  onMail(m);
-}
-
-void ShardServer::drainMailbox() {
-  MailMessage batch[64];
-  for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
-    if (from == id_) continue;
-    auto& ring = shared_.mailbox->ring(from, id_);
-    for (;;) {
-      size_t n = ring.popBatch(batch, 64);
-      for (size_t i = 0; i < n; i++) onMail(batch[i]);
-      if (n < 64) break;
-    }
-  }
-}
-
-void ShardServer::onMail(const MailMessage& m) {
-  derp::NodeKey key;
-  key.bytes = m.key;
-  ConnRef ref{m.shard, m.idx, m.gen};
-  switch (m.kind) {
-    case kMailPacket:
-      deliver(ConnRef{id_, m.idx, m.gen}, static_cast<PacketBuf*>(m.ptr));
-      break;
-    case kMailReturnBuf:
-      pool_.release(static_cast<PacketBuf*>(m.ptr));
-      break;
-    case kMailRegister: {
-      PeerInfo info{m.addr, static_cast<uint16_t>(m.aux & 0xffff),
-                    static_cast<uint8_t>(m.aux >> 16)};
-      applyDirectoryChange(key, directory_.add(key, ref, info));
-      notifyWatchers(key, &info);
-      outbox_.send(m.shard, mail(kMailRegisterAck, m.idx, m.gen));
-      break;
-    }
-    case kMailRegisterAck:
-      if (Connection* c = find(m.idx, m.gen); c != nullptr && c->pendingAcks > 0) {
-        if (--c->pendingAcks == 0) releaseServerInfo(*c);
-      }
-      break;
-    case kMailUnregister: {
-      KeyDirectory::Change change = directory_.remove(key, ref);
-      applyDirectoryChange(key, change);
-      if (change.instances == 0) notifyWatchers(key, nullptr);
-      break;
-    }
-    case kMailActivate:
-      applyDirectoryChange(key, directory_.activate(key, ref, m.stamp, m.aux == 1));
-      break;
-    case kMailDisableDup:
-      applyDirectoryChange(key, directory_.disable(key, m.stamp));
-      break;
-    case kMailPeerGone:
-      sendPeerGone(ConnRef{id_, m.idx, m.gen}, key, static_cast<derp::PeerGoneReason>(m.aux));
-      break;
-    case kMailMeshPresent:
-      applyRemotePresent(key, MeshRef{m.shard, static_cast<uint16_t>(m.idx), m.gen});
-      break;
-    case kMailMeshGone:
-      applyRemoteGone(key, MeshRef{m.shard, static_cast<uint16_t>(m.idx), m.gen});
-      break;
-    case kMailMeshLinkDown:
-      applyLinkDown(MeshRef{m.shard, static_cast<uint16_t>(m.idx), m.gen});
-      break;
-    case kMailForward:
-      forwardOnLink(m.idx, m.gen, static_cast<PacketBuf*>(m.ptr));
-      break;
-    case kMailClosePeer:
-      closeLocalInstances(key, CloseReason::kClosePeer);
-      break;
-    default:
-      logError("shard %d: unknown mailbox message kind %d", id_, m.kind);
-      std::abort();
-  }
-}
-
 void ShardServer::deliver(const ConnRef& ref, PacketBuf* b) {
   bool disco = b->flags & kBufIsDisco;
   Connection* c = find(ref.idx, ref.gen);
@@ -754,34 +574,6 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   relay(*to, b);
 }
 
-// A connection of a duplicated key sent. The most recent sender becomes the
-// one that receives, as in derper; but one that sent before, lost its place to
-// another and now sends again is fighting (a cloned key, two devices taking
-// turns): like derper's disableFighters, every connection of the key is then
-// disabled (packets to it drop as dup_client) until one is alone or a new one
-// connects. So a fight costs two flips, not a broadcast and Health frames for
-// every packet.
-void ShardServer::noteDuplicateSend(Connection& c) {
-  const ConnRef me{id_, c.idx, c.gen};
-  const KeyDirectory::Instance* self = directory_.find(c.key, me);
-  if (self == nullptr || self->disabled) return;
-  const ConnRef* active = directory_.lookup(c.key);
-  const bool wasSending = c.dupSent;
-  c.dupSent = true;
-  if (active != nullptr && *active == me) return;
-  MailMessage m = mail(wasSending ? kMailDisableDup : kMailActivate, c.idx, c.gen);
-  m.stamp = static_cast<uint64_t>(clock_.now());
-  if (wasSending) {
-    counters_.duplicateFights.add();
-    logWarn("shard %d: connections of %s take turns sending (a cloned key?); disabling them "
-            "until one is left",
-            id_, c.key.toString());
-  } else {
-    counters_.duplicateActivations.add();
-  }
-  announce(m, &c.key);
-}
-
 // Hands a RecvPacket frame to its destination's shard.
 void ShardServer::relay(const ConnRef& to, PacketBuf* b) {
   if (to.shard == id_) {
@@ -791,40 +583,6 @@ void ShardServer::relay(const ConnRef& to, PacketBuf* b) {
   }
   counters_.relayedCrossShard.add();
   mailPacket(to.shard, mail(kMailPacket, to.idx, to.gen, b));
-}
-
-// Sends mail carrying a packet to another shard, unless that shard already has
-// kMaxHeldPackets of our mail held back (its ring full): a shard that has
-// stopped reading must not make this one hold packets without bound.
-void ShardServer::mailPacket(size_t to, const MailMessage& m) {
-  if (outbox_.held(to) >= kMaxHeldPackets) {
-    auto* b = static_cast<PacketBuf*>(m.ptr);
-    counters_.drop(DropReason::kMailboxFull, b->flags & kBufIsDisco);
-    releaseBuf(b);
-    return;
-  }
-  outbox_.send(to, m);
-}
-
-// Mail held back for shards that have left their loop is never read: drop it,
-// returning the buffers this shard owns (an exited shard's own buffers go
-// with its pool), so the loop does not spin on a backlog that cannot drain.
-void ShardServer::discardMailToExited() {
-  for (size_t to = 0; to < shared_.mailbox->shards(); to++) {
-    if (to == id_ || outbox_.held(to) == 0 ||
-        !shared_.exited[to].load(std::memory_order_acquire)) {
-      continue;
-    }
-    outbox_.discard(to, [this](const MailMessage& m) {
-      if (m.kind != kMailPacket && m.kind != kMailForward) return;
-      auto* b = static_cast<PacketBuf*>(m.ptr);
-      if (b->ownerShard == id_) {
-        pool_.release(b);
-      } else if (!shared_.exited[b->ownerShard].load(std::memory_order_acquire)) {
-        releaseBuf(b);
-      }
-    });
-  }
 }
 
 void ShardServer::armKeepAlive(Connection& c) {
