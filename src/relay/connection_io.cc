@@ -26,11 +26,17 @@ constexpr uint16_t kMeshHeadroom = derp::kKeyLen;
 // Mesh peers may be slower to drain than clients (derper's 30 s).
 constexpr Nanos kMeshWriteTimeout = 30 * kSecond;
 
-// A RecvPacket frame has left for its destination (written, or sealed for TLS).
+// The packet bytes a RecvPacket frame carries (without its header and source key).
+uint32_t payloadBytes(const PacketBuf* b) {
+  return b->length - static_cast<uint32_t>(derp::kFrameHeaderLen + derp::kKeyLen);
+}
+
+// A RecvPacket frame has left for its destination: written to a plain socket
+// (TLS records count theirs with a SealTally).
 void countSent(ShardCounters& counters, const PacketBuf* b) {
   if (!(b->flags & kBufIsPacket)) return;
   counters.packetsSent.add();
-  counters.bytesSent.add(b->length - derp::kFrameHeaderLen - derp::kKeyLen);
+  counters.bytesSent.add(payloadBytes(b));
 }
 
 // The packets sealed into one TLS record, counted once SSL_write has taken
@@ -43,7 +49,7 @@ struct SealTally {
     if (!(b->flags & kBufIsPacket)) return;
     packets++;
     if (b->flags & kBufIsDisco) disco++;
-    bytes += b->length - derp::kFrameHeaderLen - derp::kKeyLen;
+    bytes += payloadBytes(b);
   }
   void sent(ShardCounters& counters) const {
     counters.packetsSent.add(packets);
