@@ -210,7 +210,7 @@ void ShardServer::run() {
     flushDirty();
     if (stun_) stun_->flush();
     reapClosed();
-    publishPoolStats();
+    publishLoopStats();
     outbox_.flush([this](size_t to) {
       if (ring_->features().msgRing) {
         ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
@@ -303,7 +303,7 @@ void ShardServer::setState(Connection& c, Connection::State s) {
   c.state = s;
 }
 
-void ShardServer::publishPoolStats() {
+void ShardServer::publishLoopStats() {
   if (!poolTrim_.armed() && pool_.bytesAllocated() > 3 * kPoolKeepBytes) {
     timers_.arm(poolTrim_, clock_.now() + kPoolTrimDelay);
   }

@@ -165,7 +165,9 @@ class ShardServer {
   bool takeSocketBudget();
   bool chargePreAuth(Connection& c, size_t bytes);
 
-  void publishPoolStats();
+  // Once a loop turn: pool, ring and mailbox gauges into the counters, and the
+  // pool trim timer armed when the pool has grown.
+  void publishLoopStats();
   void armRecv(Connection& c);
   void armWakeRead();
 
@@ -298,7 +300,7 @@ class ShardServer {
   std::atomic<Nanos> drainTimeout_{0};
   bool draining_ = false;
   Timer drainDeadline_;
-  Timer poolTrim_;  // armed while the pool holds more than it keeps; see publishPoolStats
+  Timer poolTrim_;  // armed while the pool holds more than it keeps; see publishLoopStats
   bool stopping_ = false;
   size_t liveConnections_ = 0;
   size_t preAuthBytes_ = 0;  // the sum of every connection's preAuthCharge
