@@ -241,6 +241,12 @@ const std::vector<FlagSpec>& flagSpecs() {
        "KiB of PeerPresent/PeerGone frames (about 18 per KiB) a mesh peer watching this "
        "server may fall behind by before it is disconnected to resync (16 to 1048576)",
        [](Config& c, absl::string_view v) { return setInt(c.meshWatcherQueueKb, v, 16, 1 << 20); }},
+      {"packet-memory-mb", Kind::kInt, "tcp", "256",
+       "MiB of packet buffers each shard may hold: packets queued for slow receivers, frames "
+       "being read, TLS records being written (4 to 65536). Past it new packets are dropped "
+       "(derpd_packets_dropped_total{reason=\"no_memory\"}) while handshakes and control "
+       "frames draw on a small reserve; derpd's own (derper has no cap)",
+       [](Config& c, absl::string_view v) { return setInt(c.packetMemoryMb, v, 4, 65536); }},
       {"tcp-write-timeout", Kind::kDuration, "tcp", "2s",
        "time a write to a client may take before it is disconnected (0: no limit)",
        [](Config& c, absl::string_view v) { return setDuration(c.tcpWriteTimeout, v); }},

@@ -48,6 +48,7 @@ struct Config {
   std::string meshCa = "/etc/ssl/certs/ca-certificates.crt";  // --mesh-ca
   Nanos meshResolveInterval = 30 * kSecond;                   // --mesh-resolve-interval
   int meshWatcherQueueKb = 64 * 1024;                         // --mesh-watcher-queue-kb
+  int packetMemoryMb = 256;                                   // --packet-memory-mb
   LogFormat logFormat = LogFormat::kText;  // --log-format
   Nanos statsInterval = 60 * kSecond;      // --stats-interval (0: no stats lines)
   // --config: the TOML file read before the environment and the flags ("": none).

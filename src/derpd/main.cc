@@ -101,6 +101,7 @@ int runServer(const derpd::Config& cfg) {
   opts.relay.serverKey = *key;
   opts.relay.writeTimeout = cfg.tcpWriteTimeout;
   opts.relay.watcherQueueBytes = static_cast<size_t>(cfg.meshWatcherQueueKb) * 1024;
+  opts.relay.poolBytes = static_cast<size_t>(cfg.packetMemoryMb) << 20;
   opts.relay.tcp.keepAliveSeconds = static_cast<int>(cfg.tcpKeepAliveTime / kSecond);
   opts.relay.tcp.userTimeoutMs = static_cast<int>(cfg.tcpUserTimeout / kMillisecond);
   opts.listen = *addr;

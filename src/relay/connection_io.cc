@@ -393,7 +393,11 @@ bool ShardServer::startFrame(Connection& c) {
     }
   }
   if (keep) {
-    c.body = pool_.allocate(headroom + derp::kFrameHeaderLen + c.curLen);
+    // Frames other than packets are small and short-lived (a ClientInfo, a
+    // Ping): at the pool's cap they draw on its reserve, so a new client can
+    // still register and pings are still answered.
+    const bool packet = type == FrameType::kSendPacket || type == FrameType::kForwardPacket;
+    c.body = pool_.allocate(headroom + derp::kFrameHeaderLen + c.curLen, !packet);
     if (c.body == nullptr) {
       // Out of packet memory: read past this frame and count the loss.
       counters_.drop(DropReason::kNoMemory, false);
@@ -631,17 +635,40 @@ bool ShardServer::gatherWrite(Connection& c) {
 // AEAD's setup and tag, the header) are paid once for a burst instead of once
 // per packet. Nothing waits for more: only what is already queued is joined.
 // A frame is released as soon as it is sealed.
+//
+// The chain's room for a record is secured before its frames are taken, so a
+// pool at its cap never fails an SSL_write halfway (which would end the
+// session): a packet that finds no room waits for the write in flight to free
+// buffers, or, with nothing in flight, is dropped (no_memory); a control
+// frame draws on the pool's reserve.
 void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
   if (!c.tlsReady) return;
   while (pendingBytes < kMaxWriteBytes) {
-    PacketBuf* b = popWritable(c);
+    PacketBuf* b = nextWritable(c, false);
     if (b == nullptr) return;
+    const bool control = !(b->flags & kBufIsPacket);
+    if (!ensureCipherRoom(c, b->length, control)) {
+      if (control) {
+        close(c, CloseReason::kNoMemory);
+        return;
+      }
+      if (pendingBytes > 0) return;  // the write in flight frees buffers, then seals again
+      popWritable(c);
+      counters_.drop(DropReason::kNoMemory, b->flags & kBufIsDisco);
+      releaseBuf(b);
+      continue;
+    }
+    popWritable(c);
     const uint8_t* plain = b->bytes();
     size_t n = b->length;
     SealTally tally;
     tally.add(b);
+    auto joinable = [&](const PacketBuf* next) {
+      return next != nullptr && n + next->length <= kTlsScratchSize &&
+             ensureCipherRoom(c, n + next->length, !(next->flags & kBufIsPacket));
+    };
     PacketBuf* next = nextWritable(c, false);
-    if (next != nullptr && n + next->length <= kTlsScratchSize) {
+    if (joinable(next)) {
       uint8_t* joined = sealScratch_.get();
       std::memcpy(joined, plain, n);
       releaseBuf(b);
@@ -653,7 +680,7 @@ void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
         tally.add(next);
         releaseBuf(next);
         next = nextWritable(c, false);
-      } while (next != nullptr && n + next->length <= kTlsScratchSize);
+      } while (joinable(next));
       plain = joined;
     }
     size_t before = c.writingTail ? c.writingTail->length : 0;
@@ -661,8 +688,8 @@ void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
     int r = SSL_write(c.ssl.get(), plain, static_cast<int>(n));
     if (b != nullptr) releaseBuf(b);
     if (r <= 0) {
-      // Our sink never asks to retry: this is out of memory or a dead session.
-      // Every packet of the record is lost, joined or not.
+      // The room was there: this is a dead session. Every packet of the
+      // record is lost, joined or not.
       tally.dropped(counters_);
       ERR_clear_error();
       close(c, CloseReason::kWriteError);
@@ -674,19 +701,44 @@ void ShardServer::sealQueued(Connection& c, size_t pendingBytes) {
   }
 }
 
+// Makes sure the chain can take `plainBytes` sealed (their records' headers
+// and tags included) without the sink allocating: what its last buffer has
+// left plus the shard's spare cipher buffers, topped up from the pool (from
+// its reserve too when `reserved`). False if the pool cannot give enough.
+bool ShardServer::ensureCipherRoom(Connection& c, size_t plainBytes, bool reserved) {
+  const size_t records = std::max<size_t>(1, (plainBytes + kTlsScratchSize - 1) / kTlsScratchSize);
+  const size_t need = plainBytes + records * SSL_max_seal_overhead(c.ssl.get());
+  const PacketBuf* t = c.writingTail;
+  size_t room = (t != nullptr ? t->capacity - t->length : 0) + cipherSpares_.size() * kTlsScratchSize;
+  while (room < need) {
+    PacketBuf* spare = pool_.allocate(kTlsScratchSize, reserved);
+    if (spare == nullptr) return false;
+    cipherSpares_.push_back(spare);
+    room += kTlsScratchSize;
+  }
+  return true;
+}
+
 bool ShardServer::cipherSink(void* ctx, const uint8_t* data, size_t n) {
   auto* c = static_cast<Connection*>(ctx);
   return c->recvOp.server->appendCipher(*c, data, n);
 }
 
 // Appends sealed bytes to the chain being written, filling the last buffer
-// before taking another (16 KiB each, from the shard's pool).
+// before taking another (16 KiB each: a spare that ensureCipherRoom set aside,
+// else from the pool, reserve included: what is sealed without a room check
+// is the handshake, alerts and close_notify).
 bool ShardServer::appendCipher(Connection& c, const uint8_t* data, size_t n) {
   while (n > 0) {
     PacketBuf* t = c.writingTail;
     if (t == nullptr || t->length == t->capacity) {
-      t = pool_.allocate(kTlsScratchSize);
-      if (t == nullptr) return false;
+      if (!cipherSpares_.empty()) {
+        t = cipherSpares_.back();
+        cipherSpares_.pop_back();
+      } else {
+        t = pool_.allocate(kTlsScratchSize, true);
+        if (t == nullptr) return false;
+      }
       t->next = nullptr;
       if (c.writingTail) {
         c.writingTail->next = t;

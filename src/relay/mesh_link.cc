@@ -256,7 +256,8 @@ bool ShardServer::startLinkFrame(Connection& c) {
     case FrameType::kPing:
     case FrameType::kHealth:
     case FrameType::kRestarting:
-      c.body = pool_.allocate(derp::kFrameHeaderLen + c.curLen);
+      // Small control frames: at the pool's cap they draw on its reserve.
+      c.body = pool_.allocate(derp::kFrameHeaderLen + c.curLen, true);
       if (c.body == nullptr) {
         close(c, CloseReason::kMeshBadPeer);
         return false;

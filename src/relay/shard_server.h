@@ -78,6 +78,8 @@ struct RelayConfig {
   // A mesh watcher's backlog of PeerPresent/PeerGone frames before it is
   // closed to resync (--mesh-watcher-queue-kb).
   size_t watcherQueueBytes = 64 << 20;
+  // The slab memory each shard's packet pool may hold (--packet-memory-mb).
+  size_t poolBytes = 256 << 20;
 };
 
 // What all shards share, fixed before any shard runs.
@@ -213,6 +215,7 @@ class ShardServer {
   void flushDirty();
   bool gatherWrite(Connection& c);
   void sealQueued(Connection& c, size_t pendingBytes);
+  bool ensureCipherRoom(Connection& c, size_t plainBytes, bool reserved);
   static bool cipherSink(void* ctx, const uint8_t* data, size_t n);
   bool appendCipher(Connection& c, const uint8_t* data, size_t n);
   void startWrite(Connection& c);
@@ -292,6 +295,9 @@ class ShardServer {
   // Frames joined into one TLS record (not tlsScratch_: sealing may run while
   // a read is still parsing what tlsScratch_ holds).
   std::unique_ptr<uint8_t[]> sealScratch_;
+  // Empty 16 KiB pool buffers ensureCipherRoom set aside for the record being
+  // sealed; appendCipher takes them first. A few at most (a 64 KiB frame's records).
+  std::vector<PacketBuf*> cipherSpares_;
   WakeOp wakeOp_{this};
   Timer acceptRetry_;
   Nanos fdLimitWarnedAt_ = -kSecond;  // the last "fd budget full" warning

@@ -88,6 +88,7 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
       {{"-mesh-with", "a,h:99999", "-mesh-psk-file", "k"}, "-mesh-with"},
       {{"-mesh-resolve-interval", "500ms"}, "-mesh-resolve-interval"},
       {{"-mesh-watcher-queue-kb", "8"}, "-mesh-watcher-queue-kb"},
+      {{"-packet-memory-mb", "3"}, "-packet-memory-mb"},
       {{"-mesh-ca", ""}, "-mesh-ca"},
       {{"-verify-clients"}, "-verify-clients"},
       {{"-hostname", ""}, "-hostname"},
@@ -165,6 +166,15 @@ TEST(ConfigTest, EnvironmentErrorsNameTheVariable) {
     std::string var(bad, std::string(bad).find('='));
     EXPECT_NE(std::string(r.status().message()).find(var), std::string::npos) << r.status();
   }
+}
+
+TEST(ConfigTest, PacketMemoryFlag) {
+  auto d = parseCommandLine({});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->config.packetMemoryMb, 256);
+  auto c = parseCommandLine({"--packet-memory-mb=4"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config.packetMemoryMb, 4);
 }
 
 TEST(ConfigTest, MeshFlags) {

@@ -1,13 +1,15 @@
 // derpd with TLS under hostile and heavy load: bad TLS input (garbage and
 // oversized records instead of a ClientHello, a stalled handshake, corrupted
 // and oversized records after the handshake), each while other clients keep
-// relaying, and 1,000 TLS clients followed by a handshake storm. The fixtures
+// relaying, 1,000 TLS clients followed by a handshake storm, and a packet pool
+// at its cap with TLS receivers that do not read. The fixtures
 // and the PKI are in tls_fixture.h.
 // Exits 77 (skipped) when curl or openssl is not on PATH, or when
 // RLIMIT_NOFILE cannot be raised to the 2,500 descriptors the load needs.
 #include <openssl/ssl.h>
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
@@ -181,6 +183,133 @@ TEST_F(TlsTest, ThousandClientsThenHandshakeStorm) {
                                            [](double v) { return v == kClients; }, kWait));
   EXPECT_EQ(settled, kClients);
   expectRelayBothWays(*clients.front(), *clients.back(), 2000);
+}
+
+// ---- The packet pool at its cap ----
+
+// One shard with a 4 MiB packet pool (--packet-memory-mb 4) and TLS receivers
+// that do not read. Large packets queued for the first of them fill the pool
+// with 64 KiB buffers; then small packets go to the others until their
+// sockets are full too (about 3 MB each over loopback) and what is queued and
+// sealed for them needs the 2 KiB and 16 KiB buffers the pool no longer has.
+// A record is sealed only once the chain has room for it: at the cap the
+// packet waits for the write in flight, or is dropped and counted
+// (no_memory). (Before, SSL_write failed halfway and the receiver was closed
+// as write_error.) At the cap a new client still completes the TLS and DERP
+// handshakes and gets its Pong (its handshake flight, ClientInfo, ServerInfo
+// and Pong draw on the pool's reserve). Once the receivers read, they get
+// every packet derpd did not drop, intact and in order, and every packet
+// sent is accounted for: written, or dropped by reason.
+TEST_F(TlsTest, PacketPoolAtItsCapDropsPacketsButKeepsConnectionsAndHandshakes) {
+  constexpr int kFillers = 4;  // sent 32,000-byte packets (64 KiB buffers) first
+  constexpr int kLate = 8;     // then 1,900-byte packets (2 KiB buffers)
+  constexpr int kMaxRounds = 3000;
+  install(gFix->derp1, "derp.test");
+  DerpdOptions opts = options("derp.test", {"--packet-memory-mb", "4", "-tcp-write-timeout", "0"});
+  opts.shards = 1;
+  ASSERT_OK_AND_ASSIGN(derpd_, DerpdProcess::start(opts));
+  port_ = derpd_->port();
+  ASSERT_OK_AND_ASSIGN(auto sender, connectTls());
+  std::vector<std::unique_ptr<DerpClient>> stalled;
+  std::vector<size_t> payloadSize;
+  for (int i = 0; i < kFillers + kLate; i++) {
+    client::ClientOptions o = tlsOptions();
+    o.receiveBufferBytes = 4096;
+    ASSERT_OK_AND_ASSIGN(auto r, connectFresh(o));
+    stalled.push_back(std::move(r));
+    payloadSize.push_back(i < kFillers ? 32000 : 1900);
+  }
+  auto total = [&](std::string_view name, const Labels& filter = {}) -> double {
+    absl::StatusOr<double> v = metricTls(port_, name, filter);
+    EXPECT_OK(v.status());
+    return v.value_or(-1);
+  };
+  auto accounted = [&] {
+    return total("derpd_packets_sent_total") + total("derpd_packets_dropped_total");
+  };
+  const Labels writeError = {{"reason", "write_error"}};
+  const double accountedBefore = accounted();
+  const double sentBefore = total("derpd_packets_sent_total");
+
+  // Rounds of a packet to each receiver in [from, to) until full() says so
+  // (checked every 16 rounds), then 64 rounds more; returns when it said so.
+  uint64_t sentByClients = 0;
+  uint32_t seq = 0;
+  auto sendUntil = [&](int from, int to, auto full) -> int {
+    int fullAt = -1;
+    for (int round = 0; round < kMaxRounds && (fullAt < 0 || round < fullAt + 64);
+         round++, seq++) {
+      for (int i = from; i < to; i++) {
+        absl::Status st = sender->sendPacket(stalled[i]->publicKey(),
+                                             taggedPayload(seq, i, payloadSize[i]));
+        if (!st.ok()) {
+          ADD_FAILURE() << st;
+          return -1;
+        }
+        sentByClients++;
+      }
+      if (fullAt < 0 && round % 16 == 15 && full()) fullAt = round;
+    }
+    return fullAt;
+  };
+  auto failures = [&](const char* size) {
+    return total("derpd_pool_allocation_failures_total", {{"size", size}});
+  };
+  const int fillRounds = sendUntil(0, kFillers, [&] { return failures("65664") > 0; });
+  ASSERT_GE(fillRounds, 0) << "the pool never reached its cap";
+  const int lateRounds = sendUntil(kFillers, kFillers + kLate, [&] {
+    return failures("2048") + failures("16384") > 0 ||
+           total("derpd_connections_closed_total", writeError) > 0;
+  });
+  ASSERT_GE(lateRounds, 0) << "the small packets never met the cap";
+  EXPECT_GT(total("derpd_packets_dropped_total", {{"reason", "no_memory"}}), 0);
+
+  // At the cap: a new client handshakes and is answered; nothing was closed.
+  ASSERT_OK_AND_ASSIGN(auto fresh, connectTls());
+  ASSERT_OK(fresh->ping(kWait).status());
+  for (const char* reason : {"write_error", "no_memory", "tls_handshake_failed", "tls_error"}) {
+    EXPECT_EQ(total("derpd_connections_closed_total", {{"reason", reason}}), 0) << reason;
+  }
+  EXPECT_EQ(total("derpd_current_connections"), kFillers + kLate + 2);
+
+  // The receivers read: every packet not dropped arrives intact and in
+  // order, and the counts add up.
+  uint64_t received = 0;
+  std::vector<int64_t> lastSeq(stalled.size(), -1);
+  RealClock clock;
+  const Nanos deadline = clock.now() + 3 * kWait;
+  while (clock.now() < deadline) {
+    for (size_t i = 0; i < stalled.size(); i++) {
+      for (;;) {
+        absl::StatusOr<DerpClient::Packet> p = stalled[i]->recvPacket(20 * kMillisecond);
+        if (!p.ok()) {
+          ASSERT_TRUE(absl::IsDeadlineExceeded(p.status())) << "receiver " << i << ": " << p.status();
+          break;
+        }
+        ASSERT_EQ(p->src, sender->publicKey());
+        const uint32_t got = payloadSeq(p->payload);
+        ASSERT_EQ(p->payload, taggedPayload(got, static_cast<uint32_t>(i), payloadSize[i]));
+        ASSERT_GT(static_cast<int64_t>(got), lastSeq[i]) << "out of order";
+        lastSeq[i] = got;
+        received++;
+      }
+    }
+    if (accounted() == accountedBefore + static_cast<double>(sentByClients) &&
+        total("derpd_packets_sent_total") == sentBefore + static_cast<double>(received)) {
+      break;
+    }
+  }
+  EXPECT_EQ(accounted(), accountedBefore + static_cast<double>(sentByClients));
+  EXPECT_EQ(total("derpd_packets_sent_total"), sentBefore + static_cast<double>(received));
+  EXPECT_EQ(total("derpd_connections_closed_total", writeError), 0);
+  std::printf("pool full after %d rounds, small packets met it after %d; %llu packets sent, "
+              "%llu received\n",
+              fillRounds, lateRounds, static_cast<unsigned long long>(sentByClients),
+              static_cast<unsigned long long>(received));
+
+  // With the pool drained, packets flow again.
+  expectRelayBothWays(*sender, *fresh, 1);
+  expectRelayed(*sender, *stalled[kFillers], 2);
 }
 
 }  // namespace
