@@ -124,11 +124,15 @@ void ShardServer::drainMailbox() {
   for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
     if (from == id_) continue;
     auto& ring = shared_.mailbox->ring(from, id_);
+    size_t taken = 0;
     for (;;) {
       size_t n = ring.popBatch(batch, 64);
       for (size_t i = 0; i < n; i++) onMail(batch[i]);
+      taken += n;
       if (n < 64) break;
     }
+    // There is room now: a sender that found the ring full waits for this.
+    if (taken > 0 && shared_.mailbox->takeWaitingSender(from, id_)) wakeShard(from);
   }
 }
 
@@ -233,9 +237,9 @@ void ShardServer::mailPacket(size_t to, const MailMessage& m) {
   outbox_.send(to, m);
 }
 
-// Mail held back for shards that have left their loop is never read: drop it,
-// returning the buffers this shard owns (an exited shard's own buffers go
-// with its pool), so the loop does not spin on a backlog that cannot drain.
+// Mail held back for shards that have left their loop is never read: drop it
+// (its packets counted, gone with their shard), returning the buffers this
+// shard owns (an exited shard's own buffers go with its pool).
 void ShardServer::discardMailToExited() {
   for (size_t to = 0; to < shared_.mailbox->shards(); to++) {
     if (to == id_ || outbox_.held(to) == 0 ||
@@ -245,6 +249,9 @@ void ShardServer::discardMailToExited() {
     outbox_.discard(to, [this](const MailMessage& m) {
       if (m.kind != kMailPacket && m.kind != kMailForward) return;
       auto* b = static_cast<PacketBuf*>(m.ptr);
+      counters_.drop(m.kind == kMailPacket ? DropReason::kGoneDisconnected
+                                           : DropReason::kMeshLinkDown,
+                     b->flags & kBufIsDisco);
       if (b->ownerShard == id_) {
         pool_.release(b);
       } else if (!shared_.exited[b->ownerShard].load(std::memory_order_acquire)) {

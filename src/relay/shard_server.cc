@@ -182,6 +182,17 @@ void ShardServer::requestStop() {
   (void)unused;
 }
 
+// Wakes shard `to` from its wait: mail for it, or room for ours.
+void ShardServer::wakeShard(size_t to) {
+  if (ring_->features().msgRing) {
+    ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
+  } else {
+    uint64_t one = 1;
+    ssize_t unused = ::write(shared_.wakeFds[to], &one, sizeof(one));
+    (void)unused;
+  }
+}
+
 void ShardServer::armWakeRead() {
   io_uring_sqe* s = ring_->sqe();
   io_uring_prep_read(s, shared_.wakeFds[id_], &wakeOp_.value, sizeof(wakeOp_.value), 0);
@@ -200,8 +211,10 @@ void ShardServer::run() {
     if (auto next = timers_.nextDeadline()) {
       timeout = std::max<Nanos>(0, *next - clock_.now());
     }
+    // Mail held back for a full ring needs no retry here: its destination
+    // wakes this shard once it has read (Mailbox::raiseWaiting), or on exit.
     if (outbox_.hasBacklog()) discardMailToExited();
-    if (outbox_.hasBacklog() || !dirty_.empty() || ring_->ready() > 0) timeout = 0;
+    if (!dirty_.empty() || ring_->ready() > 0) timeout = 0;
     if (stopping_ && (timeout < 0 || timeout > 50 * kMillisecond)) timeout = 50 * kMillisecond;
     ring_->runOnce(timeout, kCompletionsPerTurn);
     drainMailbox();
@@ -211,15 +224,7 @@ void ShardServer::run() {
     if (stun_) stun_->flush();
     reapClosed();
     publishLoopStats();
-    outbox_.flush([this](size_t to) {
-      if (ring_->features().msgRing) {
-        ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
-      } else {
-        uint64_t one = 1;
-        ssize_t unused = ::write(shared_.wakeFds[to], &one, sizeof(one));
-        (void)unused;
-      }
-    });
+    outbox_.flush([this](size_t to) { wakeShard(to); });
     // A draining node keeps its mesh links while any shard has clients to
     // serve (a client on one shard may need a link owned by another).
     if (draining_ && !stopping_ && liveLinks_ > 0 && liveConnections_ == liveLinks_ &&
@@ -229,6 +234,11 @@ void ShardServer::run() {
     if ((stopping_ || draining_) && liveConnections_ == 0) break;
   }
   shared_.exited[id_].store(true, std::memory_order_release);
+  // A shard waiting for room in its ring to us must learn that there will be
+  // none (it then discards what it holds for us).
+  for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
+    if (from != id_ && shared_.mailbox->takeWaitingSender(from, id_)) wakeShard(from);
+  }
   // Let the kernel finish what we submitted (wake-ups to other shards).
   ring_->runOnce(0);
 }

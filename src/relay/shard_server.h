@@ -260,6 +260,7 @@ class ShardServer {
   void mailPacket(size_t to, const MailMessage& m);
   void noteDuplicateSend(Connection& c);
   void discardMailToExited();
+  void wakeShard(size_t to);
   void setState(Connection& c, Connection::State s);
   void close(Connection& c, CloseReason reason);
   void finishCloses();

@@ -2,7 +2,7 @@
 
 namespace derpd {
 
-Mailbox::Mailbox(size_t shards) : shards_(shards) {
+Mailbox::Mailbox(size_t shards) : shards_(shards), flags_(new Flag[shards * shards]) {
   rings_.resize(shards * shards);
   for (size_t from = 0; from < shards; from++) {
     for (size_t to = 0; to < shards; to++) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -41,13 +42,37 @@ class Mailbox {
   size_t shards() const { return shards_; }
   Ring& ring(size_t from, size_t to) { return *rings_[from * shards_ + to]; }
 
+  // A sender whose ring to `to` was full sleeps instead of retrying every
+  // turn: it raises the pair's flag, then tries once more (senderWaits); the
+  // receiver, having taken messages from the ring, lowers a raised flag and
+  // wakes the sender (takeWaitingSender). The fences on both sides make sure
+  // that either the retry sees the room or the receiver sees the flag.
+  // Sender's side, after a push to ring(from, to) failed.
+  void raiseWaiting(size_t from, size_t to) {
+    flags_[from * shards_ + to].waiting.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  // Receiver's side, after popping from ring(from, to): whether the sender
+  // waits for room (the flag is then lowered: wake it).
+  bool takeWaitingSender(size_t from, size_t to) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    auto& w = flags_[from * shards_ + to].waiting;
+    return w.load(std::memory_order_relaxed) && w.exchange(false, std::memory_order_relaxed);
+  }
+
  private:
+  struct alignas(64) Flag {
+    std::atomic<bool> waiting{false};
+  };
   size_t shards_;
   std::vector<std::unique_ptr<Ring>> rings_;
+  std::unique_ptr<Flag[]> flags_;
 };
 
 // One shard's sending side: pushes, keeps what a full ring refused (rare; the
-// only allocation, and only under overload) and remembers whom to wake.
+// only allocation, and only under overload) and remembers whom to wake. A
+// shard with held messages need not retry before its destination wakes it
+// (Mailbox::raiseWaiting).
 // Only the owning shard's thread may call it.
 class Outbox {
  public:
@@ -65,6 +90,15 @@ class Outbox {
       while (i < held.size() && mailbox_.ring(self_, to).tryPush(held[i])) {
         i++;
         pending_[to] = true;
+      }
+      if (i < held.size()) {
+        // Still full: ask to be woken when `to` has read, then look once
+        // more (it may have read before it could see the flag).
+        mailbox_.raiseWaiting(self_, to);
+        while (i < held.size() && mailbox_.ring(self_, to).tryPush(held[i])) {
+          i++;
+          pending_[to] = true;
+        }
       }
       if (i > 0) held.erase(held.begin(), held.begin() + static_cast<ptrdiff_t>(i));
       // A burst's backlog does not keep its memory once it has drained.

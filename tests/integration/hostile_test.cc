@@ -5,12 +5,16 @@
 #include <signal.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -20,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/unique_fd.h"
 #include "client/derp_client.h"
@@ -50,6 +55,64 @@ absl::StatusOr<UniqueFd> silentConnection(uint16_t port) {
     return absl::InternalError(absl::StrCat("connect: errno ", errno));
   }
   return fd;
+}
+
+// One thread of another process held stopped through ptrace (PTRACE_SEIZE,
+// PTRACE_INTERRUPT) while the rest of the process runs: a shard descheduled
+// or stuck, which SIGSTOP (the whole process) cannot show. Resumed by
+// resume() or the destructor.
+class StoppedThread {
+ public:
+  static absl::StatusOr<std::unique_ptr<StoppedThread>> stop(pid_t tid) {
+    if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
+      return absl::UnavailableError(absl::StrCat("PTRACE_SEIZE: errno ", errno));
+    }
+    auto t = std::unique_ptr<StoppedThread>(new StoppedThread(tid));
+    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
+      return absl::InternalError(absl::StrCat("PTRACE_INTERRUPT: errno ", errno));
+    }
+    int status = 0;
+    if (::waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status)) {
+      return absl::InternalError("the thread did not stop");
+    }
+    return t;
+  }
+  ~StoppedThread() { resume(); }
+  void resume() {
+    if (attached_) ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+    attached_ = false;
+  }
+
+ private:
+  explicit StoppedThread(pid_t tid) : tid_(tid) {}
+  pid_t tid_;
+  bool attached_ = true;
+};
+
+// The thread of process pid named `name` (/proc/PID/task/TID/comm), or -1.
+pid_t threadNamed(pid_t pid, std::string_view name) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream comm(e.path() / "comm");
+    std::string line;
+    std::getline(comm, line);
+    pid_t tid = 0;
+    if (line == name && absl::SimpleAtoi(e.path().filename().string(), &tid)) return tid;
+  }
+  return -1;
+}
+
+// CPU time (user + system, in clock ticks) thread tid of process pid has used.
+long threadCpuTicks(pid_t pid, pid_t tid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/task/", tid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) start after ") ".
+  std::vector<std::string> f = absl::StrSplit(text.substr(text.rfind(')') + 2), ' ');
+  long utime = 0, stime = 0;
+  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime)) {
+    return -1;
+  }
+  return utime + stime;
 }
 
 class HostileTest : public ::testing::Test {
@@ -404,6 +467,102 @@ TEST_F(HostileTest, MeshWatchersThatFallBehindTogetherAreClosedSafely) {
   expectFreshPairRelays();
   fillers.clear();
   expectRssWithin(kRssBound);
+}
+
+// A shard that stops reading its mail (its thread held stopped through
+// ptrace: descheduled, or stuck) while a client on another shard keeps
+// sending to a client on it. The sending shard fills the ring between them
+// (2,048 messages), holds 8,192 more back and drops the rest, counted
+// (mailbox_full); while it holds mail back it sleeps until the stopped shard
+// reads again, instead of retrying every turn at full CPU. Once the shard
+// runs again, everything held reaches the receiver's queue: what the
+// receiver reads is in order, and what its queue dropped is counted.
+TEST_F(HostileTest, MailToAStoppedShardIsBoundedAndTheSenderSleeps) {
+  constexpr uint32_t kPackets = 12000;
+  constexpr uint32_t kRingAndHeld = 2048 + 8192;
+  start({});
+  if (HasFatalFailure()) return;
+  // A sender on shard 0 and a receiver on shard 1 (the kernel spreads
+  // connections over the shards' listeners).
+  auto connectOn = [&](int shard) -> std::unique_ptr<DerpClient> {
+    const Labels on = {{"shard", absl::StrCat(shard)}};
+    for (int i = 0; i < 64; i++) {
+      const double before = metric("derpd_current_connections", on);
+      absl::StatusOr<std::unique_ptr<DerpClient>> c = connectClient(derpd_->port());
+      EXPECT_OK(c.status());
+      if (!c.ok()) return nullptr;
+      if (metric("derpd_current_connections", on) > before) return std::move(*c);
+    }
+    ADD_FAILURE() << "no connection landed on shard " << shard;
+    return nullptr;
+  };
+  std::unique_ptr<DerpClient> sender = connectOn(0);
+  std::unique_ptr<DerpClient> receiver = connectOn(1);
+  ASSERT_TRUE(sender != nullptr && receiver != nullptr);
+  const pid_t shard0 = threadNamed(derpd_->pid(), "derpd-shard0");
+  const pid_t shard1 = threadNamed(derpd_->pid(), "derpd-shard1");
+  ASSERT_GT(shard0, 0);
+  ASSERT_GT(shard1, 0);
+  const Labels full = {{"reason", "mailbox_full"}};
+  const double droppedBefore = metric("derpd_packets_dropped_total", full);
+
+  absl::StatusOr<std::unique_ptr<StoppedThread>> stopped = StoppedThread::stop(shard1);
+  if (absl::IsUnavailable(stopped.status())) {
+    GTEST_SKIP() << "cannot ptrace derpd here (" << stopped.status() << ")";
+  }
+  ASSERT_OK(stopped.status());
+  for (uint32_t i = 0; i < kPackets; i++) {
+    ASSERT_OK(sender->sendPacket(receiver->publicKey(), taggedPayload(i, 9, 100)));
+  }
+  // /metrics is served by whichever shard's listener the kernel picks: a
+  // scrape that lands on the stopped one waits, so each try is short.
+  auto scrape = [&](std::string_view name, const Labels& filter) -> double {
+    for (int i = 0; i < 100; i++) {
+      absl::StatusOr<HttpResponse> r = httpGet(metricsPort_, "/metrics", "", 200 * kMillisecond);
+      if (!r.ok() || r->status != 200) continue;
+      absl::StatusOr<std::vector<MetricSample>> m = parsePrometheusText(r->body);
+      if (m.ok()) return sumMetric(*m, name, filter);
+    }
+    ADD_FAILURE() << "no scrape was answered";
+    return -1;
+  };
+  RealClock clock;
+  double dropped = 0;
+  for (Nanos deadline = clock.now() + kWait; clock.now() < deadline;) {
+    dropped = scrape("derpd_packets_dropped_total", full) - droppedBefore;
+    if (dropped >= kPackets - kRingAndHeld) break;
+    ::usleep(20000);
+  }
+  EXPECT_EQ(dropped, kPackets - kRingAndHeld);
+  EXPECT_EQ(scrape("derpd_mailbox_backlog", {{"shard", "0"}}), 8192);
+  // Shard 0 holds mail back and has nothing else to do: it must sleep.
+  const long cpuBefore = threadCpuTicks(derpd_->pid(), shard0);
+  ::usleep(2000 * 1000);
+  const long cpuUsed = threadCpuTicks(derpd_->pid(), shard0) - cpuBefore;
+  const long ticksPerSecond = ::sysconf(_SC_CLK_TCK);
+  EXPECT_LT(cpuUsed, ticksPerSecond / 2)
+      << "shard 0 used " << cpuUsed << " ticks of CPU in 2 s while its mail was held back";
+
+  // Resumed, shard 1 gets what was held, faster than the receiver reads: its
+  // queue (32 packets, as derper's) drops the oldest (queue_head). What it
+  // gets is in order, up to the last packet held, and the rest is counted.
+  const double queueDropsBefore = scrape("derpd_packets_dropped_total", {{"reason", "queue_head"}});
+  (*stopped)->resume();
+  uint32_t received = 0;
+  int64_t last = -1;
+  while (last < kRingAndHeld - 1) {
+    ASSERT_OK_AND_ASSIGN(DerpClient::Packet p, receiver->recvPacket(kWait));
+    const uint32_t seq = payloadSeq(p.payload);
+    ASSERT_EQ(p.payload, taggedPayload(seq, 9, 100));
+    ASSERT_GT(static_cast<int64_t>(seq), last);
+    last = seq;
+    received++;
+  }
+  EXPECT_EQ(metric("derpd_mailbox_backlog"), 0);
+  EXPECT_EQ(metric("derpd_packets_dropped_total", {{"reason", "queue_head"}}) - queueDropsBefore,
+            kRingAndHeld - received);
+  expectHonestServiceHolds();
+  expectFreshPairRelays();
 }
 
 // A receiver that never reads, sent to without pause: its queue drops its

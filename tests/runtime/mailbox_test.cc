@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <semaphore>
 #include <thread>
 #include <vector>
 
@@ -78,6 +81,54 @@ TEST(MailboxTest, HeldMailIsCountedAndCanBeDiscarded) {
   EXPECT_EQ(dropped.front(), Mailbox::kRingCapacity);  // the oldest held first
   EXPECT_EQ(out.held(1), 0u);
   EXPECT_FALSE(out.hasBacklog());
+}
+
+// A sender whose ring is full sleeps until the receiver, having read, wakes
+// it (raiseWaiting / takeWaitingSender); the receiver sleeps until woken for
+// mail. Over 200,000 messages (about a hundred full rings) no wake-up is
+// lost: a lost one would leave a side asleep until its 2 s timeout, counted.
+TEST(MailboxTest, ASenderWaitingForRoomIsWokenOnceTheReceiverReads) {
+  Mailbox mb(2);
+  constexpr uint32_t kCount = 200000;
+  constexpr auto kLost = std::chrono::seconds(2);
+  std::counting_semaphore<> senderWake(0), receiverWake(0);
+  std::atomic<int> receiverTimeouts{0};
+  std::thread receiver([&] {
+    uint32_t expect = 0;
+    MailMessage batch[64];
+    while (expect < kCount) {
+      size_t n = mb.ring(0, 1).popBatch(batch, 64);
+      for (size_t i = 0; i < n; i++) {
+        ASSERT_EQ(batch[i].idx, expect);
+        expect++;
+      }
+      if (n > 0 && mb.takeWaitingSender(0, 1)) senderWake.release();
+      if (n == 0 && !receiverWake.try_acquire_for(kLost)) {
+        if (++receiverTimeouts > 5) break;
+      }
+    }
+    EXPECT_EQ(expect, kCount);
+  });
+  Outbox out(mb, 0);
+  int senderTimeouts = 0;
+  int waits = 0;
+  uint32_t next = 0;
+  while ((next < kCount || out.hasBacklog()) && senderTimeouts <= 5) {
+    for (int i = 0; i < 5000 && next < kCount; i++) {
+      MailMessage m;
+      m.idx = next++;
+      out.send(1, m);
+    }
+    out.flush([&](size_t) { receiverWake.release(); });
+    if (out.hasBacklog()) {
+      waits++;
+      if (!senderWake.try_acquire_for(kLost)) senderTimeouts++;
+    }
+  }
+  receiver.join();
+  EXPECT_EQ(senderTimeouts, 0) << "the sender slept through room in the ring";
+  EXPECT_EQ(receiverTimeouts.load(), 0);
+  EXPECT_GT(waits, 10) << "the ring was never full";
 }
 
 }  // namespace
