@@ -5,16 +5,12 @@
 #include <signal.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
-#include <sys/ptrace.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -24,7 +20,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/unique_fd.h"
 #include "client/derp_client.h"
@@ -33,6 +28,7 @@
 #include "integration/metrics_text.h"
 #include "integration/test_net.h"
 #include "integration/test_support.h"
+#include "integration/thread_control.h"
 
 namespace derpd::testing {
 namespace {
@@ -55,64 +51,6 @@ absl::StatusOr<UniqueFd> silentConnection(uint16_t port) {
     return absl::InternalError(absl::StrCat("connect: errno ", errno));
   }
   return fd;
-}
-
-// One thread of another process held stopped through ptrace (PTRACE_SEIZE,
-// PTRACE_INTERRUPT) while the rest of the process runs: a shard descheduled
-// or stuck, which SIGSTOP (the whole process) cannot show. Resumed by
-// resume() or the destructor.
-class StoppedThread {
- public:
-  static absl::StatusOr<std::unique_ptr<StoppedThread>> stop(pid_t tid) {
-    if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
-      return absl::UnavailableError(absl::StrCat("PTRACE_SEIZE: errno ", errno));
-    }
-    auto t = std::unique_ptr<StoppedThread>(new StoppedThread(tid));
-    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
-      return absl::InternalError(absl::StrCat("PTRACE_INTERRUPT: errno ", errno));
-    }
-    int status = 0;
-    if (::waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status)) {
-      return absl::InternalError("the thread did not stop");
-    }
-    return t;
-  }
-  ~StoppedThread() { resume(); }
-  void resume() {
-    if (attached_) ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
-    attached_ = false;
-  }
-
- private:
-  explicit StoppedThread(pid_t tid) : tid_(tid) {}
-  pid_t tid_;
-  bool attached_ = true;
-};
-
-// The thread of process pid named `name` (/proc/PID/task/TID/comm), or -1.
-pid_t threadNamed(pid_t pid, std::string_view name) {
-  const std::string dir = absl::StrCat("/proc/", pid, "/task");
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    std::ifstream comm(e.path() / "comm");
-    std::string line;
-    std::getline(comm, line);
-    pid_t tid = 0;
-    if (line == name && absl::SimpleAtoi(e.path().filename().string(), &tid)) return tid;
-  }
-  return -1;
-}
-
-// CPU time (user + system, in clock ticks) thread tid of process pid has used.
-long threadCpuTicks(pid_t pid, pid_t tid) {
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/task/", tid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  // Fields after the command name (which may hold spaces) start after ") ".
-  std::vector<std::string> f = absl::StrSplit(text.substr(text.rfind(')') + 2), ' ');
-  long utime = 0, stime = 0;
-  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime)) {
-    return -1;
-  }
-  return utime + stime;
 }
 
 class HostileTest : public ::testing::Test {

@@ -1,12 +1,14 @@
 // derpd with TLS under hostile and heavy load: bad TLS input (garbage and
 // oversized records instead of a ClientHello, a stalled handshake, corrupted
 // and oversized records after the handshake), each while other clients keep
-// relaying, 1,000 TLS clients followed by a handshake storm, and a packet pool
-// at its cap with TLS receivers that do not read. The fixtures
+// relaying, 1,000 TLS clients followed by a handshake storm, a TLS error while
+// a send is in flight, and a packet pool at its cap with TLS receivers that do
+// not read. The fixtures
 // and the PKI are in tls_fixture.h.
 // Exits 77 (skipped) when curl or openssl is not on PATH, or when
 // RLIMIT_NOFILE cannot be raised to the 2,500 descriptors the load needs.
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <cstdio>
@@ -22,6 +24,7 @@
 #include "integration/test_net.h"
 #include "integration/test_support.h"
 #include "integration/tls_fixture.h"
+#include "integration/thread_control.h"
 #include "integration/tls_test_conn.h"
 
 namespace derpd::testing {
@@ -183,6 +186,91 @@ TEST_F(TlsTest, ThousandClientsThenHandshakeStorm) {
                                            [](double v) { return v == kClients; }, kWait));
   EXPECT_EQ(settled, kClients);
   expectRelayBothWays(*clients.front(), *clients.back(), 2000);
+}
+
+// ---- A TLS error while a send is in flight ----
+
+// A TLS receiver whose socket is full (an io_uring sendmsg waits for room)
+// sends a damaged record, then reads while derpd's shard is held stopped
+// (ptrace): when the shard runs again, the kernel has both the record to
+// open and room for the waiting sendmsg, which completes before derpd sees
+// its completion. The failed record must not make derpd write the chain
+// itself (its alert behind what the sendmsg already took): those bytes would
+// go out twice, and the client would find a record it cannot decrypt
+// instead of the end of the stream. Every packet the client gets is intact
+// and in order, and the stream ends cleanly; the close is counted tls_error.
+TEST_F(TlsTest, TlsErrorWhileASendIsInFlightSendsNoByteTwice) {
+  constexpr size_t kPayload = 1200;
+  install(gFix->derp1, "derp.test");
+  DerpdOptions opts = options("derp.test", {"-tcp-write-timeout", "0"});
+  opts.shards = 1;
+  ASSERT_OK_AND_ASSIGN(derpd_, DerpdProcess::start(opts));
+  port_ = derpd_->port();
+  ASSERT_OK_AND_ASSIGN(auto sender, connectTls());
+  client::ClientOptions o = tlsOptions();
+  o.receiveBufferBytes = 4096;
+  ASSERT_OK_AND_ASSIGN(auto victim, connectFresh(o));
+  const Labels queueHead = {{"reason", "queue_head"}};
+  const double dropsBefore = metricTls(port_, "derpd_packets_dropped_total", queueHead).value_or(-1);
+
+  // Fill the victim's socket: once its queue drops, the socket is full and a
+  // sendmsg waits for room.
+  uint32_t seq = 0;
+  bool full = false;
+  while (seq < 20000 && !full) {
+    for (int i = 0; i < 200; i++, seq++) {
+      ASSERT_OK(sender->sendPacket(victim->publicKey(), taggedPayload(seq, 5, kPayload)));
+    }
+    ASSERT_OK_AND_ASSIGN(double drops, metricTls(port_, "derpd_packets_dropped_total", queueHead));
+    full = drops > dropsBefore;
+  }
+  ASSERT_TRUE(full) << "the victim's socket never filled";
+
+  const pid_t shard = threadNamed(derpd_->pid(), "derpd-shard0");
+  ASSERT_GT(shard, 0);
+  absl::StatusOr<std::unique_ptr<StoppedThread>> stopped = StoppedThread::stop(shard);
+  if (absl::IsUnavailable(stopped.status())) {
+    GTEST_SKIP() << "cannot ptrace derpd here (" << stopped.status() << ")";
+  }
+  ASSERT_OK(stopped.status());
+  // A record derpd cannot open: application data, 32 bytes of nonsense.
+  std::string bad("\x17\x03\x03\x00\x20", 5);
+  bad.append(32, '\x5a');
+  ASSERT_EQ(::send(victim->fd(), bad.data(), bad.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(bad.size()));
+  // Read what derpd's socket holds (the kernel sends it without the shard)
+  // until it stops coming: its send buffer has room again.
+  int64_t last = -1;
+  uint64_t received = 0;
+  auto readPackets = [&](Nanos quiet) -> absl::Status {
+    for (;;) {
+      absl::StatusOr<DerpClient::Packet> p = victim->recvPacket(quiet);
+      if (!p.ok()) return p.status();
+      const uint32_t got = payloadSeq(p->payload);
+      if (p->payload != taggedPayload(got, 5, kPayload) || static_cast<int64_t>(got) <= last) {
+        return absl::DataLossError(absl::StrCat("packet ", got, " after ", last, " is not intact"));
+      }
+      last = got;
+      received++;
+    }
+  };
+  absl::Status whileStopped = readPackets(300 * kMillisecond);
+  ASSERT_TRUE(absl::IsDeadlineExceeded(whileStopped)) << whileStopped;
+  const uint64_t receivedWhileStopped = received;
+  (*stopped)->resume();
+  absl::Status end = readPackets(kWait);
+  EXPECT_TRUE(absl::IsUnavailable(end) &&
+              (end.message() == "connection closed by server" ||
+               end.message() == "Connection reset by peer"))
+      << end << " (after " << received << " packets, " << receivedWhileStopped
+      << " of them while the shard was stopped)";
+  EXPECT_GT(receivedWhileStopped, 0u);
+  ASSERT_OK_AND_ASSIGN(double closed,
+                       waitForMetricTls(port_, "derpd_connections_closed_total",
+                                        {{"reason", "tls_error"}}, [](double v) { return v >= 1; },
+                                        kWait));
+  EXPECT_EQ(closed, 1);
+  expectRelayBothWays(*sender, *connectTls().value(), 1);
 }
 
 // ---- The packet pool at its cap ----
