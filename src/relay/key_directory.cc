@@ -16,6 +16,13 @@ std::optional<ConnRef> activeOf(const absl::InlinedVector<KeyDirectory::Instance
   return v.back().ref;
 }
 
+// The latest fight any instance has seen (0: none).
+uint64_t lastFight(const absl::InlinedVector<KeyDirectory::Instance, 1>& v) {
+  uint64_t fight = 0;
+  for (const KeyDirectory::Instance& i : v) fight = std::max(fight, i.fight);
+  return fight;
+}
+
 }  // namespace
 
 KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref,
@@ -24,7 +31,11 @@ KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref,
   auto& v = entries_[key];
   Change c;
   c.oldActive = activeOf(v);
-  v.push_back(Instance{ref, info, stamp, stamp, false});
+  const uint64_t fight = lastFight(v);
+  // After a fight it has not seen (or not yet knowing when it registered):
+  // disabled like the fighters.
+  const bool disabled = !v.empty() && fight > 0 && stamp <= fight;
+  v.push_back(Instance{ref, info, stamp, stamp, disabled, fight});
   settle(v, c);
   return c;
 }
@@ -61,7 +72,11 @@ KeyDirectory::Change KeyDirectory::activate(const derp::NodeKey& key, ConnRef re
   return update(key, [&](Instances& v) {
     auto pos = findRef(v, ref);
     if (pos == v.end()) return;
-    if (registration) pos->registered = stamp;
+    if (registration) {
+      pos->registered = stamp;
+      // Disabled before its registration time was known: judge it now.
+      if (v.size() >= 2) pos->disabled = stamp <= lastFight(v);
+    }
     pos->stamp = std::max(pos->stamp, stamp);
   });
 }
@@ -70,6 +85,7 @@ KeyDirectory::Change KeyDirectory::disable(const derp::NodeKey& key, uint64_t st
   return update(key, [&](Instances& v) {
     if (v.size() < 2) return;
     for (Instance& i : v) {
+      i.fight = std::max(i.fight, stamp);
       if (i.registered <= stamp) i.disabled = true;
     }
   });

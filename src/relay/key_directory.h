@@ -66,6 +66,7 @@ class KeyDirectory {
     uint64_t stamp = 0;       // when it registered or last became active by sending
     uint64_t registered = 0;  // when it registered
     bool disabled = false;    // a fighter: never active while it has company
+    uint64_t fight = 0;       // the latest fight among the key's instances it has seen
   };
 
   // Adds an instance registered at `stamp`; the most recent one is active.
@@ -79,7 +80,10 @@ class KeyDirectory {
   Change activate(const derp::NodeKey& key, ConnRef ref, uint64_t stamp,
                   bool registration = false);
   // Disables every instance registered at or before `stamp` (the fight):
-  // while they have company, none is active.
+  // while they have company, none is active. An instance whose registration
+  // time has not arrived yet (its Register mail carries none) is disabled
+  // until it does, then judged by it, so every replica disables the same
+  // instances whatever order the mail came in.
   Change disable(const derp::NodeKey& key, uint64_t stamp);
 
   // The active instance for a key, or nullptr (none, or all disabled).

@@ -1,6 +1,7 @@
 #include "relay/key_directory.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -119,6 +120,44 @@ TEST(KeyDirectoryTest, DisabledFightersUntilAloneOrANewcomer) {
   // A lone connection is never disabled.
   d.disable(key(5), 60);
   EXPECT_NE(d.lookup(key(5)), nullptr);
+}
+
+// A fight's DisableDup racing a registration: the shard that owns the new
+// connection adds it with its time (after the fight: enabled); another shard
+// hears of it first without a time (Register), then of the fight, then of
+// its time (Activate): it must end up enabled there too, or the replicas
+// disagree on where the key's packets go. One registered before the fight
+// is disabled in every order.
+TEST(KeyDirectoryTest, AFightRacingARegistrationAgreesAcrossReplicas) {
+  const ConnRef a{0, 1, 1};  // fighters, registered at 10 and 20
+  const ConnRef b{1, 1, 1};
+  const ConnRef late{2, 1, 1};   // registered at 50, after the fight at 30
+  const ConnRef early{2, 2, 1};  // registered at 25, before it
+  for (const auto& [c, at, wantActive] :
+       {std::tuple(late, uint64_t{50}, true), std::tuple(early, uint64_t{25}, false)}) {
+    KeyDirectory owner;  // shard 2: its own connection with its time
+    KeyDirectory other;  // shard 0: Register, DisableDup, then Activate
+    for (KeyDirectory* d : {&owner, &other}) {
+      d->add(key(6), a, {}, 10);
+      d->add(key(6), b, {}, 20);
+    }
+    owner.add(key(6), c, {}, at);
+    owner.disable(key(6), 30);
+    other.add(key(6), c);
+    other.disable(key(6), 30);
+    other.activate(key(6), c, at, true);
+    for (KeyDirectory* d : {&owner, &other}) {
+      const ConnRef* active = d->lookup(key(6));
+      if (wantActive) {
+        ASSERT_NE(active, nullptr) << (d == &owner ? "owner" : "other");
+        EXPECT_EQ(*active, c);
+      } else {
+        EXPECT_EQ(active, nullptr) << (d == &owner ? "owner" : "other");
+      }
+      EXPECT_TRUE(d->find(key(6), a)->disabled);
+      EXPECT_EQ(d->find(key(6), c)->disabled, !wantActive);
+    }
+  }
 }
 
 TEST(KeyDirectoryTest, StaleGenerationIsADifferentInstance) {
