@@ -271,6 +271,7 @@ int runServer(const derpd::Config& cfg) {
   }
   notify.stopping("stopping: closing connections");
   server.stop();
+  if (stats) logInfo("%s", stats->lineNow(clock.now()));
   logInfo("stopped");
   return 0;
 }

@@ -796,9 +796,11 @@ void ShardServer::startWrite(Connection& c) {
 }
 
 void ShardServer::writeFailed(Connection& c) {
-  for (PacketBuf* b = c.writing; b != nullptr; b = b->next) {
-    if (b->flags & kBufIsPacket) counters_.drop(DropReason::kWriteError, b->flags & kBufIsDisco);
-  }
+  // No write owns the chain now (this is a write's failure).
+  dropChain(c.writing, DropReason::kWriteError);
+  c.writing = c.writingTail = nullptr;
+  c.writingCount = 0;
+  c.writeOffset = 0;
   close(c, CloseReason::kWriteError);
 }
 

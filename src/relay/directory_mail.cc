@@ -228,36 +228,48 @@ void ShardServer::noteDuplicateSend(Connection& c) {
 // kMaxHeldPackets of our mail held back (its ring full): a shard that has
 // stopped reading must not make this one hold packets without bound.
 void ShardServer::mailPacket(size_t to, const MailMessage& m) {
+  auto* b = static_cast<PacketBuf*>(m.ptr);
   if (outbox_.held(to) >= kMaxHeldPackets) {
-    auto* b = static_cast<PacketBuf*>(m.ptr);
     counters_.drop(DropReason::kMailboxFull, b->flags & kBufIsDisco);
+    releaseBuf(b);
+    return;
+  }
+  if (shared_.exited[to].load(std::memory_order_acquire)) {  // its clients are gone
+    counters_.drop(DropReason::kGoneDisconnected, b->flags & kBufIsDisco);
     releaseBuf(b);
     return;
   }
   outbox_.send(to, m);
 }
 
-// Mail held back for shards that have left their loop is never read: drop it
-// (its packets counted, gone with their shard), returning the buffers this
-// shard owns (an exited shard's own buffers go with its pool).
+// Mail for shards that have left their loop is never read: what we hold back
+// for them and what sits unread in our rings to them (an exited shard no
+// longer consumes, so this shard may) is dropped, its packets counted as gone
+// with their shard, and the buffers this shard owns are returned (an exited
+// shard's own buffers go with its pool). Runs when we hold mail back and when
+// another shard has exited since the last sweep.
 void ShardServer::discardMailToExited() {
-  for (size_t to = 0; to < shared_.mailbox->shards(); to++) {
-    if (to == id_ || outbox_.held(to) == 0 ||
-        !shared_.exited[to].load(std::memory_order_acquire)) {
-      continue;
+  exitedSeen_ = shared_.exitedShards.load(std::memory_order_acquire);
+  auto drop = [this](const MailMessage& m) {
+    if (m.kind != kMailPacket && m.kind != kMailForward) return;
+    auto* b = static_cast<PacketBuf*>(m.ptr);
+    counters_.drop(m.kind == kMailPacket ? DropReason::kGoneDisconnected
+                                         : DropReason::kMeshLinkDown,
+                   b->flags & kBufIsDisco);
+    if (b->ownerShard == id_) {
+      pool_.release(b);
+    } else if (!shared_.exited[b->ownerShard].load(std::memory_order_acquire)) {
+      releaseBuf(b);
     }
-    outbox_.discard(to, [this](const MailMessage& m) {
-      if (m.kind != kMailPacket && m.kind != kMailForward) return;
-      auto* b = static_cast<PacketBuf*>(m.ptr);
-      counters_.drop(m.kind == kMailPacket ? DropReason::kGoneDisconnected
-                                           : DropReason::kMeshLinkDown,
-                     b->flags & kBufIsDisco);
-      if (b->ownerShard == id_) {
-        pool_.release(b);
-      } else if (!shared_.exited[b->ownerShard].load(std::memory_order_acquire)) {
-        releaseBuf(b);
-      }
-    });
+  };
+  for (size_t to = 0; to < shared_.mailbox->shards(); to++) {
+    if (to == id_ || !shared_.exited[to].load(std::memory_order_acquire)) continue;
+    outbox_.discard(to, drop);
+    MailMessage batch[64];
+    auto& ring = shared_.mailbox->ring(id_, to);
+    while (size_t n = ring.popBatch(batch, 64)) {
+      for (size_t i = 0; i < n; i++) drop(batch[i]);
+    }
   }
 }
 

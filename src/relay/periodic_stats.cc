@@ -71,6 +71,10 @@ int PeriodicStats::msUntilDue(Nanos now) const {
 
 std::optional<std::string> PeriodicStats::lineIfDue(Nanos now) {
   if (now < last_ + interval_) return std::nullopt;
+  return lineNow(now);
+}
+
+std::string PeriodicStats::lineNow(Nanos now) {
   StatsSnapshot current = StatsSnapshot::sum(shards_);
   std::string line = statsLine(before_, current, now - last_);
   before_ = current;

@@ -55,6 +55,10 @@ class PeriodicStats {
   int msUntilDue(Nanos now) const;
   // The line when one is due, and the next interval starts; else nothing.
   std::optional<std::string> lineIfDue(Nanos now);
+  // The line for what happened since the last one, due or not (at exit: what
+  // the last moments of a drain dropped is counted somewhere), and the next
+  // interval starts.
+  std::string lineNow(Nanos now);
 
  private:
   std::span<ShardCounters* const> shards_;

@@ -213,7 +213,10 @@ void ShardServer::run() {
     }
     // Mail held back for a full ring needs no retry here: its destination
     // wakes this shard once it has read (Mailbox::raiseWaiting), or on exit.
-    if (outbox_.hasBacklog()) discardMailToExited();
+    if (outbox_.hasBacklog() ||
+        shared_.exitedShards.load(std::memory_order_acquire) != exitedSeen_) {
+      discardMailToExited();
+    }
     if (!dirty_.empty() || ring_->ready() > 0) timeout = 0;
     if (stopping_ && (timeout < 0 || timeout > 50 * kMillisecond)) timeout = 50 * kMillisecond;
     ring_->runOnce(timeout, kCompletionsPerTurn);
@@ -234,6 +237,7 @@ void ShardServer::run() {
     if ((stopping_ || draining_) && liveConnections_ == 0) break;
   }
   shared_.exited[id_].store(true, std::memory_order_release);
+  shared_.exitedShards.fetch_add(1, std::memory_order_acq_rel);
   // A shard waiting for room in its ring to us must learn that there will be
   // none (it then discards what it holds for us).
   for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
@@ -416,8 +420,8 @@ void ShardServer::close(Connection& c, CloseReason reason) {
     c.body = nullptr;
   }
   releaseChain(c.control.takeAll());
-  releaseChain(c.disco.takeAll());
-  releaseChain(c.packets.takeAll());
+  dropChain(c.disco.takeAll(), DropReason::kGoneDisconnected);
+  dropChain(c.packets.takeAll(), DropReason::kGoneDisconnected);
   std::vector<uint8_t>().swap(c.httpBuf);
   // Wakes the pending receive (EOF) and any blocked send (EPIPE); the cancel
   // covers ops still queued inside io_uring.
@@ -456,7 +460,7 @@ void ShardServer::reapClosed() {
       closing_[keep++] = idx;
       continue;
     }
-    releaseChain(c.writing);
+    dropChain(c.writing, DropReason::kGoneDisconnected);  // plain frames not (wholly) written
     c.writing = nullptr;
     ::close(c.fd);
     counters_.openSockets.sub();
@@ -525,6 +529,15 @@ void ShardServer::releaseBuf(PacketBuf* b) {
 void ShardServer::releaseChain(PacketBuf* b) {
   while (b != nullptr) {
     PacketBuf* next = b->next;
+    releaseBuf(b);
+    b = next;
+  }
+}
+
+void ShardServer::dropChain(PacketBuf* b, DropReason reason) {
+  while (b != nullptr) {
+    PacketBuf* next = b->next;
+    if (b->flags & kBufIsPacket) counters_.drop(reason, b->flags & kBufIsDisco);
     releaseBuf(b);
     b = next;
   }

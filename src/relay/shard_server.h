@@ -95,6 +95,7 @@ struct SharedState {
   std::vector<std::atomic<size_t>> clientSockets;
   // Every shard's "has left its loop": mail to it is discarded, not retried.
   std::vector<std::atomic<bool>> exited;
+  std::atomic<uint32_t> exitedShards{0};  // how many have: a change makes the others sweep
   std::vector<int> wakeFds;              // every shard's eventfd (stop, MSG_RING fallback)
   // TLS on the main listener, or nullptr for plain HTTP. With TLS, port80 says
   // whether each shard also has a plain -http-port listener.
@@ -199,6 +200,8 @@ class ShardServer {
   void enqueuePacket(Connection& c, PacketBuf* b);
   void releaseBuf(PacketBuf* b);
   void releaseChain(PacketBuf* b);
+  // releaseChain, counting the packets in it as dropped for `reason`.
+  void dropChain(PacketBuf* b, DropReason reason);
   void sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone, derp::PeerGoneReason reason);
   MailMessage mail(MailKind kind, uint32_t idx, uint32_t gen, void* ptr = nullptr) const;
   void broadcastDirectory(MailKind kind, const Connection& c);
@@ -310,6 +313,7 @@ class ShardServer {
   Timer poolTrim_;  // armed while the pool holds more than it keeps; see publishLoopStats
   bool stopping_ = false;
   size_t liveConnections_ = 0;
+  uint32_t exitedSeen_ = 0;  // shared_.exitedShards when mail to exited shards was last swept
   size_t preAuthBytes_ = 0;  // the sum of every connection's preAuthCharge
 
   std::vector<std::unique_ptr<Connection>> conns_;  // slot index -> connection

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/unique_fd.h"
 #include "client/derp_client.h"
@@ -152,6 +154,64 @@ class HostileTest : public ::testing::Test {
     EXPECT_TRUE(v.ok()) << v.status();
     return v.ok() ? *v : -1;
   }
+
+  // A client that landed on `shard` (the kernel spreads connections over the
+  // shards' listeners; the others are closed again).
+  std::unique_ptr<DerpClient> connectOn(int shard) {
+    const Labels on = {{"shard", absl::StrCat(shard)}};
+    for (int i = 0; i < 64; i++) {
+      const double before = metric("derpd_current_connections", on);
+      absl::StatusOr<std::unique_ptr<DerpClient>> c = connectClient(derpd_->port());
+      EXPECT_OK(c.status());
+      if (!c.ok()) return nullptr;
+      if (metric("derpd_current_connections", on) > before) return std::move(*c);
+    }
+    ADD_FAILURE() << "no connection landed on shard " << shard;
+    return nullptr;
+  }
+
+  // /metrics while a shard is stopped: it is served by whichever shard's
+  // listener the kernel picks, and a scrape that lands on the stopped one
+  // waits, so each try is short.
+  double scrapeAround(std::string_view name, const Labels& filter = {}) {
+    for (int i = 0; i < 100; i++) {
+      absl::StatusOr<HttpResponse> r = httpGet(metricsPort_, "/metrics", "", 200 * kMillisecond);
+      if (!r.ok() || r->status != 200) continue;
+      absl::StatusOr<std::vector<MetricSample>> m = parsePrometheusText(r->body);
+      if (m.ok()) return sumMetric(*m, name, filter);
+    }
+    ADD_FAILURE() << "no scrape was answered";
+    return -1;
+  }
+
+  // Scrapes (around a stopped shard) until mailbox_full drops reach `want`.
+  double waitForMailboxFull(double want) {
+    RealClock clock;
+    double v = 0;
+    for (Nanos deadline = clock.now() + kWait; clock.now() < deadline; ::usleep(20000)) {
+      v = scrapeAround("derpd_packets_dropped_total", kMailboxFull);
+      if (v >= want) break;
+    }
+    return v;
+  }
+
+  // Holds thread tid stopped (in `stopped`; the test is skipped where ptrace
+  // is not allowed), then sends `count` 100-byte packets (tagged `tag`) from
+  // sender to receiver.
+  void stopAndSend(pid_t tid, DerpClient& sender, DerpClient& receiver, uint32_t count,
+                   uint32_t tag, std::unique_ptr<StoppedThread>& stopped) {
+    absl::StatusOr<std::unique_ptr<StoppedThread>> t = StoppedThread::stop(tid);
+    if (absl::IsUnavailable(t.status())) {
+      GTEST_SKIP() << "cannot ptrace derpd here (" << t.status() << ")";
+    }
+    ASSERT_OK(t.status());
+    stopped = std::move(*t);
+    for (uint32_t i = 0; i < count; i++) {
+      ASSERT_OK(sender.sendPacket(receiver.publicKey(), taggedPayload(i, tag, 100)));
+    }
+  }
+
+  inline static const Labels kMailboxFull = {{"reason", "mailbox_full"}};
 
   std::unique_ptr<DerpdProcess> derpd_;
   uint16_t metricsPort_ = 0;
@@ -420,20 +480,7 @@ TEST_F(HostileTest, MailToAStoppedShardIsBoundedAndTheSenderSleeps) {
   constexpr uint32_t kRingAndHeld = 2048 + 8192;
   start({});
   if (HasFatalFailure()) return;
-  // A sender on shard 0 and a receiver on shard 1 (the kernel spreads
-  // connections over the shards' listeners).
-  auto connectOn = [&](int shard) -> std::unique_ptr<DerpClient> {
-    const Labels on = {{"shard", absl::StrCat(shard)}};
-    for (int i = 0; i < 64; i++) {
-      const double before = metric("derpd_current_connections", on);
-      absl::StatusOr<std::unique_ptr<DerpClient>> c = connectClient(derpd_->port());
-      EXPECT_OK(c.status());
-      if (!c.ok()) return nullptr;
-      if (metric("derpd_current_connections", on) > before) return std::move(*c);
-    }
-    ADD_FAILURE() << "no connection landed on shard " << shard;
-    return nullptr;
-  };
+  // A sender on shard 0 and a receiver on shard 1.
   std::unique_ptr<DerpClient> sender = connectOn(0);
   std::unique_ptr<DerpClient> receiver = connectOn(1);
   ASSERT_TRUE(sender != nullptr && receiver != nullptr);
@@ -441,38 +488,14 @@ TEST_F(HostileTest, MailToAStoppedShardIsBoundedAndTheSenderSleeps) {
   const pid_t shard1 = threadNamed(derpd_->pid(), "derpd-shard1");
   ASSERT_GT(shard0, 0);
   ASSERT_GT(shard1, 0);
-  const Labels full = {{"reason", "mailbox_full"}};
-  const double droppedBefore = metric("derpd_packets_dropped_total", full);
+  const double droppedBefore = metric("derpd_packets_dropped_total", kMailboxFull);
 
-  absl::StatusOr<std::unique_ptr<StoppedThread>> stopped = StoppedThread::stop(shard1);
-  if (absl::IsUnavailable(stopped.status())) {
-    GTEST_SKIP() << "cannot ptrace derpd here (" << stopped.status() << ")";
-  }
-  ASSERT_OK(stopped.status());
-  for (uint32_t i = 0; i < kPackets; i++) {
-    ASSERT_OK(sender->sendPacket(receiver->publicKey(), taggedPayload(i, 9, 100)));
-  }
-  // /metrics is served by whichever shard's listener the kernel picks: a
-  // scrape that lands on the stopped one waits, so each try is short.
-  auto scrape = [&](std::string_view name, const Labels& filter) -> double {
-    for (int i = 0; i < 100; i++) {
-      absl::StatusOr<HttpResponse> r = httpGet(metricsPort_, "/metrics", "", 200 * kMillisecond);
-      if (!r.ok() || r->status != 200) continue;
-      absl::StatusOr<std::vector<MetricSample>> m = parsePrometheusText(r->body);
-      if (m.ok()) return sumMetric(*m, name, filter);
-    }
-    ADD_FAILURE() << "no scrape was answered";
-    return -1;
-  };
-  RealClock clock;
-  double dropped = 0;
-  for (Nanos deadline = clock.now() + kWait; clock.now() < deadline;) {
-    dropped = scrape("derpd_packets_dropped_total", full) - droppedBefore;
-    if (dropped >= kPackets - kRingAndHeld) break;
-    ::usleep(20000);
-  }
-  EXPECT_EQ(dropped, kPackets - kRingAndHeld);
-  EXPECT_EQ(scrape("derpd_mailbox_backlog", {{"shard", "0"}}), 8192);
+  std::unique_ptr<StoppedThread> stopped;
+  stopAndSend(shard1, *sender, *receiver, kPackets, 9, stopped);
+  if (IsSkipped() || HasFatalFailure()) return;
+  EXPECT_EQ(waitForMailboxFull(droppedBefore + kPackets - kRingAndHeld) - droppedBefore,
+            kPackets - kRingAndHeld);
+  EXPECT_EQ(scrapeAround("derpd_mailbox_backlog", {{"shard", "0"}}), 8192);
   // Shard 0 holds mail back and has nothing else to do: it must sleep.
   const long cpuBefore = threadCpuTicks(derpd_->pid(), shard0);
   ::usleep(2000 * 1000);
@@ -484,8 +507,9 @@ TEST_F(HostileTest, MailToAStoppedShardIsBoundedAndTheSenderSleeps) {
   // Resumed, shard 1 gets what was held, faster than the receiver reads: its
   // queue (32 packets, as derper's) drops the oldest (queue_head). What it
   // gets is in order, up to the last packet held, and the rest is counted.
-  const double queueDropsBefore = scrape("derpd_packets_dropped_total", {{"reason", "queue_head"}});
-  (*stopped)->resume();
+  const double queueDropsBefore =
+      scrapeAround("derpd_packets_dropped_total", {{"reason", "queue_head"}});
+  stopped->resume();
   uint32_t received = 0;
   int64_t last = -1;
   while (last < kRingAndHeld - 1) {
@@ -501,6 +525,75 @@ TEST_F(HostileTest, MailToAStoppedShardIsBoundedAndTheSenderSleeps) {
             kRingAndHeld - received);
   expectHonestServiceHolds();
   expectFreshPairRelays();
+}
+
+// Mail held for a shard that has left its loop: in a drain (SIGTERM), the
+// stopped shard's last client leaves, so that shard exits as soon as it runs
+// again, while the other still holds thousands of packets for it and keeps
+// serving its own client. The held packets are discarded and counted
+// (gone_disconnected), as are those still in the ring to it and in the
+// closed receiver's queue: every packet sent is written or dropped by reason,
+// as the stats lines (the last one written at exit) add up.
+TEST_F(HostileTest, MailHeldForAShardThatExitedIsDroppedAndCounted) {
+  constexpr uint32_t kPackets = 12000;
+  DerpdOptions opts;
+  opts.extraArgs = {"--stats-interval", "1s", "--drain-timeout", "30s"};
+  start(opts);
+  if (HasFatalFailure()) return;
+  std::unique_ptr<DerpClient> sender = connectOn(0);
+  std::unique_ptr<DerpClient> receiver = connectOn(1);
+  ASSERT_TRUE(sender != nullptr && receiver != nullptr);
+  // Only those two stay.
+  a_.reset();
+  b_.reset();
+  receivers_.clear();
+  ASSERT_OK_AND_ASSIGN(double left, waitForMetricBelow("derpd_current_connections", 3, kWait));
+  ASSERT_EQ(left, 2);
+  const pid_t shard1 = threadNamed(derpd_->pid(), "derpd-shard1");
+  ASSERT_GT(shard1, 0);
+  const double droppedBefore = metric("derpd_packets_dropped_total", kMailboxFull);
+  // What the stats lines will have counted before these packets.
+  const double accountedBefore =
+      metric("derpd_packets_sent_total") + metric("derpd_packets_dropped_total");
+
+  std::unique_ptr<StoppedThread> stopped;
+  stopAndSend(shard1, *sender, *receiver, kPackets, 3, stopped);
+  if (IsSkipped() || HasFatalFailure()) return;
+  ASSERT_GT(waitForMailboxFull(droppedBefore + 1), droppedBefore);
+  receiver->close();
+  ASSERT_OK(derpd_->sendSignal(SIGTERM));
+  ::usleep(200 * 1000);  // the drain has begun on shard 0
+  stopped->resume();
+  RealClock clock;
+  for (Nanos deadline = clock.now() + kWait;
+       threadNamed(derpd_->pid(), "derpd-shard1") > 0 && clock.now() < deadline;) {
+    ::usleep(20000);
+  }
+  ASSERT_EQ(threadNamed(derpd_->pid(), "derpd-shard1"), -1) << "shard 1 did not exit";
+  ::usleep(1500 * 1000);  // shard 0 serves its client on; a stats line passes
+  sender->close();
+  ASSERT_OK_AND_ASSIGN(int code, derpd_->waitExit(kWait));
+  EXPECT_EQ(code, 0);
+
+  uint64_t sent = 0, dropped = 0, gone = 0;
+  const std::string log = derpd_->logText();
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    size_t at = line.find("stats interval=");
+    if (at == absl::string_view::npos) continue;
+    for (absl::string_view field : absl::StrSplit(line.substr(at), ' ')) {
+      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(field, '=');
+      uint64_t v = 0;
+      if (!absl::SimpleAtoi(kv.second, &v)) continue;
+      if (kv.first == "packets_sent") sent += v;
+      if (kv.first == "packets_dropped") dropped += v;
+      if (kv.first == "dropped_gone_disconnected") gone += v;
+    }
+  }
+  std::printf("stats: %llu packets sent, %llu dropped (%llu gone with their shard or client)\n",
+              static_cast<unsigned long long>(sent), static_cast<unsigned long long>(dropped),
+              static_cast<unsigned long long>(gone));
+  EXPECT_EQ(static_cast<double>(sent + dropped), accountedBefore + kPackets)
+      << "packets lost without a count";
 }
 
 // A receiver that never reads, sent to without pause: its queue drops its

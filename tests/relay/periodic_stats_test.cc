@@ -83,5 +83,20 @@ TEST_F(PeriodicStatsTest, TellsThePollHowLongToSleep) {
   EXPECT_NE(line->find("interval=2.5s "), std::string::npos) << *line;
 }
 
+// At exit: the line for the part of an interval since the last one, so what
+// the last moments counted is logged, and the next line starts from there.
+TEST_F(PeriodicStatsTest, ALineNowCoversThePartOfAnInterval) {
+  ManualClock clock;
+  PeriodicStats stats(shards_, 60 * kSecond, clock.now());
+  clock.advance(60 * kSecond);
+  ASSERT_TRUE(stats.lineIfDue(clock.now()));
+  a_.drop(DropReason::kGoneDisconnected, false);
+  clock.advance(1500 * kMillisecond);
+  std::string line = stats.lineNow(clock.now());
+  EXPECT_NE(line.find("interval=1.5s "), std::string::npos) << line;
+  EXPECT_NE(line.find(" dropped_gone_disconnected=1"), std::string::npos) << line;
+  EXPECT_EQ(stats.msUntilDue(clock.now()), 60000);
+}
+
 }  // namespace
 }  // namespace derpd::relay
