@@ -709,7 +709,8 @@ bool ShardServer::ensureCipherRoom(Connection& c, size_t plainBytes, bool reserv
   const size_t records = std::max<size_t>(1, (plainBytes + kTlsScratchSize - 1) / kTlsScratchSize);
   const size_t need = plainBytes + records * SSL_max_seal_overhead(c.ssl.get());
   const PacketBuf* t = c.writingTail;
-  size_t room = (t != nullptr ? t->capacity - t->length : 0) + cipherSpares_.size() * kTlsScratchSize;
+  size_t room =
+      (t != nullptr ? t->capacity - t->length : 0) + cipherSpares_.size() * kTlsScratchSize;
   while (room < need) {
     PacketBuf* spare = pool_.allocate(kTlsScratchSize, reserved);
     if (spare == nullptr) return false;

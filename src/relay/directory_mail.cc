@@ -253,9 +253,9 @@ void ShardServer::discardMailToExited() {
   auto drop = [this](const MailMessage& m) {
     if (m.kind != kMailPacket && m.kind != kMailForward) return;
     auto* b = static_cast<PacketBuf*>(m.ptr);
-    counters_.drop(m.kind == kMailPacket ? DropReason::kGoneDisconnected
-                                         : DropReason::kMeshLinkDown,
-                   b->flags & kBufIsDisco);
+    counters_.drop(
+        m.kind == kMailPacket ? DropReason::kGoneDisconnected : DropReason::kMeshLinkDown,
+        b->flags & kBufIsDisco);
     if (b->ownerShard == id_) {
       pool_.release(b);
     } else if (!shared_.exited[b->ownerShard].load(std::memory_order_acquire)) {

@@ -87,9 +87,9 @@ void ShardServer::WakeOp::complete(int res, uint32_t) {
   if (!server->stopping_) server->armWakeRead();
 }
 
-ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener,
-                         UniqueFd stunSocket, UniqueFd port80Listener,
-                         UniqueFd metricsListener, ShardCounters& counters, const Clock& clock)
+ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, UniqueFd stunSocket,
+                         UniqueFd port80Listener, UniqueFd metricsListener, ShardCounters& counters,
+                         const Clock& clock)
     : id_(id),
       shared_(shared),
       listener_(std::move(listener)),

@@ -2,8 +2,8 @@
 // are connected, and afterwards those clients still relay, a fresh pair can
 // connect, and every refusal is counted by its reason.
 #include <fcntl.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>

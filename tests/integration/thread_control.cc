@@ -38,7 +38,8 @@ void StoppedThread::resume() {
 
 pid_t threadNamed(pid_t pid, std::string_view name) {
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
+  for (const auto& e :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
     std::ifstream comm(e.path() / "comm");
     std::string line;
     std::getline(comm, line);

@@ -23,8 +23,8 @@
 #include "integration/metrics_text.h"
 #include "integration/test_net.h"
 #include "integration/test_support.h"
-#include "integration/tls_fixture.h"
 #include "integration/thread_control.h"
+#include "integration/tls_fixture.h"
 #include "integration/tls_test_conn.h"
 
 namespace derpd::testing {
@@ -211,7 +211,8 @@ TEST_F(TlsTest, TlsErrorWhileASendIsInFlightSendsNoByteTwice) {
   o.receiveBufferBytes = 4096;
   ASSERT_OK_AND_ASSIGN(auto victim, connectFresh(o));
   const Labels queueHead = {{"reason", "queue_head"}};
-  const double dropsBefore = metricTls(port_, "derpd_packets_dropped_total", queueHead).value_or(-1);
+  const double dropsBefore =
+      metricTls(port_, "derpd_packets_dropped_total", queueHead).value_or(-1);
 
   // Fill the victim's socket: once its queue drops, the socket is full and a
   // sendmsg waits for room.
@@ -259,16 +260,15 @@ TEST_F(TlsTest, TlsErrorWhileASendIsInFlightSendsNoByteTwice) {
   const uint64_t receivedWhileStopped = received;
   (*stopped)->resume();
   absl::Status end = readPackets(kWait);
-  EXPECT_TRUE(absl::IsUnavailable(end) &&
-              (end.message() == "connection closed by server" ||
-               end.message() == "Connection reset by peer"))
+  EXPECT_TRUE(absl::IsUnavailable(end) && (end.message() == "connection closed by server" ||
+                                           end.message() == "Connection reset by peer"))
       << end << " (after " << received << " packets, " << receivedWhileStopped
       << " of them while the shard was stopped)";
   EXPECT_GT(receivedWhileStopped, 0u);
   ASSERT_OK_AND_ASSIGN(double closed,
-                       waitForMetricTls(port_, "derpd_connections_closed_total",
-                                        {{"reason", "tls_error"}}, [](double v) { return v >= 1; },
-                                        kWait));
+                       waitForMetricTls(
+                           port_, "derpd_connections_closed_total", {{"reason", "tls_error"}},
+                           [](double v) { return v >= 1; }, kWait));
   EXPECT_EQ(closed, 1);
   expectRelayBothWays(*sender, *connectTls().value(), 1);
 }
@@ -325,11 +325,10 @@ TEST_F(TlsTest, PacketPoolAtItsCapDropsPacketsButKeepsConnectionsAndHandshakes) 
   uint32_t seq = 0;
   auto sendUntil = [&](int from, int to, auto full) -> int {
     int fullAt = -1;
-    for (int round = 0; round < kMaxRounds && (fullAt < 0 || round < fullAt + 64);
-         round++, seq++) {
+    for (int round = 0; round < kMaxRounds && (fullAt < 0 || round < fullAt + 64); round++, seq++) {
       for (int i = from; i < to; i++) {
-        absl::Status st = sender->sendPacket(stalled[i]->publicKey(),
-                                             taggedPayload(seq, i, payloadSize[i]));
+        absl::Status st =
+            sender->sendPacket(stalled[i]->publicKey(), taggedPayload(seq, i, payloadSize[i]));
         if (!st.ok()) {
           ADD_FAILURE() << st;
           return -1;
@@ -371,7 +370,8 @@ TEST_F(TlsTest, PacketPoolAtItsCapDropsPacketsButKeepsConnectionsAndHandshakes) 
       for (;;) {
         absl::StatusOr<DerpClient::Packet> p = stalled[i]->recvPacket(20 * kMillisecond);
         if (!p.ok()) {
-          ASSERT_TRUE(absl::IsDeadlineExceeded(p.status())) << "receiver " << i << ": " << p.status();
+          ASSERT_TRUE(absl::IsDeadlineExceeded(p.status()))
+              << "receiver " << i << ": " << p.status();
           break;
         }
         ASSERT_EQ(p->src, sender->publicKey());
@@ -390,10 +390,11 @@ TEST_F(TlsTest, PacketPoolAtItsCapDropsPacketsButKeepsConnectionsAndHandshakes) 
   EXPECT_EQ(accounted(), accountedBefore + static_cast<double>(sentByClients));
   EXPECT_EQ(total("derpd_packets_sent_total"), sentBefore + static_cast<double>(received));
   EXPECT_EQ(total("derpd_connections_closed_total", writeError), 0);
-  std::printf("pool full after %d rounds, small packets met it after %d; %llu packets sent, "
-              "%llu received\n",
-              fillRounds, lateRounds, static_cast<unsigned long long>(sentByClients),
-              static_cast<unsigned long long>(received));
+  std::printf(
+      "pool full after %d rounds, small packets met it after %d; %llu packets sent, "
+      "%llu received\n",
+      fillRounds, lateRounds, static_cast<unsigned long long>(sentByClients),
+      static_cast<unsigned long long>(received));
 
   // With the pool drained, packets flow again.
   expectRelayBothWays(*sender, *fresh, 1);

@@ -1,11 +1,11 @@
 #include "relay/key_directory.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <tuple>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace derpd::relay {
 namespace {
