@@ -33,8 +33,6 @@ constexpr size_t kCompletionsPerTurn = 32;
 // packets may need later).
 constexpr size_t kPoolKeepBytes = 2 << 20;
 constexpr Nanos kPoolTrimDelay = kSecond;
-// Restarting's hint: how long a client waits before reconnecting.
-constexpr uint32_t kRestartReconnectInMs = 1500;
 constexpr Nanos kTimerTick = 10 * kMillisecond;
 
 // A timer wheel whose revolution holds the keep-alive, the timer every client
@@ -161,35 +159,22 @@ absl::Status ShardServer::init() {
   return absl::OkStatus();
 }
 
-void ShardServer::requestDrain(Nanos timeout) {
-  drainTimeout_.store(timeout, std::memory_order_relaxed);
-  drainRequested_.store(true, std::memory_order_release);
+// Writes to shard `to`'s eventfd, which its ring reads: a stop, a drain, or
+// (without MSG_RING) mail.
+void ShardServer::signalShard(size_t to) const {
   uint64_t one = 1;
-  ssize_t unused = ::write(shared_.wakeFds[id_], &one, sizeof(one));
+  ssize_t unused = ::write(shared_.wakeFds[to], &one, sizeof(one));
   (void)unused;
 }
 
-void ShardServer::wake() {
-  uint64_t one = 1;
-  ssize_t unused = ::write(shared_.wakeFds[id_], &one, sizeof(one));
-  (void)unused;
-}
-
-void ShardServer::requestStop() {
-  stopRequested_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  ssize_t unused = ::write(shared_.wakeFds[id_], &one, sizeof(one));
-  (void)unused;
-}
+void ShardServer::wake() { signalShard(id_); }
 
 // Wakes shard `to` from its wait: mail for it, or room for ours.
 void ShardServer::wakeShard(size_t to) {
   if (ring_->features().msgRing) {
     ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
   } else {
-    uint64_t one = 1;
-    ssize_t unused = ::write(shared_.wakeFds[to], &one, sizeof(one));
-    (void)unused;
+    signalShard(to);
   }
 }
 
@@ -247,70 +232,6 @@ void ShardServer::run() {
   ring_->runOnce(0);
 }
 
-void ShardServer::beginShutdown() {
-  if (stopping_) return;
-  stopping_ = true;
-  if (stun_) stun_->stop();
-  // Shutting the listeners down ends their accepts; connections are closed below.
-  ::shutdown(listener_.get(), SHUT_RDWR);
-  if (port80Listener_.valid()) ::shutdown(port80Listener_.get(), SHUT_RDWR);
-  if (metricsListener_.valid()) ::shutdown(metricsListener_.get(), SHUT_RDWR);
-  for (auto& c : conns_) {
-    if (c && c->state != Connection::State::kClosing) close(*c, CloseReason::kShutdown);
-  }
-}
-
-// Graceful restart: no new connections; every DERP client is told to come back
-// shortly (to this node's successor or another node of the region) and keeps
-// being served until it leaves; anything else is closed now.
-void ShardServer::beginDrain() {
-  if (draining_ || stopping_) return;
-  draining_ = true;
-  if (stun_) stun_->stop();
-  ::shutdown(listener_.get(), SHUT_RDWR);
-  if (port80Listener_.valid()) ::shutdown(port80Listener_.get(), SHUT_RDWR);
-  if (metricsListener_.valid()) ::shutdown(metricsListener_.get(), SHUT_RDWR);
-  const Nanos timeout = drainTimeout_.load(std::memory_order_relaxed);
-  derp::RestartingFrame restarting{kRestartReconnectInMs,
-                                   static_cast<uint32_t>(timeout / kMillisecond) + 10000};
-  for (auto& c : conns_) {
-    if (!c || c->state == Connection::State::kClosing) continue;
-    if (c->registered) {
-      queueFrame(*c, restarting);
-    } else if (c->meshLink < 0) {
-      close(*c, CloseReason::kShutdown);
-    }
-  }
-  timers_.arm(drainDeadline_, clock_.now() + timeout);
-}
-
-// Publishes this shard's count of connections that are not mesh links; a
-// draining node's last client leaving wakes every shard to close its links.
-void ShardServer::publishClientSockets() {
-  const size_t clients = liveConnections_ - liveLinks_;
-  const size_t before = shared_.clientSockets[id_].exchange(clients, std::memory_order_acq_rel);
-  if (draining_ && before > 0 && clients == 0) {
-    for (size_t to = 0; to < shared_.wakeFds.size(); to++) {
-      if (to == id_) continue;
-      uint64_t one = 1;
-      ssize_t unused = ::write(shared_.wakeFds[to], &one, sizeof(one));
-      (void)unused;
-    }
-  }
-}
-
-bool ShardServer::nodeHasClients() const {
-  for (const auto& n : shared_.clientSockets) {
-    if (n.load(std::memory_order_acquire) > 0) return true;
-  }
-  return false;
-}
-
-void ShardServer::onDrainDeadline(Timer*, void* ctx) {
-  static_cast<ShardServer*>(ctx)->beginShutdown();
-}
-
-// Once a turn: a few relaxed stores to this shard's own counters.
 void ShardServer::setState(Connection& c, Connection::State s) {
   counters_.connectionsByState[static_cast<size_t>(c.state)].sub();
   counters_.connectionsByState[static_cast<size_t>(s)].add();
@@ -393,12 +314,6 @@ Connection& ShardServer::newConnection(int fd, ListenerKind kind) {
   return c;
 }
 
-Connection* ShardServer::find(uint32_t idx, uint32_t gen) {
-  if (idx >= conns_.size() || gens_[idx] != gen || !conns_[idx]) return nullptr;
-  Connection* c = conns_[idx].get();
-  return c->state == Connection::State::kClosing ? nullptr : c;
-}
-
 // Closing is two-phase. close() ends the connection's own life at once (no
 // more reads, writes, timers or frames queued to it) and may be called from
 // anywhere, including callbacks of loops over the directory or the watchers.
@@ -479,45 +394,6 @@ void ShardServer::reapClosed() {
   closing_.resize(keep);
 }
 
-void ShardServer::deliver(const ConnRef& ref, PacketBuf* b) {
-  bool disco = b->flags & kBufIsDisco;
-  Connection* c = find(ref.idx, ref.gen);
-  if (c == nullptr) {
-    counters_.drop(DropReason::kStaleGeneration, disco);
-    releaseBuf(b);
-    return;
-  }
-  enqueuePacket(*c, b);
-}
-
-void ShardServer::enqueuePacket(Connection& c, PacketBuf* b) {
-  bool disco = b->flags & kBufIsDisco;
-  if (!c.registered || c.state == Connection::State::kClosing) {
-    counters_.drop(DropReason::kGoneDisconnected, disco);
-    releaseBuf(b);
-    return;
-  }
-  SendQueue& q = disco ? c.disco : c.packets;
-  // A full queue is written out now, if the socket takes it, before anything
-  // is dropped: a burst of receives in one turn must not overrun it.
-  if (q.size() >= q.maxPackets() && !c.sending) {
-    startWrite(c);
-    if (c.state == Connection::State::kClosing) {  // the write failed
-      counters_.drop(DropReason::kWriteError, disco);
-      releaseBuf(b);
-      return;
-    }
-  }
-  PacketBuf* dropped = q.push(b);
-  while (dropped != nullptr) {
-    PacketBuf* next = dropped->next;
-    counters_.drop(DropReason::kQueueHead, disco);
-    releaseBuf(dropped);
-    dropped = next;
-  }
-  markDirty(c);
-}
-
 void ShardServer::releaseBuf(PacketBuf* b) {
   if (b->ownerShard == id_) {
     pool_.release(b);
@@ -541,71 +417,6 @@ void ShardServer::dropChain(PacketBuf* b, DropReason reason) {
     releaseBuf(b);
     b = next;
   }
-}
-
-void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
-  // b holds the whole SendPacket frame: header(5) dst(32) payload. It becomes
-  // the RecvPacket frame in place: same length, the source key where the
-  // destination was. From here on its bytes are never copied.
-  uint8_t* d = b->bytes();
-  size_t payload = c.curLen - derp::kKeyLen;
-  derp::NodeKey dst;
-  std::memcpy(dst.bytes.data(), d + derp::kFrameHeaderLen, derp::kKeyLen);
-  bool disco = derp::isDiscoPacket({d + derp::kFrameHeaderLen + derp::kKeyLen, payload});
-  counters_.packetsReceived.add();
-  counters_.bytesReceived.add(payload);
-  if (disco) counters_.discoPacketsReceived.add();
-  d[0] = static_cast<uint8_t>(derp::FrameType::kRecvPacket);
-  std::memcpy(d + derp::kFrameHeaderLen, c.key.bytes.data(), derp::kKeyLen);
-  b->length = static_cast<uint32_t>(derp::kFrameHeaderLen + c.curLen);
-  b->flags = kBufIsPacket | (disco ? kBufIsDisco : 0);
-
-  if (c.mayBeDuplicate) noteDuplicateSend(c);
-
-  const ConnRef* to = directory_.lookup(dst);
-  if (to == nullptr && shared_.mesh != nullptr) {
-    if (const MeshRef* peer = directory_.lookupRemote(dst)) {
-      forward(*peer, dst, b);
-      return;
-    }
-  }
-  if (to == nullptr && directory_.instances(dst) > 0) {
-    counters_.drop(DropReason::kDupClient, disco);  // its connections fought (derper's name)
-    releaseBuf(b);
-    return;
-  }
-  if (to == nullptr) {
-    counters_.drop(DropReason::kUnknownDest, disco);
-    releaseBuf(b);
-    // Rate-limited like derper: 3 at once, then one per second.
-    Nanos now = clock_.now();
-    c.peerGoneTokens = std::min(3.0, c.peerGoneTokens + static_cast<double>(now - c.peerGoneRefill) /
-                                         static_cast<double>(kSecond));
-    c.peerGoneRefill = now;
-    if (c.peerGoneTokens >= 1.0) {
-      c.peerGoneTokens -= 1.0;
-      counters_.peerGoneNotHere.add();
-      queueFrame(c, derp::PeerGoneFrame{dst, derp::PeerGoneReason::kNotHere});
-    }
-    return;
-  }
-  if (!c.haveLastDst || !(c.lastDst == dst)) {
-    c.haveLastDst = true;
-    c.lastDst = dst;
-    c.sentTo.insert(dst);
-  }
-  relay(*to, b);
-}
-
-// Hands a RecvPacket frame to its destination's shard.
-void ShardServer::relay(const ConnRef& to, PacketBuf* b) {
-  if (to.shard == id_) {
-    counters_.relayedLocal.add();
-    deliver(to, b);
-    return;
-  }
-  counters_.relayedCrossShard.add();
-  mailPacket(to.shard, mail(kMailPacket, to.idx, to.gen, b));
 }
 
 void ShardServer::armKeepAlive(Connection& c) {

@@ -264,6 +264,7 @@ class ShardServer {
   void noteDuplicateSend(Connection& c);
   void discardMailToExited();
   void wakeShard(size_t to);
+  void signalShard(size_t to) const;
   void setState(Connection& c, Connection::State s);
   void close(Connection& c, CloseReason reason);
   void finishCloses();
