@@ -256,11 +256,7 @@ void ShardServer::discardMailToExited() {
     counters_.drop(
         m.kind == kMailPacket ? DropReason::kGoneDisconnected : DropReason::kMeshLinkDown,
         b->flags & kBufIsDisco);
-    if (b->ownerShard == id_) {
-      pool_.release(b);
-    } else if (!shared_.exited[b->ownerShard].load(std::memory_order_acquire)) {
-      releaseBuf(b);
-    }
+    if (!shared_.exited[b->ownerShard].load(std::memory_order_acquire)) releaseBuf(b);
   };
   for (size_t to = 0; to < shared_.mailbox->shards(); to++) {
     if (to == id_ || !shared_.exited[to].load(std::memory_order_acquire)) continue;
