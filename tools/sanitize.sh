@@ -26,7 +26,7 @@ tsan=${TSAN_BUILDDIR:-build-tsan}
 release=$(cd "$release" && pwd)
 
 san_units=(mailbox_test packet_pool_test send_queue_test spsc_ring_test timer_wheel_test
-  key_directory_test)
+  key_directory_test directory_replica_test)
 tsan_units=(mailbox_test spsc_ring_test)
 
 rm -rf "$san" "$tsan"

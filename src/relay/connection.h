@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "derp/key.h"
+#include "http/head_buffer.h"
 #include "relay/counters.h"
 #include "relay/key_directory.h"
 #include "runtime/io_ring.h"
@@ -84,7 +85,7 @@ struct Connection {
   struct MeshLinkStats* meshStats = nullptr;  // a mesh peer's: what it forwards is counted there
   bool tlsReady = false;        // TLS handshake complete (or no TLS)
   bool closeNotifySent = false;
-  uint16_t pendingAcks = 0;  // shards yet to apply this client's registration
+  bool awaitingAcks = false;   // other shards have yet to apply its registration
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
   CloseReason closeReason = CloseReason::kEof;  // once kClosing: why
@@ -95,9 +96,9 @@ struct Connection {
   bssl::UniquePtr<SSL> ssl;
   tls::BufferBioState bio;
 
-  // HTTP phase: request bytes until the head is complete. Freed on upgrade.
-  std::vector<uint8_t> httpBuf;
-  bool httpFirstLineChecked = false;
+  // HTTP phase: request (or, on a mesh link, response) heads until complete.
+  // Freed on upgrade.
+  http::HeadBuffer http;
 
   // DERP frame reader.
   uint8_t hdr[5] = {};

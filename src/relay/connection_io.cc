@@ -1,6 +1,7 @@
-// ShardServer's per-connection input (HTTP head, DERP frame reader, frame
-// handlers) and output (queues gathered into one sendmsg per turn). The TLS
-// handshake, reads and record sealing are in tls_io.cc.
+// ShardServer's per-connection input (the DERP frame reader and frame
+// handlers) and output (queues gathered into one sendmsg per turn). The HTTP
+// phase is in http_session.cc; the TLS handshake, reads and record sealing in
+// tls_io.cc.
 #include <sys/socket.h>
 
 #include <openssl/crypto.h>
@@ -13,8 +14,6 @@
 #include "base/log.h"
 #include "derp/frame.h"
 #include "derp/handshake.h"
-#include "http/request_parser.h"
-#include "http/routes.h"
 #include "relay/shard_server.h"
 #include "relay/writer.h"
 
@@ -56,108 +55,6 @@ void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
   if (n > 0 && (c.state == Connection::State::kDerpHandshake ||
                 c.state == Connection::State::kDerp)) {
     onDerpBytes(c, data, n);
-  }
-}
-
-// The parser reads the head from its start, so calling it on every read would
-// let a client that sends its head a few bytes at a time cost O(n^2). Parse only
-// once the blank line that ends a head has arrived, the buffer is over the
-// limit, or the first line is complete (to refuse garbage early).
-bool ShardServer::headMayBeComplete(Connection& c, size_t oldSize) {
-  const std::vector<uint8_t>& b = c.httpBuf;
-  if (b.size() > http::kMaxRequestHead) return true;
-  size_t from = oldSize >= 3 ? oldSize - 3 : 0;
-  bool sawLf = false;
-  for (size_t i = from; i < b.size(); i++) {
-    if (b[i] != '\n') continue;
-    sawLf = true;
-    if ((i >= 1 && b[i - 1] == '\n') || (i >= 2 && b[i - 1] == '\r' && b[i - 2] == '\n')) {
-      return true;
-    }
-  }
-  if (!c.httpFirstLineChecked && sawLf) {
-    c.httpFirstLineChecked = true;
-    return true;
-  }
-  return false;
-}
-
-// Returns how many of the n bytes belong to the HTTP phase; the rest (bytes
-// pipelined behind an upgrade) are DERP bytes.
-size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
-  if (c.closeAfterWrite) return n;  // answered and closing: ignore the rest
-  size_t before = c.httpBuf.size();  // bytes from earlier reads
-  size_t scanFrom = before;
-  c.httpBuf.insert(c.httpBuf.end(), data, data + n);
-  if (!chargePreAuth(c, c.httpBuf.capacity())) {
-    close(c, CloseReason::kPreAuthMemory);
-    return n;
-  }
-  for (;;) {
-    if (!headMayBeComplete(c, scanFrom)) return n;
-    http::ParseResult r = http::parseRequest(c.httpBuf);
-    if (r.status == http::ParseStatus::kNeedMore) return n;
-    if (r.status != http::ParseStatus::kComplete) {
-      bool tooLarge = r.status == http::ParseStatus::kHeadTooLarge;
-      std::string resp = tooLarge ? http::errorResponse(431, "Request Header Fields Too Large")
-                                  : http::errorResponse(400, "Bad Request");
-      c.pendingClose = tooLarge ? CloseReason::kHeadTooLarge : CloseReason::kBadRequest;
-      queueControl(c, {reinterpret_cast<const uint8_t*>(resp.data()), resp.size()});
-      c.closeAfterWrite = true;
-      return n;
-    }
-    counters_.httpRequests.add();
-    const http::Request& req = r.request;
-    size_t head = req.headLength;
-    std::shared_ptr<const http::BootstrapDnsSnapshot> dns;
-    http::RouteContext ctx{shared_.serverPublicHex, c.ssl != nullptr, shared_.httpsPort,
-                           shared_.home};
-    std::optional<http::RouteResult> observed = routeObservability(c, req, ctx);
-    if (observed) {
-      queueControl(c, {reinterpret_cast<const uint8_t*>(observed->response.data()),
-                       observed->response.size()});
-      if (!observed->keepAlive) c.closeAfterWrite = true;
-    } else {
-      if (c.listener == ListenerKind::kMain && req.path == "/bootstrap-dns") {
-        counters_.bootstrapDnsRequests.add();
-        if (shared_.bootstrapDns != nullptr) dns = shared_.bootstrapDns->load();
-        ctx.bootstrapDns = dns.get();
-      }
-      http::RouteResult route = c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx)
-                                                                    : http::route(req, ctx);
-      if (route.idealNodeMismatch) counters_.idealNodeMismatch.add();
-      c.notIdeal = route.idealNodeMismatch;
-      if (route.action == http::RouteAction::kRespond) {
-        queueControl(c, {reinterpret_cast<const uint8_t*>(route.response.data()),
-                         route.response.size()});
-        if (!route.keepAlive) c.closeAfterWrite = true;
-      } else {
-        // Upgrade: the 101 (unless fast start) and ServerKey go out together.
-        counters_.derpUpgrades.add();
-        std::string out = route.action == http::RouteAction::kUpgradeDerp ? route.response : "";
-        derp::ServerKeyFrame sk{shared_.serverPublic};
-        std::vector<uint8_t> frame = derp::encodeFrame(sk);
-        out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
-        queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
-        setState(c, Connection::State::kDerpHandshake);
-        timers_.arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
-        // Bytes behind the request's blank line are DERP bytes (fast start
-        // clients send ClientInfo in the same write).
-        size_t consumedFromThisRead = head > before ? head - before : 0;
-        std::vector<uint8_t>().swap(c.httpBuf);
-        chargePreAuth(c, 0);
-        return consumedFromThisRead;
-      }
-    }
-    if (c.closeAfterWrite) return n;
-    // Keep-alive: drop this request's head and look for a pipelined one.
-    c.httpBuf.erase(c.httpBuf.begin(), c.httpBuf.begin() + static_cast<ptrdiff_t>(head));
-    chargePreAuth(c, c.httpBuf.capacity());
-    c.httpFirstLineChecked = false;
-    before = before > head ? before - head : 0;
-    scanFrom = 0;  // what is left is a new head: scan it from its start
-    timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
-    if (c.httpBuf.empty()) return n;
   }
 }
 
@@ -338,20 +235,9 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   counters_.currentConnections.add();
   queueServerInfo(c, *boxKey);
 
-  ConnRef me{id_, c.idx, c.gen};
   const uint64_t stamp = static_cast<uint64_t>(clock_.now());
-  broadcastDirectory(kMailRegister, c);
-  // The registration's time follows in its own mail (a register's fields are
-  // full): every replica then orders duplicates the same way.
-  MailMessage when = mail(kMailActivate, c.idx, c.gen);
-  when.key = c.key.bytes;
-  when.stamp = stamp;
-  when.aux = 1;
-  broadcast(when);
-  KeyDirectory::Change change = directory_.add(c.key, me, c.peer, stamp);
-  if (change.instances > 1) counters_.duplicateKeys.add();
-  applyDirectoryChange(c.key, change);
-  notifyWatchers(c.key, &c.peer);
+  replica_.registerLocal(c.key, c.idx, c.gen, c.peer, stamp);
+  if (directory().instances(c.key) > 1) counters_.duplicateKeys.add();
   armKeepAlive(c);
 }
 
@@ -364,8 +250,8 @@ void ShardServer::queueServerInfo(Connection& c, const derp::BoxKey& boxKey) {
   std::string json = derp::serverInfoJson(si);
   std::vector<uint8_t> sealed =
       derp::sealBox(boxKey, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
-  c.pendingAcks = static_cast<uint16_t>(shared_.mailbox->shards() - 1);
-  queueFrame(c, derp::ServerInfoFrame{sealed}, c.pendingAcks > 0 ? kBufHold : 0);
+  c.awaitingAcks = shared_.mailbox->shards() > 1;  // DirectoryReplica::registerLocal
+  queueFrame(c, derp::ServerInfoFrame{sealed}, c.awaitingAcks ? kBufHold : 0);
 }
 
 void ShardServer::releaseServerInfo(Connection& c) {

@@ -1,7 +1,7 @@
 // ShardServer's side of the key directory and the mailbox: a client's
-// registration and departure told to every shard, the mail each shard applies
-// to its replica (and the packets and buffers that travel with mail), PeerGone,
-// and duplicate keys (which instance receives, and fighters).
+// departure, the mail each shard reads (the directory's own goes to its
+// DirectoryReplica; packets and buffers travel with mail), PeerGone, and
+// duplicate keys (which instance receives, and fighters).
 #include "absl/container/inlined_vector.h"
 #include "base/log.h"
 #include "derp/frame.h"
@@ -20,42 +20,18 @@ void ShardServer::unregister(Connection& c) {
   c.registered = false;
   counters_.currentConnections.sub();
   if (c.preferred) counters_.currentHomeConnections.sub();
-  ConnRef ref{id_, c.idx, c.gen};
-  broadcastDirectory(kMailUnregister, c);
-  KeyDirectory::Change change = directory_.remove(c.key, ref);
-  applyDirectoryChange(c.key, change);
+  c.awaitingAcks = false;
+  KeyDirectory::Change change = replica_.unregisterLocal(c.key, c.idx, c.gen);
   if (change.instances == 0) {
-    notifyWatchers(c.key, nullptr);
     // Everyone this client sent to learns it is gone (derper's peer-gone
     // watchers), unless another connection of the same key remains.
     for (const derp::NodeKey& dst : c.sentTo) {
-      if (const ConnRef* to = directory_.lookup(dst)) {
+      if (const ConnRef* to = directory().lookup(dst)) {
         sendPeerGone(*to, c.key, derp::PeerGoneReason::kDisconnected);
       }
     }
   }
   absl::flat_hash_set<derp::NodeKey>().swap(c.sentTo);
-}
-
-MailMessage ShardServer::mail(MailKind kind, uint32_t idx, uint32_t gen, void* ptr) const {
-  MailMessage m;
-  m.kind = kind;
-  m.shard = id_;
-  m.idx = idx;
-  m.gen = gen;
-  m.ptr = ptr;
-  return m;
-}
-
-// Tells every other shard about a change to c's directory entry.
-void ShardServer::broadcastDirectory(MailKind kind, const Connection& c) {
-  MailMessage m = mail(kind, c.idx, c.gen);
-  m.key = c.key.bytes;
-  if (kind == kMailRegister) {
-    m.addr = c.peer.ip;
-    m.aux = c.peer.port | (static_cast<uint32_t>(c.peer.flags) << 16);
-  }
-  broadcast(m);
 }
 
 void ShardServer::broadcast(const MailMessage& m) {
@@ -64,20 +40,19 @@ void ShardServer::broadcast(const MailMessage& m) {
   }
 }
 
-void ShardServer::applyDirectoryChange(const derp::NodeKey& key,
-                                       const KeyDirectory::Change& change) {
+void ShardServer::onInstancesChanged(const derp::NodeKey& key, const KeyDirectory::Change& change) {
   // Every shard applies every change, so each replica's size is the node's.
-  counters_.directoryKeys.set(directory_.size());
+  counters_.directoryKeys.set(directory().size());
   // Duplicate clients: the active instance receives; the others on this shard
   // (and all of them once disabled) are told with a Health frame, cleared once
   // they are alone or active again.
   if (change.instances == 0) return;
   absl::InlinedVector<ConnRef, 2> mine;
-  directory_.forEachInstance(key, [&](const KeyDirectory::Instance& i) {
+  directory().forEachInstance(key, [&](const KeyDirectory::Instance& i) {
     if (i.ref.shard == id_) mine.push_back(i.ref);
   });
-  const size_t instances = directory_.instances(key);
-  const ConnRef* active = directory_.lookup(key);
+  const size_t instances = directory().instances(key);
+  const ConnRef* active = directory().lookup(key);
   for (const ConnRef& ref : mine) {
     Connection* c = find(ref.idx, ref.gen);
     if (c == nullptr || !c->registered || !(c->key == key)) continue;
@@ -91,6 +66,13 @@ void ShardServer::applyDirectoryChange(const derp::NodeKey& key,
       c->dupHealthSent = false;
       queueFrame(*c, derp::HealthFrame{""});
     }
+  }
+}
+
+void ShardServer::onRegistered(uint32_t idx, uint32_t gen) {
+  if (Connection* c = find(idx, gen); c != nullptr && c->awaitingAcks) {
+    c->awaitingAcks = false;
+    releaseServerInfo(*c);
   }
 }
 
@@ -139,38 +121,12 @@ void ShardServer::drainMailbox() {
 void ShardServer::onMail(const MailMessage& m) {
   derp::NodeKey key;
   key.bytes = m.key;
-  ConnRef ref{m.shard, m.idx, m.gen};
   switch (m.kind) {
     case kMailPacket:
       deliver(ConnRef{id_, m.idx, m.gen}, static_cast<PacketBuf*>(m.ptr));
       break;
     case kMailReturnBuf:
       pool_.release(static_cast<PacketBuf*>(m.ptr));
-      break;
-    case kMailRegister: {
-      PeerInfo info{m.addr, static_cast<uint16_t>(m.aux & 0xffff),
-                    static_cast<uint8_t>(m.aux >> 16)};
-      applyDirectoryChange(key, directory_.add(key, ref, info));
-      notifyWatchers(key, &info);
-      outbox_.send(m.shard, mail(kMailRegisterAck, m.idx, m.gen));
-      break;
-    }
-    case kMailRegisterAck:
-      if (Connection* c = find(m.idx, m.gen); c != nullptr && c->pendingAcks > 0) {
-        if (--c->pendingAcks == 0) releaseServerInfo(*c);
-      }
-      break;
-    case kMailUnregister: {
-      KeyDirectory::Change change = directory_.remove(key, ref);
-      applyDirectoryChange(key, change);
-      if (change.instances == 0) notifyWatchers(key, nullptr);
-      break;
-    }
-    case kMailActivate:
-      applyDirectoryChange(key, directory_.activate(key, ref, m.stamp, m.aux == 1));
-      break;
-    case kMailDisableDup:
-      applyDirectoryChange(key, directory_.disable(key, m.stamp));
       break;
     case kMailPeerGone:
       sendPeerGone(ConnRef{id_, m.idx, m.gen}, key, static_cast<derp::PeerGoneReason>(m.aux));
@@ -191,6 +147,7 @@ void ShardServer::onMail(const MailMessage& m) {
       closeLocalInstances(key, CloseReason::kClosePeer);
       break;
     default:
+      if (replica_.onMail(m)) break;
       logError("shard %d: unknown mailbox message kind %d", id_, m.kind);
       std::abort();
   }
@@ -205,23 +162,23 @@ void ShardServer::onMail(const MailMessage& m) {
 // every packet.
 void ShardServer::noteDuplicateSend(Connection& c) {
   const ConnRef me{id_, c.idx, c.gen};
-  const KeyDirectory::Instance* self = directory_.find(c.key, me);
+  const KeyDirectory::Instance* self = directory().find(c.key, me);
   if (self == nullptr || self->disabled) return;
-  const ConnRef* active = directory_.lookup(c.key);
+  const ConnRef* active = directory().lookup(c.key);
   const bool wasSending = c.dupSent;
   c.dupSent = true;
   if (active != nullptr && *active == me) return;
-  MailMessage m = mail(wasSending ? kMailDisableDup : kMailActivate, c.idx, c.gen);
-  m.stamp = static_cast<uint64_t>(clock_.now());
+  const uint64_t stamp = static_cast<uint64_t>(clock_.now());
   if (wasSending) {
     counters_.duplicateFights.add();
     logWarn("shard %d: connections of %s take turns sending (a cloned key?); disabling them "
             "until one is left",
             id_, c.key.toString());
+    replica_.disableLocal(c.key, c.idx, c.gen, stamp);
   } else {
     counters_.duplicateActivations.add();
+    replica_.activateLocal(c.key, c.idx, c.gen, stamp);
   }
-  announce(m, &c.key);
 }
 
 // Sends mail carrying a packet to another shard, unless that shard already has

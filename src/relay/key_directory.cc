@@ -11,16 +11,10 @@ auto findRef(V& v, const ConnRef& ref) {
   return std::find_if(v.begin(), v.end(), [&](const auto& i) { return i.ref == ref; });
 }
 
+// As lookup(): a lone instance is active even if disabled.
 std::optional<ConnRef> activeOf(const absl::InlinedVector<KeyDirectory::Instance, 1>& v) {
-  if (v.empty() || v.back().disabled) return std::nullopt;
+  if (v.empty() || (v.back().disabled && v.size() > 1)) return std::nullopt;
   return v.back().ref;
-}
-
-// The latest fight any instance has seen (0: none).
-uint64_t lastFight(const absl::InlinedVector<KeyDirectory::Instance, 1>& v) {
-  uint64_t fight = 0;
-  for (const KeyDirectory::Instance& i : v) fight = std::max(fight, i.fight);
-  return fight;
 }
 
 }  // namespace
@@ -31,11 +25,7 @@ KeyDirectory::Change KeyDirectory::add(const derp::NodeKey& key, ConnRef ref,
   auto& v = entries_[key];
   Change c;
   c.oldActive = activeOf(v);
-  const uint64_t fight = lastFight(v);
-  // After a fight it has not seen (or not yet knowing when it registered):
-  // disabled like the fighters.
-  const bool disabled = !v.empty() && fight > 0 && stamp <= fight;
-  v.push_back(Instance{ref, info, stamp, stamp, disabled, fight});
+  v.push_back(Instance{ref, info, stamp, stamp, false});
   settle(v, c);
   return c;
 }
@@ -63,7 +53,6 @@ KeyDirectory::Change KeyDirectory::remove(const derp::NodeKey& key, ConnRef ref)
   return update(key, [&](Instances& v) {
     auto pos = findRef(v, ref);
     if (pos != v.end()) v.erase(pos);
-    if (v.size() == 1) v.front().disabled = false;  // alone: no longer a fighter
   });
 }
 
@@ -72,22 +61,16 @@ KeyDirectory::Change KeyDirectory::activate(const derp::NodeKey& key, ConnRef re
   return update(key, [&](Instances& v) {
     auto pos = findRef(v, ref);
     if (pos == v.end()) return;
-    if (registration) {
-      pos->registered = stamp;
-      // Disabled before its registration time was known: judge it now.
-      if (v.size() >= 2) pos->disabled = stamp <= lastFight(v);
-    }
+    if (registration) pos->registered = stamp;
     pos->stamp = std::max(pos->stamp, stamp);
   });
 }
 
-KeyDirectory::Change KeyDirectory::disable(const derp::NodeKey& key, uint64_t stamp) {
+KeyDirectory::Change KeyDirectory::setDisabled(const derp::NodeKey& key, ConnRef ref,
+                                               bool disabled) {
   return update(key, [&](Instances& v) {
-    if (v.size() < 2) return;
-    for (Instance& i : v) {
-      i.fight = std::max(i.fight, stamp);
-      if (i.registered <= stamp) i.disabled = true;
-    }
+    auto pos = findRef(v, ref);
+    if (pos != v.end()) pos->disabled = disabled;
   });
 }
 

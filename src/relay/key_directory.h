@@ -7,10 +7,11 @@
 // instances are kept and the active one (the most recent to connect or send)
 // is last. Recency is a stamp taken by the shard that owns the instance
 // (registration or send time) and carried in the mail, so every replica picks
-// the same active instance whatever order the mail arrived in. Instances that
-// fought (took turns sending) are disabled: none of them is active until only
-// one is left or a new connection of the key arrives. Each instance carries
-// what a mesh watcher is told about it.
+// the same active instance whatever order the mail arrived in. An instance is
+// disabled (a fighter: its key's connections took turns sending) by its owner
+// alone, who mails the decision like a stamp; a disabled instance is never
+// active while it has company. Each instance carries what a mesh watcher is
+// told about it. DirectoryReplica keeps replicas the same.
 //
 // Beside the local clients, the replica holds the keys present on the other
 // nodes of the region (mesh peers), each tagged with the link that reported it:
@@ -65,32 +66,30 @@ class KeyDirectory {
     PeerInfo info;
     uint64_t stamp = 0;       // when it registered or last became active by sending
     uint64_t registered = 0;  // when it registered
-    bool disabled = false;    // a fighter: never active while it has company
-    uint64_t fight = 0;       // the latest fight among the key's instances it has seen
+    bool disabled = false;    // a fighter (its owner's say): never active while it has company
   };
 
   // Adds an instance registered at `stamp`; the most recent one is active.
   Change add(const derp::NodeKey& key, ConnRef ref, const PeerInfo& info = {},
              uint64_t stamp = 0);
   // Removes an instance (no-op if absent); the most recent remaining becomes
-  // active. One left alone is enabled again.
+  // active.
   Change remove(const derp::NodeKey& key, ConnRef ref);
   // An instance sent at `stamp` (or, with `registration`, registered then):
   // the most recent is active. Older news than the instance has is ignored.
   Change activate(const derp::NodeKey& key, ConnRef ref, uint64_t stamp,
                   bool registration = false);
-  // Disables every instance registered at or before `stamp` (the fight):
-  // while they have company, none is active. An instance whose registration
-  // time has not arrived yet (its Register mail carries none) is disabled
-  // until it does, then judged by it, so every replica disables the same
-  // instances whatever order the mail came in.
-  Change disable(const derp::NodeKey& key, uint64_t stamp);
+  // Its owner disabled (or enabled again) an instance. A disabled one is not
+  // active while the key has another instance.
+  Change setDisabled(const derp::NodeKey& key, ConnRef ref, bool disabled);
 
-  // The active instance for a key, or nullptr (none, or all disabled).
+  // The active instance for a key, or nullptr (none, or all it has disabled).
   const ConnRef* lookup(const derp::NodeKey& key) const {
     auto it = entries_.find(key);
-    if (it == entries_.end() || it->second.back().disabled) return nullptr;
-    return &it->second.back().ref;
+    if (it == entries_.end()) return nullptr;
+    const Instances& v = it->second;
+    if (v.back().disabled && v.size() > 1) return nullptr;
+    return &v.back().ref;
   }
   // One instance of a key, or nullptr.
   const Instance* find(const derp::NodeKey& key, ConnRef ref) const;

@@ -43,7 +43,7 @@ void ShardServer::onWatchConns(Connection& c) {
   counters_.meshWatchers.add();
   const size_t buffers = std::max<size_t>(1, shared_.config.watcherQueueBytes / kPeerStateBuffer);
   c.control.setLimits(buffers, buffers * kPeerStateBuffer);
-  directory_.forEach([&](const derp::NodeKey& key, const KeyDirectory::Instance& i) {
+  directory().forEach([&](const derp::NodeKey& key, const KeyDirectory::Instance& i) {
     if (c.state == Connection::State::kClosing) return;
     queuePeerState(c, derp::PeerPresentFrame{key, i.info.ip, i.info.port, i.info.flags});
   });
@@ -120,11 +120,11 @@ void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
     c.meshStats->forwardedInPackets.fetch_add(1, std::memory_order_relaxed);
     c.meshStats->forwardedInBytes.fetch_add(payload, std::memory_order_relaxed);
   }
-  const ConnRef* to = directory_.lookup(dst);
+  const ConnRef* to = directory().lookup(dst);
   if (to == nullptr) {
-    counters_.drop(directory_.instances(dst) > 0 ? DropReason::kDupClient
-                                                 : DropReason::kUnknownDestOnFwd,
-                   disco);
+    counters_.drop(
+        directory().instances(dst) > 0 ? DropReason::kDupClient : DropReason::kUnknownDestOnFwd,
+        disco);
     releaseBuf(b);
     return;
   }
@@ -154,7 +154,7 @@ void ShardServer::onClosePeer(const derp::NodeKey& key) {
 
 void ShardServer::closeLocalInstances(const derp::NodeKey& key, CloseReason reason) {
   std::vector<ConnRef> mine;
-  directory_.forEachInstance(key, [&](const KeyDirectory::Instance& i) {
+  directory().forEachInstance(key, [&](const KeyDirectory::Instance& i) {
     if (i.ref.shard == id_) mine.push_back(i.ref);
   });
   for (const ConnRef& ref : mine) {
@@ -163,18 +163,18 @@ void ShardServer::closeLocalInstances(const derp::NodeKey& key, CloseReason reas
 }
 
 void ShardServer::applyRemotePresent(const derp::NodeKey& key, const MeshRef& ref) {
-  directory_.addRemote(key, ref);
-  counters_.meshRemoteKeys.set(directory_.remoteSize());
+  directory().addRemote(key, ref);
+  counters_.meshRemoteKeys.set(directory().remoteSize());
 }
 
 void ShardServer::applyRemoteGone(const derp::NodeKey& key, const MeshRef& ref) {
-  if (directory_.removeRemote(key, ref)) remoteKeyGone(key);
-  counters_.meshRemoteKeys.set(directory_.remoteSize());
+  if (directory().removeRemote(key, ref)) remoteKeyGone(key);
+  counters_.meshRemoteKeys.set(directory().remoteSize());
 }
 
 void ShardServer::applyLinkDown(const MeshRef& ref) {
-  for (const derp::NodeKey& key : directory_.removeRemoteLink(ref)) remoteKeyGone(key);
-  counters_.meshRemoteKeys.set(directory_.remoteSize());
+  for (const derp::NodeKey& key : directory().removeRemoteLink(ref)) remoteKeyGone(key);
+  counters_.meshRemoteKeys.set(directory().remoteSize());
 }
 
 // A key left the region's other nodes: the local clients it sent packets to
@@ -183,9 +183,9 @@ void ShardServer::applyLinkDown(const MeshRef& ref) {
 void ShardServer::remoteKeyGone(const derp::NodeKey& key) {
   auto it = remoteSentTo_.find(key);
   if (it == remoteSentTo_.end()) return;
-  if (directory_.lookup(key) == nullptr) {
+  if (directory().lookup(key) == nullptr) {
     for (const derp::NodeKey& dst : it->second) {
-      if (const ConnRef* to = directory_.lookup(dst)) {
+      if (const ConnRef* to = directory().lookup(dst)) {
         sendPeerGone(*to, key, derp::PeerGoneReason::kDisconnected);
       }
     }

@@ -211,12 +211,11 @@ void ShardServer::queueLinkRequest(Connection& c) {
 // the same read). Returns how many of the n bytes were the response head.
 size_t ShardServer::onLinkResponseBytes(Connection& c, const uint8_t* data, size_t n) {
   const MeshLink& l = *links_[static_cast<size_t>(c.meshLink)];
-  size_t before = c.httpBuf.size();
-  c.httpBuf.insert(c.httpBuf.end(), data, data + n);
-  std::string_view head(reinterpret_cast<const char*>(c.httpBuf.data()), c.httpBuf.size());
+  c.http.append(data, n);
+  std::string_view head(reinterpret_cast<const char*>(c.http.bytes().data()), c.http.size());
   size_t end = head.find("\r\n\r\n");
   if (end == std::string_view::npos) {
-    if (c.httpBuf.size() > kMaxResponseHead) {
+    if (c.http.size() > kMaxResponseHead) {
       logWarn("mesh: %s: no end to the HTTP response head", l.target.label);
       close(c, CloseReason::kMeshBadPeer);
     }
@@ -230,8 +229,9 @@ size_t ShardServer::onLinkResponseBytes(Connection& c, const uint8_t* data, size
   }
   setState(c, Connection::State::kDerpHandshake);
   size_t headLen = end + 4;
-  std::vector<uint8_t>().swap(c.httpBuf);
-  return headLen - before;
+  size_t fromThisRead = c.http.fromLastAppend(headLen);
+  c.http.release();
+  return fromThisRead;
 }
 
 // Frames from the peer: everything a server sends is accepted (unknown ones

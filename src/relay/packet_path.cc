@@ -34,14 +34,14 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
 
   if (c.mayBeDuplicate) noteDuplicateSend(c);
 
-  const ConnRef* to = directory_.lookup(dst);
+  const ConnRef* to = directory().lookup(dst);
   if (to == nullptr && shared_.mesh != nullptr) {
-    if (const MeshRef* peer = directory_.lookupRemote(dst)) {
+    if (const MeshRef* peer = directory().lookupRemote(dst)) {
       forward(*peer, dst, b);
       return;
     }
   }
-  if (to == nullptr && directory_.instances(dst) > 0) {
+  if (to == nullptr && directory().instances(dst) > 0) {
     counters_.drop(DropReason::kDupClient, disco);  // its connections fought (derper's name)
     releaseBuf(b);
     return;

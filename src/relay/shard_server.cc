@@ -98,6 +98,7 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, Un
       pool_(id, shared.config.poolBytes),
       timers_(clock, kTimerTick, timerSlots(shared.config)),
       outbox_(*shared.mailbox, id),
+      replica_(id, shared.mailbox->shards(), *this),
       acceptRetry_([](Timer*, void* ctx) { static_cast<ShardServer*>(ctx)->armAccept(); }, this),
       drainDeadline_(&ShardServer::onDrainDeadline, this),
       poolTrim_(
@@ -337,7 +338,7 @@ void ShardServer::close(Connection& c, CloseReason reason) {
   releaseChain(c.control.takeAll());
   dropChain(c.disco.takeAll(), DropReason::kGoneDisconnected);
   dropChain(c.packets.takeAll(), DropReason::kGoneDisconnected);
-  std::vector<uint8_t>().swap(c.httpBuf);
+  c.http.release();
   // Wakes the pending receive (EOF) and any blocked send (EPIPE); the cancel
   // covers ops still queued inside io_uring.
   ::shutdown(c.fd, SHUT_RDWR);

@@ -27,7 +27,9 @@
 #include "net/listener.h"
 #include "relay/connection.h"
 #include "relay/counters.h"
+#include "relay/directory_replica.h"
 #include "relay/key_directory.h"
+#include "relay/mail.h"
 #include "relay/mesh_state.h"
 #include "relay/stun_server.h"
 #include "runtime/buffer_ring.h"
@@ -45,25 +47,6 @@ namespace derpd::relay {
 // bound: under a flood it takes every free fd before the shard runs.)
 // Server::start keeps room for them in the open-file limit.
 constexpr size_t kAcceptsInFlight = 8;
-
-// Messages between shards (MailMessage::kind).
-enum MailKind : uint8_t {
-  kMailPacket = 1,  // ptr: PacketBuf to deliver to (idx, gen); its flags say disco
-  kMailReturnBuf,   // ptr: PacketBuf going home to its owner's pool
-  kMailRegister,    // key connected at (shard, idx, gen)
-  kMailUnregister,  // key's instance at (shard, idx, gen) left
-  kMailActivate,    // key's instance at (shard, idx, gen) sent (aux 1: registered) at stamp
-  kMailPeerGone,    // tell (idx, gen) that key is gone; aux: reason
-  kMailRegisterAck, // the sender applied the registration of (idx, gen)
-  kMailMeshPresent, // key is present on the peer behind mesh link (shard, idx, gen)
-  kMailMeshGone,    // key left the peer behind mesh link (shard, idx, gen)
-  kMailMeshLinkDown,  // mesh link (shard, idx, gen) broke: every key it reported goes
-  kMailForward,     // ptr: a ForwardPacket frame for this shard's mesh link (idx, gen)
-  kMailClosePeer,   // a mesh peer's ClosePeer: close this shard's connections of key
-  kMailDisableDup,  // key's instances fought: disable those registered by stamp
-};
-// kMailRegister carries the client's PeerInfo: addr is its IP, aux its port
-// and (<< 16) its PeerPresent flags.
 
 struct RelayConfig {
   derp::PrivateKey serverKey;
@@ -118,7 +101,7 @@ struct SharedState {
   size_t maxAcceptedSockets = SIZE_MAX;
 };
 
-class ShardServer {
+class ShardServer : private DirectoryReplica::Host {
  public:
   // stunSocket: this shard's UDP socket for STUN, or an invalid fd for none.
   // port80Listener: the plain -http-port listener beside TLS, or invalid.
@@ -182,10 +165,8 @@ class ShardServer {
   size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n);
   // /metrics and /debug/ (debug_http.cc): the response, or nullopt when the
   // path is not one of them.
-  std::optional<http::RouteResult> routeObservability(const Connection& c,
-                                                      const http::Request& req,
+  std::optional<http::RouteResult> routeObservability(const Connection& c, const http::Request& req,
                                                       const http::RouteContext& ctx);
-  bool headMayBeComplete(Connection& c, size_t oldSize);
   void onDerpBytes(Connection& c, const uint8_t* data, size_t n);
   bool startFrame(Connection& c);
   void finishFrame(Connection& c);
@@ -203,11 +184,18 @@ class ShardServer {
   // releaseChain, counting the packets in it as dropped for `reason`.
   void dropChain(PacketBuf* b, DropReason reason);
   void sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone, derp::PeerGoneReason reason);
-  MailMessage mail(MailKind kind, uint32_t idx, uint32_t gen, void* ptr = nullptr) const;
-  void broadcastDirectory(MailKind kind, const Connection& c);
+  MailMessage mail(MailKind kind, uint32_t idx, uint32_t gen, void* ptr = nullptr) const {
+    return makeMail(kind, id_, idx, gen, ptr);
+  }
   void broadcast(const MailMessage& m);
   void announce(MailMessage m, const derp::NodeKey* key);
-  void applyDirectoryChange(const derp::NodeKey& key, const KeyDirectory::Change& change);
+  // The replica's news (DirectoryReplica::Host; directory_mail.cc).
+  void sendMail(size_t to, const MailMessage& m) override { outbox_.send(to, m); }
+  void onInstancesChanged(const derp::NodeKey& key, const KeyDirectory::Change& change) override;
+  void onPresence(const derp::NodeKey& key, const PeerInfo* info) override {
+    notifyWatchers(key, info);
+  }
+  void onRegistered(uint32_t idx, uint32_t gen) override;
   void drainMailbox();
   void onMail(const MailMessage& m);
 
@@ -257,6 +245,9 @@ class ShardServer {
   void applyLinkDown(const MeshRef& ref);
   void remoteKeyGone(const derp::NodeKey& key);
 
+  // This shard's replica of the key directory (lookups; the mesh's remote entries).
+  KeyDirectory& directory() { return replica_.directory(); }
+
   // Lifetime.
   Connection& newConnection(int fd, ListenerKind kind);
   Connection* find(uint32_t idx, uint32_t gen);
@@ -292,8 +283,8 @@ class ShardServer {
   std::unique_ptr<StunServer> stun_;
   PacketPool pool_;
   TimerWheel timers_;
-  KeyDirectory directory_;
   Outbox outbox_;
+  DirectoryReplica replica_;
   // kAcceptsInFlight single-shot accepts per listener, by ListenerKind.
   std::array<std::array<AcceptOp, kAcceptsInFlight>, 3> acceptOps_;
   std::unique_ptr<uint8_t[]> tlsScratch_;  // plaintext that is not a packet body

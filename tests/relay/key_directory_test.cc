@@ -7,14 +7,12 @@
 #include <utility>
 #include <vector>
 
+#include "relay/test_keys.h"
+
 namespace derpd::relay {
 namespace {
 
-derp::NodeKey key(uint8_t b) {
-  derp::NodeKey k;
-  k.bytes.fill(b);
-  return k;
-}
+using testing::key;
 
 TEST(KeyDirectoryTest, AddLookupRemove) {
   KeyDirectory d;
@@ -89,75 +87,40 @@ TEST(KeyDirectoryTest, ReplicasAgreeWhateverTheOrder) {
   EXPECT_EQ(*x.lookup(key(4)), *y.lookup(key(4)));
 }
 
-// Fighters are disabled: no instance is active (lookup finds none, though the
-// key is present) until one is alone again or a newer connection registers.
-TEST(KeyDirectoryTest, DisabledFightersUntilAloneOrANewcomer) {
+// Disabled instances (fighters, by their owners' say) are not active while
+// the key has company: lookup finds none, though the key is present, until an
+// enabled one registers or one is left alone. (Who disables and enables, and
+// when: DirectoryReplica, tests/relay/directory_replica_test.cc.)
+TEST(KeyDirectoryTest, DisabledInstancesAreNotActiveWhileTheyHaveCompany) {
   KeyDirectory d;
   const ConnRef a{0, 1, 1};
   const ConnRef b{0, 2, 1};
   const ConnRef c{1, 1, 1};
   d.add(key(5), a, {}, 10);
   d.add(key(5), b, {}, 20);
-  auto change = d.disable(key(5), 30);
+  auto change = d.setDisabled(key(5), a, true);
+  EXPECT_EQ(*change.newActive, b);
+  change = d.setDisabled(key(5), b, true);
   EXPECT_EQ(*change.oldActive, b);
   EXPECT_FALSE(change.newActive);
   EXPECT_EQ(d.lookup(key(5)), nullptr);
   EXPECT_EQ(d.instances(key(5)), 2u);
   d.activate(key(5), a, 40);  // a disabled one's send changes nothing
   EXPECT_EQ(d.lookup(key(5)), nullptr);
-  // A connection registered after the fight is active.
+  // An enabled newcomer is active.
   d.add(key(5), c, {}, 50);
   ASSERT_NE(d.lookup(key(5)), nullptr);
   EXPECT_EQ(*d.lookup(key(5)), c);
-  // With the newcomer gone again and one fighter left alone, that one is enabled.
   d.remove(key(5), c);
   EXPECT_EQ(d.lookup(key(5)), nullptr);
+  // Alone, a disabled one is active (its owner enables it soon after).
   change = d.remove(key(5), b);
   EXPECT_EQ(change.instances, 1u);
+  EXPECT_EQ(*change.newActive, a);
   ASSERT_NE(d.lookup(key(5)), nullptr);
   EXPECT_EQ(*d.lookup(key(5)), a);
+  d.setDisabled(key(5), a, false);
   EXPECT_FALSE(d.find(key(5), a)->disabled);
-  // A lone connection is never disabled.
-  d.disable(key(5), 60);
-  EXPECT_NE(d.lookup(key(5)), nullptr);
-}
-
-// A fight's DisableDup racing a registration: the shard that owns the new
-// connection adds it with its time (after the fight: enabled); another shard
-// hears of it first without a time (Register), then of the fight, then of
-// its time (Activate): it must end up enabled there too, or the replicas
-// disagree on where the key's packets go. One registered before the fight
-// is disabled in every order.
-TEST(KeyDirectoryTest, AFightRacingARegistrationAgreesAcrossReplicas) {
-  const ConnRef a{0, 1, 1};  // fighters, registered at 10 and 20
-  const ConnRef b{1, 1, 1};
-  const ConnRef late{2, 1, 1};   // registered at 50, after the fight at 30
-  const ConnRef early{2, 2, 1};  // registered at 25, before it
-  for (const auto& [c, at, wantActive] :
-       {std::tuple(late, uint64_t{50}, true), std::tuple(early, uint64_t{25}, false)}) {
-    KeyDirectory owner;  // shard 2: its own connection with its time
-    KeyDirectory other;  // shard 0: Register, DisableDup, then Activate
-    for (KeyDirectory* d : {&owner, &other}) {
-      d->add(key(6), a, {}, 10);
-      d->add(key(6), b, {}, 20);
-    }
-    owner.add(key(6), c, {}, at);
-    owner.disable(key(6), 30);
-    other.add(key(6), c);
-    other.disable(key(6), 30);
-    other.activate(key(6), c, at, true);
-    for (KeyDirectory* d : {&owner, &other}) {
-      const ConnRef* active = d->lookup(key(6));
-      if (wantActive) {
-        ASSERT_NE(active, nullptr) << (d == &owner ? "owner" : "other");
-        EXPECT_EQ(*active, c);
-      } else {
-        EXPECT_EQ(active, nullptr) << (d == &owner ? "owner" : "other");
-      }
-      EXPECT_TRUE(d->find(key(6), a)->disabled);
-      EXPECT_EQ(d->find(key(6), c)->disabled, !wantActive);
-    }
-  }
 }
 
 TEST(KeyDirectoryTest, StaleGenerationIsADifferentInstance) {

@@ -1,0 +1,92 @@
+// The HTTP phase of an accepted connection: request heads (gathered by
+// http::HeadBuffer), routed to a response (http/routes, or /metrics and
+// /debug/ from debug_http.cc), kept alive for the next request, or upgraded to
+// DERP, after which the connection's bytes go to the frame reader
+// (connection_io.cc). The outgoing mesh link's side of the upgrade is in
+// mesh_link.cc.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "derp/frame.h"
+#include "http/request_parser.h"
+#include "http/routes.h"
+#include "relay/shard_server.h"
+
+namespace derpd::relay {
+
+// Returns how many of the n bytes belong to the HTTP phase; the rest (bytes
+// pipelined behind an upgrade) are DERP bytes.
+size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
+  if (c.closeAfterWrite) return n;  // answered and closing: ignore the rest
+  c.http.append(data, n);
+  if (!chargePreAuth(c, c.http.capacity())) {
+    close(c, CloseReason::kPreAuthMemory);
+    return n;
+  }
+  for (;;) {
+    http::ParseResult r = c.http.next();
+    if (r.status == http::ParseStatus::kNeedMore) return n;
+    if (r.status != http::ParseStatus::kComplete) {
+      bool tooLarge = r.status == http::ParseStatus::kHeadTooLarge;
+      std::string resp = tooLarge ? http::errorResponse(431, "Request Header Fields Too Large")
+                                  : http::errorResponse(400, "Bad Request");
+      c.pendingClose = tooLarge ? CloseReason::kHeadTooLarge : CloseReason::kBadRequest;
+      queueControl(c, {reinterpret_cast<const uint8_t*>(resp.data()), resp.size()});
+      c.closeAfterWrite = true;
+      return n;
+    }
+    counters_.httpRequests.add();
+    const http::Request& req = r.request;
+    size_t head = req.headLength;
+    std::shared_ptr<const http::BootstrapDnsSnapshot> dns;
+    http::RouteContext ctx{shared_.serverPublicHex, c.ssl != nullptr, shared_.httpsPort,
+                           shared_.home};
+    std::optional<http::RouteResult> observed = routeObservability(c, req, ctx);
+    if (observed) {
+      queueControl(c, {reinterpret_cast<const uint8_t*>(observed->response.data()),
+                       observed->response.size()});
+      if (!observed->keepAlive) c.closeAfterWrite = true;
+    } else {
+      if (c.listener == ListenerKind::kMain && req.path == "/bootstrap-dns") {
+        counters_.bootstrapDnsRequests.add();
+        if (shared_.bootstrapDns != nullptr) dns = shared_.bootstrapDns->load();
+        ctx.bootstrapDns = dns.get();
+      }
+      http::RouteResult route =
+          c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx) : http::route(req, ctx);
+      if (route.idealNodeMismatch) counters_.idealNodeMismatch.add();
+      c.notIdeal = route.idealNodeMismatch;
+      if (route.action == http::RouteAction::kRespond) {
+        queueControl(
+            c, {reinterpret_cast<const uint8_t*>(route.response.data()), route.response.size()});
+        if (!route.keepAlive) c.closeAfterWrite = true;
+      } else {
+        // Upgrade: the 101 (unless fast start) and ServerKey go out together.
+        counters_.derpUpgrades.add();
+        std::string out = route.action == http::RouteAction::kUpgradeDerp ? route.response : "";
+        derp::ServerKeyFrame sk{shared_.serverPublic};
+        std::vector<uint8_t> frame = derp::encodeFrame(sk);
+        out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
+        queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
+        setState(c, Connection::State::kDerpHandshake);
+        timers_.arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
+        // Bytes behind the request's blank line are DERP bytes (fast start
+        // clients send ClientInfo in the same write).
+        size_t consumedFromThisRead = c.http.fromLastAppend(head);
+        c.http.release();
+        chargePreAuth(c, 0);
+        return consumedFromThisRead;
+      }
+    }
+    if (c.closeAfterWrite) return n;
+    // Keep-alive: drop this request's head and look for a pipelined one.
+    c.http.consume(head);
+    chargePreAuth(c, c.http.capacity());
+    timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
+    if (c.http.empty()) return n;
+  }
+}
+
+}  // namespace derpd::relay
