@@ -82,18 +82,8 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
         }
       }
       if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {
-        // The handshake runs here, on this shard, as bytes arrive; the BIO
-        // reads the receive buffers and writes records into c.writing.
-        c.ssl = shared_.tls->newSession();
-        c.bio.sink = &ShardServer::cipherSink;
-        c.bio.ctx = &c;
-        BIO* bio = tls::newBufferBio(&c.bio);
-        SSL_set_bio(c.ssl.get(), bio, bio);
-        SSL_set_accept_state(c.ssl.get());
-        // What only the handshake needs is freed once it is done.
-        SSL_set_shed_handshake_config(c.ssl.get(), 1);
-      } else {
-        c.tlsReady = true;
+        c.tls = tlsEngine_.accept(c, *shared_.tls);
+        c.transport = c.tls.get();
       }
       timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
       armRecv(c);

@@ -20,9 +20,8 @@
 #include "runtime/packet_pool.h"
 #include "runtime/send_queue.h"
 #include "runtime/timer_wheel.h"
-#include "tls/buffer_bio.h"
-
-#include <openssl/ssl.h>
+#include "relay/tls_transport.h"
+#include "relay/transport.h"
 
 namespace derpd::relay {
 
@@ -39,10 +38,6 @@ struct ConnOp final : Completion {
   Connection* conn;
   Kind kind;
 };
-
-// The most plaintext one TLS record holds: the scratch buffer for TLS input
-// that is not a packet body, and the size of each buffer records are sealed into.
-constexpr size_t kTlsScratchSize = 16 * 1024;
 
 // PacketBuf::flags bits.
 constexpr uint8_t kBufIsPacket = 1;  // a RecvPacket frame: counted when written
@@ -83,18 +78,15 @@ struct Connection {
   int32_t meshLink = -1;        // an outgoing mesh link's slot; -1: an accepted connection
   PeerInfo peer;                // its address and PeerPresent flags
   struct MeshLinkStats* meshStats = nullptr;  // a mesh peer's: what it forwards is counted there
-  bool tlsReady = false;        // TLS handshake complete (or no TLS)
-  bool closeNotifySent = false;
   bool awaitingAcks = false;   // other shards have yet to apply its registration
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
   CloseReason closeReason = CloseReason::kEof;  // once kClosing: why
   bool tornDown = false;  // kClosing and its second phase done (ShardServer::finishCloses)
 
-  // TLS (nullptr for plain HTTP). Ciphertext is read from the provided
-  // receive buffer through `bio` and written into the `writing` chain.
-  bssl::UniquePtr<SSL> ssl;
-  tls::BufferBioState bio;
+  // Socket bytes <-> plaintext: the shard's plain transport, or `tls`.
+  Transport* transport = nullptr;
+  std::unique_ptr<TlsTransport> tls;
 
   // HTTP phase: request (or, on a mesh link, response) heads until complete.
   // Freed on upgrade.

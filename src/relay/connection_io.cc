@@ -1,7 +1,7 @@
 // ShardServer's per-connection input (the DERP frame reader and frame
 // handlers) and output (queues gathered into one sendmsg per turn). The HTTP
 // phase is in http_session.cc; the TLS handshake, reads and record sealing in
-// tls_io.cc.
+// tls_transport.cc.
 #include <sys/socket.h>
 
 #include <openssl/crypto.h>
@@ -56,6 +56,38 @@ void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
                 c.state == Connection::State::kDerp)) {
     onDerpBytes(c, data, n);
   }
+}
+
+// Where the frame reader wants the transport's next plaintext (TLS reads it
+// there directly): a header's missing bytes, a body's (into its buffer; a
+// skipped body's anywhere, up to its end), or, before the upgrade, anything.
+ReadTarget ShardServer::readTarget(Connection& c) {
+  if (c.state != Connection::State::kDerpHandshake && c.state != Connection::State::kDerp) {
+    return {};
+  }
+  if (c.hdrHave < derp::kFrameHeaderLen) {
+    return {ReadTarget::kHeader, c.hdr + c.hdrHave, derp::kFrameHeaderLen - c.hdrHave};
+  }
+  uint8_t* at = c.body != nullptr ? c.body->bytes() + derp::kFrameHeaderLen + c.bodyHave : nullptr;
+  return {ReadTarget::kBody, at, c.curLen - c.bodyHave};
+}
+
+bool ShardServer::onReadInto(Connection& c, ReadTarget::Kind kind, size_t n) {
+  if (kind == ReadTarget::kHeader) {
+    c.hdrHave = static_cast<uint8_t>(c.hdrHave + n);
+    if (c.hdrHave < derp::kFrameHeaderLen) return true;
+    if (!startFrame(c)) return false;
+    if (c.curLen == 0) finishFrame(c);
+    return true;
+  }
+  c.bodyHave += static_cast<uint32_t>(n);
+  if (c.bodyHave == c.curLen) finishFrame(c);
+  return true;
+}
+
+void ShardServer::onTransportReady(Connection& c) {
+  if (c.meshLink >= 0) queueLinkRequest(c);
+  markDirty(c);
 }
 
 void ShardServer::onDerpBytes(Connection& c, const uint8_t* data, size_t n) {
@@ -329,6 +361,15 @@ bool ShardServer::queueFrame(Connection& c, const derp::Frame& f, uint8_t flags)
   return true;
 }
 
+void PlainTransport::fill(Connection& c, size_t pending) {
+  while (c.writingCount < Connection::kMaxIov && pending < kMaxWriteBytes) {
+    PacketBuf* b = popWritable(c);
+    if (b == nullptr) break;
+    appendToChain(c, b);
+    pending += b->length;
+  }
+}
+
 void ShardServer::markDirty(Connection& c) {
   if (c.inDirtyList) return;
   c.inDirtyList = true;
@@ -351,16 +392,7 @@ bool ShardServer::gatherWrite(Connection& c) {
   size_t bytes = 0;
   for (PacketBuf* b = c.writing; b != nullptr; b = b->next) bytes += b->length;
   bytes -= c.writeOffset;
-  if (c.ssl) {
-    sealQueued(c, bytes);
-  } else {
-    while (c.writingCount < Connection::kMaxIov && bytes < kMaxWriteBytes) {
-      PacketBuf* b = popWritable(c);
-      if (b == nullptr) break;
-      appendToChain(c, b);
-      bytes += b->length;
-    }
-  }
+  c.transport->fill(c, bytes);
   if (c.writing == nullptr) return false;
   size_t n = 0;
   for (PacketBuf* b = c.writing; b != nullptr && n < Connection::kMaxIov; b = b->next, n++) {
@@ -381,12 +413,7 @@ bool ShardServer::gatherWrite(Connection& c) {
 void ShardServer::startWrite(Connection& c) {
   while (!c.sending && c.state != Connection::State::kClosing) {
     if (!gatherWrite(c)) {
-      if (c.closeAfterWrite && c.ssl && c.tlsReady && !c.closeNotifySent) {
-        // Tell a TLS peer the response is complete before the close.
-        c.closeNotifySent = true;
-        SSL_shutdown(c.ssl.get());
-        continue;
-      }
+      if (c.closeAfterWrite && c.transport->finish(c)) continue;  // TLS close_notify first
       if (c.closeAfterWrite) close(c, c.pendingClose);
       return;
     }

@@ -41,7 +41,7 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     const http::Request& req = r.request;
     size_t head = req.headLength;
     std::shared_ptr<const http::BootstrapDnsSnapshot> dns;
-    http::RouteContext ctx{shared_.serverPublicHex, c.ssl != nullptr, shared_.httpsPort,
+    http::RouteContext ctx{shared_.serverPublicHex, c.transport->encrypted(), shared_.httpsPort,
                            shared_.home};
     std::optional<http::RouteResult> observed = routeObservability(c, req, ctx);
     if (observed) {

@@ -125,7 +125,6 @@ void ShardServer::connectLink(MeshLink& l) {
   Connection& c = newConnection(fd, ListenerKind::kMain);
   c.meshLink = l.slot;
   setState(c, Connection::State::kConnecting);
-  c.tlsReady = true;
   c.packets.setLimits(kLinkQueuePackets, kLinkQueueBytes);
   c.disco.setLimits(kLinkQueuePackets, kLinkQueueBytes);
   l.gen = ++nextLinkGen_;
@@ -174,25 +173,17 @@ void ShardServer::onLinkConnected(Connection& c, int res) {
     return;
   }
   MeshState& mesh = *shared_.mesh;
-  c.tlsReady = false;
-  c.ssl.reset(SSL_new(mesh.clientTls));
-  if (!c.ssl) {
+  absl::StatusOr<std::unique_ptr<TlsTransport>> tls =
+      tlsEngine_.connect(c, mesh.clientTls, l.target.host, mesh.verifyPeers);
+  if (!tls.ok()) {
+    logWarn("mesh: %s: %s", l.target.label, tls.status().message());
     close(c, CloseReason::kTlsHandshake);
     return;
   }
-  if (absl::Status st = tls::configureClientSession(c.ssl.get(), l.target.host, mesh.verifyPeers);
-      !st.ok()) {
-    logWarn("mesh: %s: %s", l.target.label, st.message());
-    close(c, CloseReason::kTlsHandshake);
-    return;
-  }
-  c.bio.sink = &ShardServer::cipherSink;
-  c.bio.ctx = &c;
-  BIO* bio = tls::newBufferBio(&c.bio);
-  SSL_set_bio(c.ssl.get(), bio, bio);
-  SSL_set_connect_state(c.ssl.get());
-  // Writes the ClientHello into c.writing; the rest runs in onTlsBytes.
-  onTlsStopped(c, SSL_do_handshake(c.ssl.get()), CloseReason::kTlsHandshake);
+  c.tls = *std::move(tls);
+  c.transport = c.tls.get();
+  // Writes the ClientHello into c.writing; the rest runs as bytes arrive.
+  c.tls->startHandshake();
 }
 
 void ShardServer::queueLinkRequest(Connection& c) {
@@ -382,9 +373,8 @@ void ShardServer::onLinkClosed(Connection& c, CloseReason reason) {
              l.backoff == 0) {
     // Logged once per outage: the retries after it stay quiet.
     std::string why = closeReasonName(reason);
-    if (c.ssl && SSL_get_verify_result(c.ssl.get()) != X509_V_OK) {
-      absl::StrAppend(&why, ": certificate: ",
-                      X509_verify_cert_error_string(SSL_get_verify_result(c.ssl.get())));
+    if (const char* bad = c.tls ? c.tls->verifyError() : nullptr) {
+      absl::StrAppend(&why, ": certificate: ", bad);
     }
     logWarn("mesh: cannot link to %s (%s); retrying", l.target.label, why);
   }

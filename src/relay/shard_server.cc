@@ -99,6 +99,7 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, Un
       timers_(clock, kTimerTick, timerSlots(shared.config)),
       outbox_(*shared.mailbox, id),
       replica_(id, shared.mailbox->shards(), *this),
+      tlsEngine_(id, pool_, counters, *this),
       acceptRetry_([](Timer*, void* ctx) { static_cast<ShardServer*>(ctx)->armAccept(); }, this),
       drainDeadline_(&ShardServer::onDrainDeadline, this),
       poolTrim_(
@@ -115,10 +116,6 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, Un
     }
   }
   dirty_.reserve(4096);
-  if (shared.tls != nullptr || shared.mesh != nullptr) {
-    tlsScratch_ = std::make_unique<uint8_t[]>(kTlsScratchSize);
-    sealScratch_ = std::make_unique<uint8_t[]>(kTlsScratchSize);
-  }
   if (stunSocket.valid()) stun_ = std::make_unique<StunServer>(std::move(stunSocket), counters);
 }
 
@@ -269,11 +266,7 @@ void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
     bool done = false;
     uint8_t* data = buffers_->consume(bid, static_cast<size_t>(res), flags, done);
     if (c.state != Connection::State::kClosing) {
-      if (c.ssl) {
-        onTlsBytes(c, data, static_cast<size_t>(res));
-      } else {
-        onBytes(c, data, static_cast<size_t>(res));
-      }
+      c.transport->onReceived(c, data, static_cast<size_t>(res));
     }
     if (done) buffers_->recycle(bid);
   } else if (c.state != Connection::State::kClosing) {
@@ -308,6 +301,7 @@ Connection& ShardServer::newConnection(int fd, ListenerKind kind) {
                                              &ShardServer::onWriteTimeout);
   Connection& c = *conns_[idx];
   c.listener = kind;
+  c.transport = &plain_;  // TLS, if any, is set up by the caller
   c.acceptedAt = clock_.now();
   counters_.connectionsByState[static_cast<size_t>(c.state)].add();
   liveConnections_++;

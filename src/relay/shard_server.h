@@ -32,6 +32,8 @@
 #include "relay/mail.h"
 #include "relay/mesh_state.h"
 #include "relay/stun_server.h"
+#include "relay/tls_transport.h"
+#include "relay/transport.h"
 #include "runtime/buffer_ring.h"
 #include "runtime/io_ring.h"
 #include "runtime/mailbox.h"
@@ -101,7 +103,7 @@ struct SharedState {
   size_t maxAcceptedSockets = SIZE_MAX;
 };
 
-class ShardServer : private DirectoryReplica::Host {
+class ShardServer : private DirectoryReplica::Host, private TransportUser {
  public:
   // stunSocket: this shard's UDP socket for STUN, or an invalid fd for none.
   // port80Listener: the plain -http-port listener beside TLS, or invalid.
@@ -159,9 +161,14 @@ class ShardServer : private DirectoryReplica::Host {
 
   // Input.
   void onBytes(Connection& c, const uint8_t* data, size_t n);
-  void onTlsBytes(Connection& c, const uint8_t* data, size_t n);
-  void readTls(Connection& c);
-  void onTlsStopped(Connection& c, int ret, CloseReason reason);
+  // What the connection's transport calls (TransportUser; connection_io.cc).
+  ReadTarget readTarget(Connection& c) override;
+  bool onReadInto(Connection& c, ReadTarget::Kind kind, size_t n) override;
+  void onPlaintext(Connection& c, const uint8_t* data, size_t n) override { onBytes(c, data, n); }
+  void onTransportReady(Connection& c) override;
+  void closeConnection(Connection& c, CloseReason reason) override { close(c, reason); }
+  void wantWrite(Connection& c) override { markDirty(c); }
+  void releaseFrame(PacketBuf* b) override { releaseBuf(b); }
   size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n);
   // /metrics and /debug/ (debug_http.cc): the response, or nullopt when the
   // path is not one of them.
@@ -205,10 +212,6 @@ class ShardServer : private DirectoryReplica::Host {
   void markDirty(Connection& c);
   void flushDirty();
   bool gatherWrite(Connection& c);
-  void sealQueued(Connection& c, size_t pendingBytes);
-  bool ensureCipherRoom(Connection& c, size_t plainBytes, bool reserved);
-  static bool cipherSink(void* ctx, const uint8_t* data, size_t n);
-  bool appendCipher(Connection& c, const uint8_t* data, size_t n);
   void startWrite(Connection& c);
   void onWritten(Connection& c, size_t n);
   void writeFailed(Connection& c);
@@ -287,13 +290,8 @@ class ShardServer : private DirectoryReplica::Host {
   DirectoryReplica replica_;
   // kAcceptsInFlight single-shot accepts per listener, by ListenerKind.
   std::array<std::array<AcceptOp, kAcceptsInFlight>, 3> acceptOps_;
-  std::unique_ptr<uint8_t[]> tlsScratch_;  // plaintext that is not a packet body
-  // Frames joined into one TLS record (not tlsScratch_: sealing may run while
-  // a read is still parsing what tlsScratch_ holds).
-  std::unique_ptr<uint8_t[]> sealScratch_;
-  // Empty 16 KiB pool buffers ensureCipherRoom set aside for the record being
-  // sealed; appendCipher takes them first. A few at most (a 64 KiB frame's records).
-  std::vector<PacketBuf*> cipherSpares_;
+  PlainTransport plain_{*this};
+  TlsEngine tlsEngine_;
   WakeOp wakeOp_{this};
   Timer acceptRetry_;
   Nanos fdLimitWarnedAt_ = -kSecond;  // the last "fd budget full" warning

@@ -1,5 +1,5 @@
 // The writer's shared pieces, for the plain path (connection_io.cc) and the
-// TLS path (tls_io.cc): which queued frame goes next, and how much a write may
+// TLS transport (tls_transport.cc): which queued frame goes next, and how much a write may
 // take at once. Internal to src/relay.
 #pragma once
 
