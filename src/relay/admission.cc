@@ -45,7 +45,7 @@ int ShardServer::listenerFd(ListenerKind kind) const {
 void ShardServer::armAcceptOn(int fd, AcceptOp& op) {
   if (stopping_ || op.armed) return;
   op.armed = true;
-  io_uring_sqe* s = ring_->sqe();
+  io_uring_sqe* s = loop_.ring().sqe();
   io_uring_prep_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
   IoRing::setCompletion(s, &op);
 }
@@ -85,7 +85,7 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
         c.tls = tlsEngine_.accept(c, *shared_.tls);
         c.transport = c.tls.get();
       }
-      timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
+      loop_.timers().arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
       armRecv(c);
     }
   }
@@ -93,7 +93,7 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
     if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
       if (!acceptRetry_.armed()) {
         logWarn("shard %d: accept: %s; retrying in 100ms", id_, strerror(-res));
-        timers_.arm(acceptRetry_, clock_.now() + 100 * kMillisecond);
+        loop_.timers().arm(acceptRetry_, clock_.now() + 100 * kMillisecond);
       }
     } else {
       armAcceptOn(listenerFd(op.kind), op);

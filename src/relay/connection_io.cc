@@ -262,7 +262,7 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
                                       (c.notIdeal ? derp::kPeerPresentNotIdeal : 0));
   if (c.peer.flags == 0) c.peer.flags = derp::kPeerPresentIsRegular;
   if (c.canMesh) c.meshStats = shared_.mesh->stats.forIncoming(c.key);
-  timers_.cancel(c.deadline);
+  loop_.timers().cancel(c.deadline);
   counters_.handshakes.add();
   counters_.currentConnections.add();
   queueServerInfo(c, *boxKey);
@@ -427,14 +427,14 @@ void ShardServer::startWrite(Connection& c) {
       writeFailed(c);
       return;
     }
-    io_uring_sqe* s = ring_->sqe();
+    io_uring_sqe* s = loop_.ring().sqe();
     io_uring_prep_sendmsg(s, c.fd, &c.msg, MSG_NOSIGNAL);
     IoRing::setCompletion(s, &c.sendOp);
     c.sending = true;
     Nanos timeout = shared_.config.writeTimeout;  // 0: none (derper's meaning)
     if (c.canMesh || c.meshLink >= 0) timeout = std::max(timeout, kMeshWriteTimeout);
     if (timeout > 0 && !c.writeTimeout.armed()) {
-      timers_.arm(c.writeTimeout, clock_.now() + timeout);
+      loop_.timers().arm(c.writeTimeout, clock_.now() + timeout);
     }
   }
 }
@@ -462,7 +462,7 @@ void ShardServer::onWritten(Connection& c, size_t n) {
   if (c.writing == nullptr) c.writingTail = nullptr;
   c.writeOffset = left;
   // Progress: the client is reading, so its write deadline starts over.
-  timers_.cancel(c.writeTimeout);
+  loop_.timers().cancel(c.writeTimeout);
 }
 
 void ShardServer::onSendDone(Connection& c, int res) {

@@ -71,7 +71,7 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
         out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
         queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
         setState(c, Connection::State::kDerpHandshake);
-        timers_.arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
+        loop_.timers().arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
         // Bytes behind the request's blank line are DERP bytes (fast start
         // clients send ClientInfo in the same write).
         size_t consumedFromThisRead = c.http.fromLastAppend(head);
@@ -84,7 +84,7 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     // Keep-alive: drop this request's head and look for a pipelined one.
     c.http.consume(head);
     chargePreAuth(c, c.http.capacity());
-    timers_.arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
+    loop_.timers().arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
     if (c.http.empty()) return n;
   }
 }

@@ -17,12 +17,12 @@ constexpr uint32_t kRestartReconnectInMs = 1500;
 void ShardServer::requestDrain(Nanos timeout) {
   drainTimeout_.store(timeout, std::memory_order_relaxed);
   drainRequested_.store(true, std::memory_order_release);
-  signalShard(id_);
+  ShardLoop::signal(shared_, id_);
 }
 
 void ShardServer::requestStop() {
   stopRequested_.store(true, std::memory_order_release);
-  signalShard(id_);
+  ShardLoop::signal(shared_, id_);
 }
 
 void ShardServer::beginShutdown() {
@@ -59,7 +59,7 @@ void ShardServer::beginDrain() {
       close(*c, CloseReason::kShutdown);
     }
   }
-  timers_.arm(drainDeadline_, clock_.now() + timeout);
+  loop_.timers().arm(drainDeadline_, clock_.now() + timeout);
 }
 
 // Publishes this shard's count of connections that are not mesh links; a
@@ -70,7 +70,7 @@ void ShardServer::publishClientSockets() {
   if (draining_ && before > 0 && clients == 0) {
     for (size_t to = 0; to < shared_.wakeFds.size(); to++) {
       if (to == id_) continue;
-      signalShard(to);
+      ShardLoop::signal(shared_, to);
     }
   }
 }

@@ -102,7 +102,7 @@ void ShardServer::removeLink(MeshLink& l) {
   logInfo("mesh: peer %s is no longer listed; dropping its link", l.target.label);
   l.removed = true;
   l.stats->live.store(false, std::memory_order_relaxed);
-  timers_.cancel(l.retry);
+  loop_.timers().cancel(l.retry);
   if (l.connected) {
     if (Connection* c = find(l.connIdx, l.connGen)) {
       close(*c, CloseReason::kMeshRemoved);  // frees the slot
@@ -133,8 +133,8 @@ void ShardServer::connectLink(MeshLink& l) {
   l.connGen = c.gen;
   l.boxKey.reset();
   // Connect, TLS, upgrade and DERP handshake all within the handshake time.
-  timers_.arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
-  io_uring_sqe* s = ring_->sqe();
+  loop_.timers().arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
+  io_uring_sqe* s = loop_.ring().sqe();
   io_uring_prep_connect(s, fd, to.get(), to.length);
   IoRing::setCompletion(s, &c.sendOp);
   c.sending = true;  // the connect is the connection's one operation in flight
@@ -142,14 +142,14 @@ void ShardServer::connectLink(MeshLink& l) {
 
 void ShardServer::scheduleLinkRetry(MeshLink& l) {
   if (l.retryIn > 0) {
-    timers_.arm(l.retry, clock_.now() + l.retryIn);
+    loop_.timers().arm(l.retry, clock_.now() + l.retryIn);
     l.retryIn = 0;
     return;
   }
   l.backoff = l.backoff == 0 ? kFirstRetry : std::min(l.backoff * 2, kMaxRetry);
   // Jitter (0.5x to 1.5x) keeps a region's nodes from reconnecting in step.
   Nanos delay = l.backoff / 2 + static_cast<Nanos>(rng_() % static_cast<uint64_t>(l.backoff));
-  timers_.arm(l.retry, clock_.now() + delay);
+  loop_.timers().arm(l.retry, clock_.now() + delay);
 }
 
 void ShardServer::onLinkRetry(Timer*, void* ctx) {
@@ -237,7 +237,7 @@ bool ShardServer::startLinkFrame(Connection& c) {
     return false;
   }
   if (c.state == Connection::State::kDerp) {
-    timers_.arm(c.deadline, clock_.now() + kLinkReadTimeout);
+    loop_.timers().arm(c.deadline, clock_.now() + kLinkReadTimeout);
   }
   switch (type) {
     case FrameType::kServerKey:
@@ -299,7 +299,7 @@ void ShardServer::onLinkFrame(Connection& c, std::span<const uint8_t> body) {
       return;
     }
     setState(c, Connection::State::kDerp);
-    timers_.arm(c.deadline, clock_.now() + kLinkReadTimeout);
+    loop_.timers().arm(c.deadline, clock_.now() + kLinkReadTimeout);
     l.up = true;
     l.stats->up.set(1);
     l.stats->connects.add();

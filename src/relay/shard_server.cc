@@ -14,26 +14,13 @@
 namespace derpd::relay {
 namespace {
 
-constexpr uint16_t kBufferGroup = 1;
 constexpr uint16_t kStunBufferGroup = 2;
-// Receive memory per shard: 8 MiB. Consumed incrementally where the kernel
-// can (a receive takes only its bytes), 16 KiB buffers, so a bulk reader gets
-// a TLS record per receive; else smaller buffers, so that more receives can
-// wait at once before the ring runs dry (ENOBUFS, counted).
-constexpr uint16_t kRecvBuffers = 512;
-constexpr uint32_t kRecvBufferSize = 16 * 1024;
-constexpr uint16_t kRecvBuffersWhole = 2048;
-constexpr uint32_t kRecvBufferSizeWhole = 4 * 1024;
-// Completions handled per loop turn before queued writes are submitted: small
-// enough that a receive flood cannot starve the writers, large enough to batch.
-constexpr size_t kCompletionsPerTurn = 32;
 // The packet pool keeps this much of wholly free slabs per size class; beyond
 // it, free slabs go back to the system a second after the pool grew past
 // three times it (a flood's 64 KiB bodies do not pin memory that 2 KiB
 // packets may need later).
 constexpr size_t kPoolKeepBytes = 2 << 20;
 constexpr Nanos kPoolTrimDelay = kSecond;
-constexpr Nanos kTimerTick = 10 * kMillisecond;
 
 // A timer wheel whose revolution holds the keep-alive, the timer every client
 // has armed: a timer further out than a revolution is kept correctly but makes
@@ -43,7 +30,7 @@ constexpr Nanos kTimerTick = 10 * kMillisecond;
 size_t timerSlots(const RelayConfig& config) {
   const Nanos longest = config.keepAliveInterval + config.keepAliveJitter;
   size_t slots = 4096;
-  while (static_cast<Nanos>(slots) * kTimerTick <= longest + kSecond) slots *= 2;
+  while (static_cast<Nanos>(slots) * ShardLoop::kTimerTick <= longest + kSecond) slots *= 2;
   return slots;
 }
 
@@ -71,20 +58,6 @@ Connection::Connection(ShardServer* s, uint32_t index, uint32_t generation, int 
       recvOp(s, this, ConnOp::kRecv),
       sendOp(s, this, ConnOp::kSend) {}
 
-void ShardServer::WakeOp::complete(int res, uint32_t) {
-  if (res < 0 && res != -EINTR && res != -EAGAIN) return;
-  if (server->stopRequested_.load(std::memory_order_acquire) && !server->stopping_) {
-    server->beginShutdown();
-  } else if (server->drainRequested_.load(std::memory_order_acquire) && !server->draining_) {
-    server->beginDrain();
-  }
-  if (server->shared_.mesh != nullptr && !server->stopping_ && !server->draining_ &&
-      server->shared_.mesh->targets->generation() != server->meshTargetsSeen_) {
-    server->reconcileMesh();
-  }
-  if (!server->stopping_) server->armWakeRead();
-}
-
 ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, UniqueFd stunSocket,
                          UniqueFd port80Listener, UniqueFd metricsListener, ShardCounters& counters,
                          const Clock& clock)
@@ -95,8 +68,8 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, Un
       metricsListener_(std::move(metricsListener)),
       counters_(counters),
       clock_(clock),
+      loop_(id, shared, clock, timerSlots(shared.config)),
       pool_(id, shared.config.poolBytes),
-      timers_(clock, kTimerTick, timerSlots(shared.config)),
       outbox_(*shared.mailbox, id),
       replica_(id, shared.mailbox->shards(), *this),
       tlsEngine_(id, pool_, counters, *this),
@@ -122,112 +95,78 @@ ShardServer::ShardServer(uint16_t id, SharedState& shared, UniqueFd listener, Un
 ShardServer::~ShardServer() {
   for (auto& c : conns_) {
     if (c) {
-      timers_.cancel(c->deadline);
-      timers_.cancel(c->keepAlive);
-      timers_.cancel(c->writeTimeout);
+      loop_.timers().cancel(c->deadline);
+      loop_.timers().cancel(c->keepAlive);
+      loop_.timers().cancel(c->writeTimeout);
     }
   }
-  timers_.cancel(acceptRetry_);
-  timers_.cancel(drainDeadline_);
-  timers_.cancel(poolTrim_);
+  loop_.timers().cancel(acceptRetry_);
+  loop_.timers().cancel(drainDeadline_);
+  loop_.timers().cancel(poolTrim_);
 }
 
 absl::Status ShardServer::init() {
-  auto ring = IoRing::create(4096);
-  if (!ring.ok()) return ring.status();
-  ring_ = std::move(*ring);
-  auto buffers =
-      BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffers, kRecvBufferSize, true);
-  if (buffers.ok() && !(*buffers)->incremental()) {
-    buffers->reset();  // unregisters the group
-    buffers = BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffersWhole,
-                                 kRecvBufferSizeWhole);
-  }
-  if (!buffers.ok()) return buffers.status();
-  buffers_ = std::move(*buffers);
-  if (id_ == 0) {
-    logInfo("receive buffers: %s, %u x %u KiB per shard",
-            buffers_->incremental() ? "incremental" : "whole (no incremental consumption here)",
-            buffers_->count(), buffers_->bufferSize() / 1024);
-  }
+  if (absl::Status st = loop_.init(); !st.ok()) return st;
   if (stun_) {
-    if (absl::Status st = stun_->init(*ring_, kStunBufferGroup); !st.ok()) return st;
+    if (absl::Status st = stun_->init(loop_.ring(), kStunBufferGroup); !st.ok()) return st;
   }
-  shared_.ringFds[id_].store(ring_->fd(), std::memory_order_release);
   return absl::OkStatus();
 }
 
-// Writes to shard `to`'s eventfd, which its ring reads: a stop, a drain, or
-// (without MSG_RING) mail.
-void ShardServer::signalShard(size_t to) const {
-  uint64_t one = 1;
-  ssize_t unused = ::write(shared_.wakeFds[to], &one, sizeof(one));
-  (void)unused;
-}
-
-void ShardServer::wake() { signalShard(id_); }
-
-// Wakes shard `to` from its wait: mail for it, or room for ours.
-void ShardServer::wakeShard(size_t to) {
-  if (ring_->features().msgRing) {
-    ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
-  } else {
-    signalShard(to);
-  }
-}
-
-void ShardServer::armWakeRead() {
-  io_uring_sqe* s = ring_->sqe();
-  io_uring_prep_read(s, shared_.wakeFds[id_], &wakeOp_.value, sizeof(wakeOp_.value), 0);
-  IoRing::setCompletion(s, &wakeOp_);
-}
+void ShardServer::wake() { ShardLoop::signal(shared_, id_); }
 
 void ShardServer::run() {
-  logDebug("shard %d: ring %s", id_, ring_->features().describe());
-  armWakeRead();
   armAccept();
   if (stun_) stun_->start();
   if (stopRequested_.load(std::memory_order_acquire)) beginShutdown();
   if (drainRequested_.load(std::memory_order_acquire)) beginDrain();
-  for (;;) {
-    Nanos timeout = -1;
-    if (auto next = timers_.nextDeadline()) {
-      timeout = std::max<Nanos>(0, *next - clock_.now());
-    }
-    // Mail held back for a full ring needs no retry here: its destination
-    // wakes this shard once it has read (Mailbox::raiseWaiting), or on exit.
-    if (outbox_.hasBacklog() ||
-        shared_.exitedShards.load(std::memory_order_acquire) != exitedSeen_) {
-      discardMailToExited();
-    }
-    if (!dirty_.empty() || ring_->ready() > 0) timeout = 0;
-    if (stopping_ && (timeout < 0 || timeout > 50 * kMillisecond)) timeout = 50 * kMillisecond;
-    ring_->runOnce(timeout, kCompletionsPerTurn);
-    drainMailbox();
-    timers_.expire();
-    buffers_->commit();
-    flushDirty();
-    if (stun_) stun_->flush();
-    reapClosed();
-    publishLoopStats();
-    outbox_.flush([this](size_t to) { wakeShard(to); });
-    // A draining node keeps its mesh links while any shard has clients to
-    // serve (a client on one shard may need a link owned by another).
-    if (draining_ && !stopping_ && liveLinks_ > 0 && liveConnections_ == liveLinks_ &&
-        !nodeHasClients()) {
-      beginShutdown();
-    }
-    if ((stopping_ || draining_) && liveConnections_ == 0) break;
-  }
+  loop_.run(*this);
   shared_.exited[id_].store(true, std::memory_order_release);
   shared_.exitedShards.fetch_add(1, std::memory_order_acq_rel);
   // A shard waiting for room in its ring to us must learn that there will be
   // none (it then discards what it holds for us).
   for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
-    if (from != id_ && shared_.mailbox->takeWaitingSender(from, id_)) wakeShard(from);
+    if (from != id_ && shared_.mailbox->takeWaitingSender(from, id_)) loop_.wakeShard(from);
   }
   // Let the kernel finish what we submitted (wake-ups to other shards).
-  ring_->runOnce(0);
+  loop_.ring().runOnce(0);
+}
+
+// The eventfd: a stop, a drain, or new mesh targets to take up.
+bool ShardServer::onSignal() {
+  if (stopRequested_.load(std::memory_order_acquire) && !stopping_) {
+    beginShutdown();
+  } else if (drainRequested_.load(std::memory_order_acquire) && !draining_) {
+    beginDrain();
+  }
+  if (shared_.mesh != nullptr && !stopping_ && !draining_ &&
+      shared_.mesh->targets->generation() != meshTargetsSeen_) {
+    reconcileMesh();
+  }
+  return !stopping_;
+}
+
+void ShardServer::beforeWait() {
+  // Mail held back for a full ring needs no retry here: its destination
+  // wakes this shard once it has read (Mailbox::raiseWaiting), or on exit.
+  if (outbox_.hasBacklog() || shared_.exitedShards.load(std::memory_order_acquire) != exitedSeen_) {
+    discardMailToExited();
+  }
+}
+
+bool ShardServer::endOfTurn() {
+  flushDirty();
+  if (stun_) stun_->flush();
+  reapClosed();
+  publishLoopStats();
+  outbox_.flush([this](size_t to) { loop_.wakeShard(to); });
+  // A draining node keeps its mesh links while any shard has clients to
+  // serve (a client on one shard may need a link owned by another).
+  if (draining_ && !stopping_ && liveLinks_ > 0 && liveConnections_ == liveLinks_ &&
+      !nodeHasClients()) {
+    beginShutdown();
+  }
+  return !((stopping_ || draining_) && liveConnections_ == 0);
 }
 
 void ShardServer::setState(Connection& c, Connection::State s) {
@@ -238,9 +177,9 @@ void ShardServer::setState(Connection& c, Connection::State s) {
 
 void ShardServer::publishLoopStats() {
   if (!poolTrim_.armed() && pool_.bytesAllocated() > 3 * kPoolKeepBytes) {
-    timers_.arm(poolTrim_, clock_.now() + kPoolTrimDelay);
+    loop_.timers().arm(poolTrim_, clock_.now() + kPoolTrimDelay);
   }
-  counters_.cqOverflow.set(ring_->cqOverflow());
+  counters_.cqOverflow.set(loop_.ring().cqOverflow());
   counters_.mailboxBacklog.set(outbox_.heldTotal());
   counters_.poolBytes.set(pool_.bytesAllocated());
   counters_.poolBuffersInUse.set(pool_.inUse());
@@ -250,10 +189,10 @@ void ShardServer::publishLoopStats() {
 }
 
 void ShardServer::armRecv(Connection& c) {
-  io_uring_sqe* s = ring_->sqe();
+  io_uring_sqe* s = loop_.ring().sqe();
   io_uring_prep_recv_multishot(s, c.fd, nullptr, 0, 0);
   s->flags |= IOSQE_BUFFER_SELECT;
-  s->buf_group = buffers_->groupId();
+  s->buf_group = loop_.buffers().groupId();
   IoRing::setCompletion(s, &c.recvOp);
   c.recvArmed = true;
 }
@@ -264,11 +203,11 @@ void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
   if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
     uint16_t bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
     bool done = false;
-    uint8_t* data = buffers_->consume(bid, static_cast<size_t>(res), flags, done);
+    uint8_t* data = loop_.buffers().consume(bid, static_cast<size_t>(res), flags, done);
     if (c.state != Connection::State::kClosing) {
       c.transport->onReceived(c, data, static_cast<size_t>(res));
     }
-    if (done) buffers_->recycle(bid);
+    if (done) loop_.buffers().recycle(bid);
   } else if (c.state != Connection::State::kClosing) {
     if (res == 0) {
       close(c, CloseReason::kEof);
@@ -322,9 +261,9 @@ void ShardServer::close(Connection& c, CloseReason reason) {
   if (c.meshLink >= 0) countLinkDrops(c);
   setState(c, Connection::State::kClosing);
   c.closeReason = reason;
-  timers_.cancel(c.deadline);
-  timers_.cancel(c.keepAlive);
-  timers_.cancel(c.writeTimeout);
+  loop_.timers().cancel(c.deadline);
+  loop_.timers().cancel(c.keepAlive);
+  loop_.timers().cancel(c.writeTimeout);
   if (c.body) {
     releaseBuf(c.body);
     c.body = nullptr;
@@ -337,7 +276,7 @@ void ShardServer::close(Connection& c, CloseReason reason) {
   // covers ops still queued inside io_uring.
   ::shutdown(c.fd, SHUT_RDWR);
   if (c.recvArmed || c.sending) {
-    io_uring_sqe* s = ring_->sqe();
+    io_uring_sqe* s = loop_.ring().sqe();
     io_uring_prep_cancel_fd(s, c.fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(s, 0);
   }
@@ -419,7 +358,7 @@ void ShardServer::armKeepAlive(Connection& c) {
                      ? static_cast<Nanos>(rng_() % static_cast<uint64_t>(
                                                        shared_.config.keepAliveJitter))
                      : 0;
-  timers_.arm(c.keepAlive, clock_.now() + shared_.config.keepAliveInterval + jitter);
+  loop_.timers().arm(c.keepAlive, clock_.now() + shared_.config.keepAliveInterval + jitter);
 }
 
 void ShardServer::onDeadline(Timer*, void* ctx) {

@@ -31,6 +31,7 @@
 #include "relay/key_directory.h"
 #include "relay/mail.h"
 #include "relay/mesh_state.h"
+#include "relay/shard_loop.h"
 #include "relay/stun_server.h"
 #include "relay/tls_transport.h"
 #include "relay/transport.h"
@@ -103,7 +104,9 @@ struct SharedState {
   size_t maxAcceptedSockets = SIZE_MAX;
 };
 
-class ShardServer : private DirectoryReplica::Host, private TransportUser {
+class ShardServer : private ShardLoop::Services,
+                    private DirectoryReplica::Host,
+                    private TransportUser {
  public:
   // stunSocket: this shard's UDP socket for STUN, or an invalid fd for none.
   // port80Listener: the plain -http-port listener beside TLS, or invalid.
@@ -138,12 +141,6 @@ class ShardServer : private DirectoryReplica::Host, private TransportUser {
     ListenerKind kind = ListenerKind::kMain;
     bool armed = false;  // its accept is in flight
   };
-  struct WakeOp final : Completion {
-    explicit WakeOp(ShardServer* s) : server(s) {}
-    void complete(int res, uint32_t flags) override;
-    ShardServer* server;
-    uint64_t value = 0;
-  };
 
   // Admission (admission.cc): accepts and the budgets of fds and pre-auth bytes.
   void armAccept();
@@ -153,11 +150,18 @@ class ShardServer : private DirectoryReplica::Host, private TransportUser {
   bool takeSocketBudget();
   bool chargePreAuth(Connection& c, size_t bytes);
 
+  // The loop's turn (ShardLoop::Services; shard_server.cc).
+  bool hasWork() override { return !dirty_.empty(); }
+  Nanos maxWait() override { return stopping_ ? 50 * kMillisecond : -1; }
+  void beforeWait() override;
+  bool onSignal() override;
+  void afterCompletions() override { drainMailbox(); }
+  bool endOfTurn() override;
+
   // Once a loop turn: pool, ring and mailbox gauges into the counters, and the
   // pool trim timer armed when the pool has grown.
   void publishLoopStats();
   void armRecv(Connection& c);
-  void armWakeRead();
 
   // Input.
   void onBytes(Connection& c, const uint8_t* data, size_t n);
@@ -257,8 +261,6 @@ class ShardServer : private DirectoryReplica::Host, private TransportUser {
   void mailPacket(size_t to, const MailMessage& m);
   void noteDuplicateSend(Connection& c);
   void discardMailToExited();
-  void wakeShard(size_t to);
-  void signalShard(size_t to) const;
   void setState(Connection& c, Connection::State s);
   void close(Connection& c, CloseReason reason);
   void finishCloses();
@@ -281,18 +283,15 @@ class ShardServer : private DirectoryReplica::Host, private TransportUser {
   UniqueFd metricsListener_;
   ShardCounters& counters_;
   const Clock& clock_;
-  std::unique_ptr<IoRing> ring_;
-  std::unique_ptr<BufferRing> buffers_;
+  ShardLoop loop_;  // the ring, its receive buffers, the timers, the eventfd
   std::unique_ptr<StunServer> stun_;
   PacketPool pool_;
-  TimerWheel timers_;
   Outbox outbox_;
   DirectoryReplica replica_;
   // kAcceptsInFlight single-shot accepts per listener, by ListenerKind.
   std::array<std::array<AcceptOp, kAcceptsInFlight>, 3> acceptOps_;
   PlainTransport plain_{*this};
   TlsEngine tlsEngine_;
-  WakeOp wakeOp_{this};
   Timer acceptRetry_;
   Nanos fdLimitWarnedAt_ = -kSecond;  // the last "fd budget full" warning
   std::atomic<bool> stopRequested_{false};

@@ -1,0 +1,103 @@
+#include "relay/shard_loop.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/log.h"
+#include "relay/shard_server.h"
+
+namespace derpd::relay {
+namespace {
+
+constexpr uint16_t kBufferGroup = 1;
+// Receive memory per shard: 8 MiB. Consumed incrementally where the kernel
+// can (a receive takes only its bytes), 16 KiB buffers, so a bulk reader gets
+// a TLS record per receive; else smaller buffers, so that more receives can
+// wait at once before the ring runs dry (ENOBUFS, counted).
+constexpr uint16_t kRecvBuffers = 512;
+constexpr uint32_t kRecvBufferSize = 16 * 1024;
+constexpr uint16_t kRecvBuffersWhole = 2048;
+constexpr uint32_t kRecvBufferSizeWhole = 4 * 1024;
+// Completions handled per loop turn before queued writes are submitted: small
+// enough that a receive flood cannot starve the writers, large enough to batch.
+constexpr size_t kCompletionsPerTurn = 32;
+
+}  // namespace
+
+ShardLoop::ShardLoop(uint16_t id, SharedState& shared, const Clock& clock, size_t timerSlots)
+    : id_(id), shared_(shared), clock_(clock), timers_(clock, kTimerTick, timerSlots) {
+  signalOp_.loop = this;
+}
+
+absl::Status ShardLoop::init() {
+  auto ring = IoRing::create(4096);
+  if (!ring.ok()) return ring.status();
+  ring_ = std::move(*ring);
+  auto buffers =
+      BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffers, kRecvBufferSize, true);
+  if (buffers.ok() && !(*buffers)->incremental()) {
+    buffers->reset();  // unregisters the group
+    buffers =
+        BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffersWhole, kRecvBufferSizeWhole);
+  }
+  if (!buffers.ok()) return buffers.status();
+  buffers_ = std::move(*buffers);
+  if (id_ == 0) {
+    logInfo("receive buffers: %s, %u x %u KiB per shard",
+            buffers_->incremental() ? "incremental" : "whole (no incremental consumption here)",
+            buffers_->count(), buffers_->bufferSize() / 1024);
+  }
+  shared_.ringFds[id_].store(ring_->fd(), std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void ShardLoop::signal(const SharedState& shared, size_t to) {
+  uint64_t one = 1;
+  ssize_t unused = ::write(shared.wakeFds[to], &one, sizeof(one));
+  (void)unused;
+}
+
+void ShardLoop::wakeShard(size_t to) {
+  if (ring_->features().msgRing) {
+    ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
+  } else {
+    signal(shared_, to);
+  }
+}
+
+void ShardLoop::armSignalRead() {
+  io_uring_sqe* s = ring_->sqe();
+  io_uring_prep_read(s, shared_.wakeFds[id_], &signalOp_.value, sizeof(signalOp_.value), 0);
+  IoRing::setCompletion(s, &signalOp_);
+}
+
+void ShardLoop::SignalOp::complete(int res, uint32_t) {
+  if (res < 0 && res != -EINTR && res != -EAGAIN) return;
+  if (services->onSignal()) loop->armSignalRead();
+}
+
+void ShardLoop::run(Services& services) {
+  logDebug("shard %d: ring %s", id_, ring_->features().describe());
+  signalOp_.services = &services;
+  armSignalRead();
+  for (;;) {
+    Nanos timeout = -1;
+    if (auto next = timers_.nextDeadline()) {
+      timeout = std::max<Nanos>(0, *next - clock_.now());
+    }
+    services.beforeWait();
+    if (services.hasWork() || ring_->ready() > 0) timeout = 0;
+    if (Nanos most = services.maxWait(); most >= 0 && (timeout < 0 || timeout > most)) {
+      timeout = most;
+    }
+    ring_->runOnce(timeout, kCompletionsPerTurn);
+    services.afterCompletions();
+    timers_.expire();
+    buffers_->commit();
+    if (!services.endOfTurn()) break;
+  }
+}
+
+}  // namespace derpd::relay
