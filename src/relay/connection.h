@@ -21,6 +21,7 @@
 #include "runtime/send_queue.h"
 #include "runtime/timer_wheel.h"
 #include "relay/tls_transport.h"
+#include "relay/session.h"
 #include "relay/transport.h"
 
 namespace derpd::relay {
@@ -87,6 +88,8 @@ struct Connection {
   // Socket bytes <-> plaintext: the shard's plain transport, or `tls`.
   Transport* transport = nullptr;
   std::unique_ptr<TlsTransport> tls;
+  // Its role above the transport: the shard's server or mesh-link session.
+  Session* session = nullptr;
 
   // HTTP phase: request (or, on a mesh link, response) heads until complete.
   // Freed on upgrade.

@@ -48,7 +48,7 @@ bool isMeshKey(std::string_view offered, std::string_view ours) {
 
 void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
   if (c.state == Connection::State::kHttp) {
-    size_t used = c.meshLink >= 0 ? onLinkResponseBytes(c, data, n) : onHttpBytes(c, data, n);
+    size_t used = c.session->onHttpBytes(c, data, n);
     data += used;
     n -= used;
   }
@@ -86,7 +86,7 @@ bool ShardServer::onReadInto(Connection& c, ReadTarget::Kind kind, size_t n) {
 }
 
 void ShardServer::onTransportReady(Connection& c) {
-  if (c.meshLink >= 0) queueLinkRequest(c);
+  c.session->onTransportReady(c);
   markDirty(c);
 }
 
@@ -125,13 +125,17 @@ bool ShardServer::startFrame(Connection& c) {
   c.curLen = h->length;
   c.bodyHave = 0;
   c.body = nullptr;
-  using derp::FrameType;
-  auto type = static_cast<FrameType>(c.curType);
   if (c.curLen > derp::kMaxFrameLen) {
     close(c, CloseReason::kFrameTooLarge);
     return false;
   }
-  if (c.meshLink >= 0) return startLinkFrame(c);
+  return c.session->startFrame(c);
+}
+
+// A client's frame header (ServerSession::startFrame).
+bool ShardServer::startClientFrame(Connection& c) {
+  using derp::FrameType;
+  auto type = static_cast<FrameType>(c.curType);
   bool keep = true;
   uint16_t headroom = 0;
   if (c.state == Connection::State::kDerpHandshake) {
@@ -210,27 +214,7 @@ void ShardServer::finishFrame(Connection& c) {
   PacketBuf* b = c.body;
   c.body = nullptr;
   if (b == nullptr) return;  // skipped
-  auto type = static_cast<derp::FrameType>(c.curType);
-  if (type == derp::FrameType::kSendPacket && c.meshLink < 0) {
-    onSendPacket(c, b);
-    return;
-  }
-  if (type == derp::FrameType::kForwardPacket && c.meshLink < 0) {
-    onForwardPacket(c, b);
-    return;
-  }
-  std::span<const uint8_t> body{b->bytes() + derp::kFrameHeaderLen, c.curLen};
-  if (c.meshLink >= 0) {
-    onLinkFrame(c, body);
-  } else if (type == derp::FrameType::kClientInfo) {
-    onClientInfo(c, body);
-    releaseBuf(b);
-    chargePreAuth(c, 0);  // its body was the connection's last pre-auth buffer
-    return;
-  } else {
-    onOtherFrame(c, c.curType, body);
-  }
-  releaseBuf(b);
+  c.session->onFrame(c, b);
 }
 
 void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
@@ -432,7 +416,7 @@ void ShardServer::startWrite(Connection& c) {
     IoRing::setCompletion(s, &c.sendOp);
     c.sending = true;
     Nanos timeout = shared_.config.writeTimeout;  // 0: none (derper's meaning)
-    if (c.canMesh || c.meshLink >= 0) timeout = std::max(timeout, kMeshWriteTimeout);
+    if (c.session->meshPeer(c)) timeout = std::max(timeout, kMeshWriteTimeout);
     if (timeout > 0 && !c.writeTimeout.armed()) {
       loop_.timers().arm(c.writeTimeout, clock_.now() + timeout);
     }

@@ -53,11 +53,7 @@ void ShardServer::beginDrain() {
                                    static_cast<uint32_t>(timeout / kMillisecond) + 10000};
   for (auto& c : conns_) {
     if (!c || c->state == Connection::State::kClosing) continue;
-    if (c->registered) {
-      queueFrame(*c, restarting);
-    } else if (c->meshLink < 0) {
-      close(*c, CloseReason::kShutdown);
-    }
+    c->session->onDrain(*c, restarting);
   }
   loop_.timers().arm(drainDeadline_, clock_.now() + timeout);
 }

@@ -124,6 +124,7 @@ void ShardServer::connectLink(MeshLink& l) {
   liveLinks_++;  // before newConnection, which publishes the count of non-link connections
   Connection& c = newConnection(fd, ListenerKind::kMain);
   c.meshLink = l.slot;
+  c.session = &linkSession_;
   setState(c, Connection::State::kConnecting);
   c.packets.setLimits(kLinkQueuePackets, kLinkQueueBytes);
   c.disco.setLimits(kLinkQueuePackets, kLinkQueueBytes);
@@ -433,6 +434,24 @@ void ShardServer::forwardOnLink(uint32_t slot, uint32_t gen, PacketBuf* b) {
     dropped = next;
   }
   markDirty(*c);
+}
+
+// The link session (session.h): the calls the shared machinery makes into an
+// outgoing link.
+void ShardServer::LinkSession::onFrame(Connection& c, PacketBuf* b) {
+  s_.onLinkFrame(c, {b->bytes() + derp::kFrameHeaderLen, c.curLen});
+  s_.releaseBuf(b);
+}
+
+CloseReason ShardServer::LinkSession::deadlineReason(const Connection& c) const {
+  switch (c.state) {
+    case Connection::State::kConnecting:
+      return CloseReason::kMeshConnect;
+    case Connection::State::kDerp:
+      return CloseReason::kReadTimeout;  // heard nothing for too long
+    default:
+      return CloseReason::kHandshakeTimeout;
+  }
 }
 
 }  // namespace derpd::relay

@@ -241,6 +241,7 @@ Connection& ShardServer::newConnection(int fd, ListenerKind kind) {
   Connection& c = *conns_[idx];
   c.listener = kind;
   c.transport = &plain_;  // TLS, if any, is set up by the caller
+  c.session = &serverSession_;  // or a mesh link's, set by connectLink
   c.acceptedAt = clock_.now();
   counters_.connectionsByState[static_cast<size_t>(c.state)].add();
   liveConnections_++;
@@ -258,7 +259,7 @@ void ShardServer::close(Connection& c, CloseReason reason) {
   if (c.state == Connection::State::kClosing) return;
   counters_.close(reason);
   chargePreAuth(c, 0);
-  if (c.meshLink >= 0) countLinkDrops(c);
+  c.session->onClosing(c);
   setState(c, Connection::State::kClosing);
   c.closeReason = reason;
   loop_.timers().cancel(c.deadline);
@@ -291,9 +292,7 @@ void ShardServer::finishCloses() {
     Connection& c = *conns_[closing_[i]];
     if (c.tornDown) continue;
     c.tornDown = true;
-    if (c.meshLink >= 0) onLinkClosed(c, c.closeReason);
-    if (c.watcher) dropWatcher(c);
-    if (c.registered) unregister(c);
+    c.session->onTornDown(c);
   }
 }
 
@@ -313,11 +312,7 @@ void ShardServer::reapClosed() {
     c.writing = nullptr;
     ::close(c.fd);
     counters_.openSockets.sub();
-    if (c.meshLink >= 0) {
-      liveLinks_--;
-    } else if (c.listener != ListenerKind::kMetrics) {
-      shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
-    }
+    c.session->onReaped(c);
     counters_.connectionsByState[static_cast<size_t>(c.state)].sub();
     gens_[idx]++;  // any ConnRef to the old connection is now stale
     conns_[idx].reset();
@@ -364,15 +359,7 @@ void ShardServer::armKeepAlive(Connection& c) {
 void ShardServer::onDeadline(Timer*, void* ctx) {
   Connection& c = *static_cast<Connection*>(ctx);
   ShardServer* s = c.recvOp.server;
-  CloseReason reason = CloseReason::kHandshakeTimeout;
-  if (c.state == Connection::State::kConnecting) {
-    reason = CloseReason::kMeshConnect;
-  } else if (c.state == Connection::State::kDerp) {
-    reason = CloseReason::kReadTimeout;  // a mesh link heard nothing for too long
-  } else if (c.state == Connection::State::kHttp && c.meshLink < 0) {
-    reason = CloseReason::kHeaderTimeout;
-  }
-  s->close(c, reason);
+  s->close(c, c.session->deadlineReason(c));
 }
 
 void ShardServer::onKeepAlive(Timer*, void* ctx) {

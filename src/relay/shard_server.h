@@ -31,6 +31,7 @@
 #include "relay/key_directory.h"
 #include "relay/mail.h"
 #include "relay/mesh_state.h"
+#include "relay/session.h"
 #include "relay/shard_loop.h"
 #include "relay/stun_server.h"
 #include "relay/tls_transport.h"
@@ -180,6 +181,7 @@ class ShardServer : private ShardLoop::Services,
                                                       const http::RouteContext& ctx);
   void onDerpBytes(Connection& c, const uint8_t* data, size_t n);
   bool startFrame(Connection& c);
+  bool startClientFrame(Connection& c);
   void finishFrame(Connection& c);
   void onClientInfo(Connection& c, std::span<const uint8_t> body);
   void onSendPacket(Connection& c, PacketBuf* b);
@@ -292,6 +294,43 @@ class ShardServer : private ShardLoop::Services,
   std::array<std::array<AcceptOp, kAcceptsInFlight>, 3> acceptOps_;
   PlainTransport plain_{*this};
   TlsEngine tlsEngine_;
+
+  // The two roles a connection may have (session.h): an accepted client's
+  // (server_session.cc) and an outgoing mesh link's (mesh_link.cc).
+  struct ServerSession final : Session {
+    explicit ServerSession(ShardServer& s) : s_(s) {}
+    size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n) override {
+      return s_.onHttpBytes(c, data, n);
+    }
+    bool startFrame(Connection& c) override { return s_.startClientFrame(c); }
+    void onFrame(Connection& c, PacketBuf* b) override;
+    void onTransportReady(Connection&) override {}
+    CloseReason deadlineReason(const Connection& c) const override;
+    bool meshPeer(const Connection& c) const override { return c.canMesh; }
+    void onDrain(Connection& c, const derp::RestartingFrame& restarting) override;
+    void onClosing(Connection&) override {}
+    void onTornDown(Connection& c) override;
+    void onReaped(Connection& c) override;
+    ShardServer& s_;
+  };
+  struct LinkSession final : Session {
+    explicit LinkSession(ShardServer& s) : s_(s) {}
+    size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n) override {
+      return s_.onLinkResponseBytes(c, data, n);
+    }
+    bool startFrame(Connection& c) override { return s_.startLinkFrame(c); }
+    void onFrame(Connection& c, PacketBuf* b) override;
+    void onTransportReady(Connection& c) override { s_.queueLinkRequest(c); }
+    CloseReason deadlineReason(const Connection& c) const override;
+    bool meshPeer(const Connection&) const override { return true; }
+    void onDrain(Connection&, const derp::RestartingFrame&) override {}  // kept to the end
+    void onClosing(Connection& c) override { s_.countLinkDrops(c); }
+    void onTornDown(Connection& c) override { s_.onLinkClosed(c, c.closeReason); }
+    void onReaped(Connection&) override { s_.liveLinks_--; }
+    ShardServer& s_;
+  };
+  ServerSession serverSession_{*this};
+  LinkSession linkSession_{*this};
   Timer acceptRetry_;
   Nanos fdLimitWarnedAt_ = -kSecond;  // the last "fd budget full" warning
   std::atomic<bool> stopRequested_{false};
