@@ -201,7 +201,7 @@ class ShardServer : private ShardLoop::Services,
     return makeMail(kind, id_, idx, gen, ptr);
   }
   void broadcast(const MailMessage& m);
-  void announce(MailMessage m, const derp::NodeKey* key);
+  void announce(const MailMessage& about, const derp::NodeKey* key);
   // The replica's news (DirectoryReplica::Host; directory_mail.cc).
   void sendMail(size_t to, const MailMessage& m) override { outbox_.send(to, m); }
   void onInstancesChanged(const derp::NodeKey& key, const KeyDirectory::Change& change) override;
