@@ -71,14 +71,14 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
       peer.length = sizeof(peer.storage);
       if (::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
         c.fromLoopback = peer.isLoopback();
-        c.peer.port = peer.port();
+        c.client.peer.port = peer.port();
         if (peer.family() == AF_INET) {
           const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer.storage);
-          c.peer.ip[10] = c.peer.ip[11] = 0xff;
-          std::memcpy(c.peer.ip.data() + 12, &v4->sin_addr, 4);
+          c.client.peer.ip[10] = c.client.peer.ip[11] = 0xff;
+          std::memcpy(c.client.peer.ip.data() + 12, &v4->sin_addr, 4);
         } else if (peer.family() == AF_INET6) {
           const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&peer.storage);
-          std::memcpy(c.peer.ip.data(), &v6->sin6_addr, 16);
+          std::memcpy(c.client.peer.ip.data(), &v6->sin6_addr, 16);
         }
       }
       if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {

@@ -1,9 +1,13 @@
-// Connection: one accepted TCP connection, from HTTP request to DERP client.
+// Connection: one TCP connection, accepted (from HTTP request to DERP client)
+// or an outgoing mesh link.
 //
-// Lives on the shard that accepted it, for its whole life; only that shard's
-// thread touches it. It is mostly state: ShardServer drives it. An idle,
-// handshaken connection holds no receive buffer (receives come from the
-// shard's provided-buffer ring) and no send buffers.
+// Lives on the shard that accepted or opened it, for its whole life; only that
+// shard's thread touches it. It is state that ShardServer drives, in parts:
+// its transport and its session (what it is doing, by role), the HTTP head
+// buffer, the frame reader, the writer's queues and chain, and, for an
+// accepted DERP client, its ClientState. An idle, handshaken connection holds
+// no receive buffer (receives come from the shard's provided-buffer ring) and
+// no send buffers.
 #pragma once
 
 #include <sys/uio.h>
@@ -50,6 +54,39 @@ constexpr uint8_t kBufIsForward = 8;  // a ForwardPacket frame for a mesh link
 // one beside TLS, or the --metrics-addr one.
 enum class ListenerKind : uint8_t { kMain, kPort80, kMetrics };
 
+// The DERP frame reader: the header being read, then the body.
+struct FrameReader {
+  uint8_t hdr[5] = {};
+  uint8_t hdrHave = 0;
+  uint8_t curType = 0;
+  uint32_t curLen = 0;
+  uint32_t bodyHave = 0;
+  PacketBuf* body = nullptr;  // nullptr while skipping a frame's body
+};
+
+// An accepted connection's DERP client: who it is, its registration, its
+// duplicates, its mesh-peer and watcher roles, and whom it sent to.
+struct ClientState {
+  derp::NodeKey key;
+  PeerInfo peer;  // its address and PeerPresent flags
+  bool registered = false;
+  bool awaitingAcks = false;  // other shards have yet to apply its registration
+  bool dupHealthSent = false;
+  bool mayBeDuplicate = false;
+  bool dupSent = false;    // sent while its key was duplicated (see noteDuplicateSend)
+  bool preferred = false;  // the client's last NotePreferred said true
+  bool notIdeal = false;   // its upgrade carried an Ideal-Node that is not this node
+  bool canMesh = false;    // its ClientInfo carried this node's mesh key
+  bool watcher = false;    // it sent WatchConns
+  bool haveLastDst = false;
+  struct MeshLinkStats* meshStats = nullptr;  // a mesh peer's: what it forwards is counted there
+  derp::NodeKey lastDst;
+  derp::NodeKey lastFwdSrc;                   // a mesh peer's last forwarded (source, lastDst)
+  absl::flat_hash_set<derp::NodeKey> sentTo;  // keys this client sent to
+  double peerGoneTokens = 3;
+  Nanos peerGoneRefill = 0;
+};
+
 struct Connection {
   // kConnecting: an outgoing mesh link waiting for its TCP connect.
   enum class State : uint8_t { kConnecting, kHttp, kDerpHandshake, kDerp, kClosing };
@@ -66,20 +103,9 @@ struct Connection {
   bool sending = false;
   bool closeAfterWrite = false;
   bool inDirtyList = false;
-  bool registered = false;
-  bool dupHealthSent = false;
-  bool mayBeDuplicate = false;
-  bool dupSent = false;  // sent while its key was duplicated (see noteDuplicateSend)
   ListenerKind listener = ListenerKind::kMain;  // which listener accepted it
-  bool fromLoopback = false;    // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
-  bool preferred = false;       // the client's last NotePreferred said true
-  bool notIdeal = false;        // its upgrade carried an Ideal-Node that is not this node
-  bool canMesh = false;         // its ClientInfo carried this node's mesh key
-  bool watcher = false;         // it sent WatchConns
-  int32_t meshLink = -1;        // an outgoing mesh link's slot; -1: an accepted connection
-  PeerInfo peer;                // its address and PeerPresent flags
-  struct MeshLinkStats* meshStats = nullptr;  // a mesh peer's: what it forwards is counted there
-  bool awaitingAcks = false;   // other shards have yet to apply its registration
+  bool fromLoopback = false;   // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
+  int32_t meshLink = -1;       // an outgoing mesh link's slot; -1: an accepted connection
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
   CloseReason closeReason = CloseReason::kEof;  // once kClosing: why
@@ -95,13 +121,7 @@ struct Connection {
   // Freed on upgrade.
   http::HeadBuffer http;
 
-  // DERP frame reader.
-  uint8_t hdr[5] = {};
-  uint8_t hdrHave = 0;
-  uint8_t curType = 0;
-  uint32_t curLen = 0;
-  uint32_t bodyHave = 0;
-  PacketBuf* body = nullptr;  // nullptr while skipping a frame's body
+  FrameReader reader;
 
   // Writer: frames queued by kind, and the chain being written now: the
   // frames themselves for plain HTTP, the records they were sealed into for TLS.
@@ -115,16 +135,11 @@ struct Connection {
   iovec iov[kMaxIov];
   msghdr msg{};
 
-  // DERP identity and bookkeeping.
-  derp::NodeKey key;
-  derp::NodeKey lastDst;
-  derp::NodeKey lastFwdSrc;  // a mesh peer's last forwarded (source, lastDst)
-  bool haveLastDst = false;
-  absl::flat_hash_set<derp::NodeKey> sentTo;  // keys this client sent to
-  double peerGoneTokens = 3;
-  Nanos peerGoneRefill = 0;
-
   Nanos acceptedAt = 0;  // home moves in the first seconds are not moves (derper)
+
+  // The server session's: a DERP client's identity, registration and roles
+  // (a mesh link leaves it empty).
+  ClientState client;
 
   Timer deadline;   // HTTP header / DERP handshake deadline
   Timer keepAlive;

@@ -65,23 +65,26 @@ ReadTarget ShardServer::readTarget(Connection& c) {
   if (c.state != Connection::State::kDerpHandshake && c.state != Connection::State::kDerp) {
     return {};
   }
-  if (c.hdrHave < derp::kFrameHeaderLen) {
-    return {ReadTarget::kHeader, c.hdr + c.hdrHave, derp::kFrameHeaderLen - c.hdrHave};
+  if (c.reader.hdrHave < derp::kFrameHeaderLen) {
+    return {ReadTarget::kHeader, c.reader.hdr + c.reader.hdrHave,
+            derp::kFrameHeaderLen - c.reader.hdrHave};
   }
-  uint8_t* at = c.body != nullptr ? c.body->bytes() + derp::kFrameHeaderLen + c.bodyHave : nullptr;
-  return {ReadTarget::kBody, at, c.curLen - c.bodyHave};
+  uint8_t* at = c.reader.body != nullptr
+                    ? c.reader.body->bytes() + derp::kFrameHeaderLen + c.reader.bodyHave
+                    : nullptr;
+  return {ReadTarget::kBody, at, c.reader.curLen - c.reader.bodyHave};
 }
 
 bool ShardServer::onReadInto(Connection& c, ReadTarget::Kind kind, size_t n) {
   if (kind == ReadTarget::kHeader) {
-    c.hdrHave = static_cast<uint8_t>(c.hdrHave + n);
-    if (c.hdrHave < derp::kFrameHeaderLen) return true;
+    c.reader.hdrHave = static_cast<uint8_t>(c.reader.hdrHave + n);
+    if (c.reader.hdrHave < derp::kFrameHeaderLen) return true;
     if (!startFrame(c)) return false;
-    if (c.curLen == 0) finishFrame(c);
+    if (c.reader.curLen == 0) finishFrame(c);
     return true;
   }
-  c.bodyHave += static_cast<uint32_t>(n);
-  if (c.bodyHave == c.curLen) finishFrame(c);
+  c.reader.bodyHave += static_cast<uint32_t>(n);
+  if (c.reader.bodyHave == c.reader.curLen) finishFrame(c);
   return true;
 }
 
@@ -93,39 +96,39 @@ void ShardServer::onTransportReady(Connection& c) {
 void ShardServer::onDerpBytes(Connection& c, const uint8_t* data, size_t n) {
   while (n > 0 && (c.state == Connection::State::kDerpHandshake ||
                    c.state == Connection::State::kDerp)) {
-    if (c.hdrHave < derp::kFrameHeaderLen) {
-      size_t take = std::min(n, derp::kFrameHeaderLen - c.hdrHave);
-      std::memcpy(c.hdr + c.hdrHave, data, take);
-      c.hdrHave = static_cast<uint8_t>(c.hdrHave + take);
+    if (c.reader.hdrHave < derp::kFrameHeaderLen) {
+      size_t take = std::min(n, derp::kFrameHeaderLen - c.reader.hdrHave);
+      std::memcpy(c.reader.hdr + c.reader.hdrHave, data, take);
+      c.reader.hdrHave = static_cast<uint8_t>(c.reader.hdrHave + take);
       data += take;
       n -= take;
-      if (c.hdrHave < derp::kFrameHeaderLen) return;
+      if (c.reader.hdrHave < derp::kFrameHeaderLen) return;
       if (!startFrame(c)) return;
-      if (c.curLen == 0) {
+      if (c.reader.curLen == 0) {
         finishFrame(c);
         continue;
       }
     }
-    size_t take = std::min<size_t>(n, c.curLen - c.bodyHave);
-    if (c.body != nullptr) {
-      std::memcpy(c.body->bytes() + derp::kFrameHeaderLen + c.bodyHave, data, take);
+    size_t take = std::min<size_t>(n, c.reader.curLen - c.reader.bodyHave);
+    if (c.reader.body != nullptr) {
+      std::memcpy(c.reader.body->bytes() + derp::kFrameHeaderLen + c.reader.bodyHave, data, take);
     }
-    c.bodyHave += static_cast<uint32_t>(take);
+    c.reader.bodyHave += static_cast<uint32_t>(take);
     data += take;
     n -= take;
-    if (c.bodyHave == c.curLen) finishFrame(c);
+    if (c.reader.bodyHave == c.reader.curLen) finishFrame(c);
   }
 }
 
 // A frame header is complete: check it against the limits before any of its
 // body arrives, and get a buffer for the body if we keep it.
 bool ShardServer::startFrame(Connection& c) {
-  auto h = derp::decodeFrameHeader({c.hdr, derp::kFrameHeaderLen});
-  c.curType = h->type;
-  c.curLen = h->length;
-  c.bodyHave = 0;
-  c.body = nullptr;
-  if (c.curLen > derp::kMaxFrameLen) {
+  auto h = derp::decodeFrameHeader({c.reader.hdr, derp::kFrameHeaderLen});
+  c.reader.curType = h->type;
+  c.reader.curLen = h->length;
+  c.reader.bodyHave = 0;
+  c.reader.body = nullptr;
+  if (c.reader.curLen > derp::kMaxFrameLen) {
     close(c, CloseReason::kFrameTooLarge);
     return false;
   }
@@ -135,7 +138,7 @@ bool ShardServer::startFrame(Connection& c) {
 // A client's frame header (ServerSession::startFrame).
 bool ShardServer::startClientFrame(Connection& c) {
   using derp::FrameType;
-  auto type = static_cast<FrameType>(c.curType);
+  auto type = static_cast<FrameType>(c.reader.curType);
   bool keep = true;
   uint16_t headroom = 0;
   if (c.state == Connection::State::kDerpHandshake) {
@@ -143,40 +146,40 @@ bool ShardServer::startClientFrame(Connection& c) {
       close(c, CloseReason::kNotClientInfo);
       return false;
     }
-    if (c.curLen > derp::kMaxClientInfoLen) {
+    if (c.reader.curLen > derp::kMaxClientInfoLen) {
       close(c, CloseReason::kFrameTooLarge);
       return false;
     }
-    if (c.curLen < derp::kMinClientInfoLen) {
+    if (c.reader.curLen < derp::kMinClientInfoLen) {
       close(c, CloseReason::kBadClientInfo);
       return false;
     }
     // Charged at the size of the buffer the body will take.
-    if (!chargePreAuth(c, PacketPool::capacityFor(derp::kFrameHeaderLen + c.curLen))) {
+    if (!chargePreAuth(c, PacketPool::capacityFor(derp::kFrameHeaderLen + c.reader.curLen))) {
       close(c, CloseReason::kPreAuthMemory);
       return false;
     }
   } else {
     switch (type) {
       case FrameType::kSendPacket:
-        if (c.curLen > derp::kKeyLen + derp::kMaxPacketSize) {
+        if (c.reader.curLen > derp::kKeyLen + derp::kMaxPacketSize) {
           close(c, CloseReason::kFrameTooLarge);
           return false;
         }
-        if (c.curLen < derp::kKeyLen) {
+        if (c.reader.curLen < derp::kKeyLen) {
           close(c, CloseReason::kBadFrame);
           return false;
         }
         if (shared_.mesh != nullptr) headroom = kMeshHeadroom;
         break;
       case FrameType::kNotePreferred:
-        if (c.curLen != 1) {
+        if (c.reader.curLen != 1) {
           close(c, CloseReason::kBadFrame);
           return false;
         }
         break;
       case FrameType::kPing:
-        if (c.curLen < derp::kMinPingLen || c.curLen > derp::kMaxPingLen) {
+        if (c.reader.curLen < derp::kMinPingLen || c.reader.curLen > derp::kMaxPingLen) {
           close(c, CloseReason::kBadFrame);
           return false;
         }
@@ -197,28 +200,28 @@ bool ShardServer::startClientFrame(Connection& c) {
     // Ping): at the pool's cap they draw on its reserve, so a new client can
     // still register and pings are still answered.
     const bool packet = type == FrameType::kSendPacket || type == FrameType::kForwardPacket;
-    c.body = pool_.allocate(headroom + derp::kFrameHeaderLen + c.curLen, !packet);
-    if (c.body == nullptr) {
+    c.reader.body = pool_.allocate(headroom + derp::kFrameHeaderLen + c.reader.curLen, !packet);
+    if (c.reader.body == nullptr) {
       // Out of packet memory: read past this frame and count the loss.
       counters_.drop(DropReason::kNoMemory, false);
       return true;
     }
-    c.body->start = headroom;
-    std::memcpy(c.body->bytes(), c.hdr, derp::kFrameHeaderLen);
+    c.reader.body->start = headroom;
+    std::memcpy(c.reader.body->bytes(), c.reader.hdr, derp::kFrameHeaderLen);
   }
   return true;
 }
 
 void ShardServer::finishFrame(Connection& c) {
-  c.hdrHave = 0;
-  PacketBuf* b = c.body;
-  c.body = nullptr;
+  c.reader.hdrHave = 0;
+  PacketBuf* b = c.reader.body;
+  c.reader.body = nullptr;
   if (b == nullptr) return;  // skipped
   c.session->onFrame(c, b);
 }
 
 void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
-  auto frame = derp::parseFrameBody(c.curType, body);
+  auto frame = derp::parseFrameBody(c.reader.curType, body);
   if (!frame.ok()) {
     close(c, CloseReason::kBadClientInfo);
     return;
@@ -236,24 +239,24 @@ void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
     close(c, CloseReason::kBadClientInfo);
     return;
   }
-  c.key = ci.key;
+  c.client.key = ci.key;
   setState(c, Connection::State::kDerp);
-  c.registered = true;
-  c.canMesh = shared_.mesh != nullptr && isMeshKey(info->meshKey, shared_.mesh->meshKey);
+  c.client.registered = true;
+  c.client.canMesh = shared_.mesh != nullptr && isMeshKey(info->meshKey, shared_.mesh->meshKey);
   // As derper: "regular" only when no other flag applies.
-  c.peer.flags = static_cast<uint8_t>((c.canMesh ? derp::kPeerPresentIsMeshPeer : 0) |
-                                      (info->isProber ? derp::kPeerPresentIsProber : 0) |
-                                      (c.notIdeal ? derp::kPeerPresentNotIdeal : 0));
-  if (c.peer.flags == 0) c.peer.flags = derp::kPeerPresentIsRegular;
-  if (c.canMesh) c.meshStats = shared_.mesh->stats.forIncoming(c.key);
+  c.client.peer.flags = static_cast<uint8_t>((c.client.canMesh ? derp::kPeerPresentIsMeshPeer : 0) |
+                                             (info->isProber ? derp::kPeerPresentIsProber : 0) |
+                                             (c.client.notIdeal ? derp::kPeerPresentNotIdeal : 0));
+  if (c.client.peer.flags == 0) c.client.peer.flags = derp::kPeerPresentIsRegular;
+  if (c.client.canMesh) c.client.meshStats = shared_.mesh->stats.forIncoming(c.client.key);
   loop_.timers().cancel(c.deadline);
   counters_.handshakes.add();
   counters_.currentConnections.add();
   queueServerInfo(c, *boxKey);
 
   const uint64_t stamp = static_cast<uint64_t>(clock_.now());
-  replica_.registerLocal(c.key, c.idx, c.gen, c.peer, stamp);
-  if (directory().instances(c.key) > 1) counters_.duplicateKeys.add();
+  replica_.registerLocal(c.client.key, c.idx, c.gen, c.client.peer, stamp);
+  if (directory().instances(c.client.key) > 1) counters_.duplicateKeys.add();
   armKeepAlive(c);
 }
 
@@ -266,8 +269,8 @@ void ShardServer::queueServerInfo(Connection& c, const derp::BoxKey& boxKey) {
   std::string json = derp::serverInfoJson(si);
   std::vector<uint8_t> sealed =
       derp::sealBox(boxKey, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
-  c.awaitingAcks = shared_.mailbox->shards() > 1;  // DirectoryReplica::registerLocal
-  queueFrame(c, derp::ServerInfoFrame{sealed}, c.awaitingAcks ? kBufHold : 0);
+  c.client.awaitingAcks = shared_.mailbox->shards() > 1;  // DirectoryReplica::registerLocal
+  queueFrame(c, derp::ServerInfoFrame{sealed}, c.client.awaitingAcks ? kBufHold : 0);
 }
 
 void ShardServer::releaseServerInfo(Connection& c) {
@@ -298,14 +301,14 @@ void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint
     onClosePeer(cp->key);
   } else if (auto* pref = std::get_if<derp::NotePreferredFrame>(&*frame)) {
     if (pref->preferred) counters_.homeClients.add();
-    if (pref->preferred != c.preferred) {
-      c.preferred = pref->preferred;
-      (c.preferred ? counters_.currentHomeConnections.add()
-                   : counters_.currentHomeConnections.sub());
+    if (pref->preferred != c.client.preferred) {
+      c.client.preferred = pref->preferred;
+      (c.client.preferred ? counters_.currentHomeConnections.add()
+                          : counters_.currentHomeConnections.sub());
       // A client says where home is right after connecting; only later
       // changes are moves (derper's 5 s).
       if (clock_.now() - c.acceptedAt > 5 * kSecond) {
-        (c.preferred ? counters_.homeMovesIn : counters_.homeMovesOut).add();
+        (c.client.preferred ? counters_.homeMovesIn : counters_.homeMovesOut).add();
       }
     }
   }

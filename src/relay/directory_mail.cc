@@ -17,21 +17,21 @@ constexpr size_t kMaxHeldPackets = 8192;
 }  // namespace
 
 void ShardServer::unregister(Connection& c) {
-  c.registered = false;
+  c.client.registered = false;
   counters_.currentConnections.sub();
-  if (c.preferred) counters_.currentHomeConnections.sub();
-  c.awaitingAcks = false;
-  KeyDirectory::Change change = replica_.unregisterLocal(c.key, c.idx, c.gen);
+  if (c.client.preferred) counters_.currentHomeConnections.sub();
+  c.client.awaitingAcks = false;
+  KeyDirectory::Change change = replica_.unregisterLocal(c.client.key, c.idx, c.gen);
   if (change.instances == 0) {
     // Everyone this client sent to learns it is gone (derper's peer-gone
     // watchers), unless another connection of the same key remains.
-    for (const derp::NodeKey& dst : c.sentTo) {
+    for (const derp::NodeKey& dst : c.client.sentTo) {
       if (const ConnRef* to = directory().lookup(dst)) {
-        sendPeerGone(*to, c.key, derp::PeerGoneReason::kDisconnected);
+        sendPeerGone(*to, c.client.key, derp::PeerGoneReason::kDisconnected);
       }
     }
   }
-  absl::flat_hash_set<derp::NodeKey>().swap(c.sentTo);
+  absl::flat_hash_set<derp::NodeKey>().swap(c.client.sentTo);
 }
 
 void ShardServer::broadcast(const MailMessage& m) {
@@ -55,23 +55,23 @@ void ShardServer::onInstancesChanged(const derp::NodeKey& key, const KeyDirector
   const ConnRef* active = directory().lookup(key);
   for (const ConnRef& ref : mine) {
     Connection* c = find(ref.idx, ref.gen);
-    if (c == nullptr || !c->registered || !(c->key == key)) continue;
+    if (c == nullptr || !c->client.registered || !(c->client.key == key)) continue;
     const bool isActive = active != nullptr && *active == ref;
-    c->mayBeDuplicate = instances > 1;
-    if (instances <= 1) c->dupSent = false;  // a new duplicate starts a new history
-    if (instances > 1 && !isActive && !c->dupHealthSent) {
-      c->dupHealthSent = true;
+    c->client.mayBeDuplicate = instances > 1;
+    if (instances <= 1) c->client.dupSent = false;  // a new duplicate starts a new history
+    if (instances > 1 && !isActive && !c->client.dupHealthSent) {
+      c->client.dupHealthSent = true;
       queueFrame(*c, derp::HealthFrame{"duplicate client key"});
-    } else if ((instances <= 1 || isActive) && c->dupHealthSent) {
-      c->dupHealthSent = false;
+    } else if ((instances <= 1 || isActive) && c->client.dupHealthSent) {
+      c->client.dupHealthSent = false;
       queueFrame(*c, derp::HealthFrame{""});
     }
   }
 }
 
 void ShardServer::onRegistered(uint32_t idx, uint32_t gen) {
-  if (Connection* c = find(idx, gen); c != nullptr && c->awaitingAcks) {
-    c->awaitingAcks = false;
+  if (Connection* c = find(idx, gen); c != nullptr && c->client.awaitingAcks) {
+    c->client.awaitingAcks = false;
     releaseServerInfo(*c);
   }
 }
@@ -79,7 +79,7 @@ void ShardServer::onRegistered(uint32_t idx, uint32_t gen) {
 void ShardServer::sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone,
                                derp::PeerGoneReason reason) {
   if (ref.shard == id_) {
-    if (Connection* c = find(ref.idx, ref.gen); c != nullptr && c->registered) {
+    if (Connection* c = find(ref.idx, ref.gen); c != nullptr && c->client.registered) {
       (reason == derp::PeerGoneReason::kNotHere ? counters_.peerGoneNotHere
                                                  : counters_.peerGoneDisconnected)
           .add();
@@ -165,22 +165,23 @@ void ShardServer::onMail(const MailMessage& m) {
 // every packet.
 void ShardServer::noteDuplicateSend(Connection& c) {
   const ConnRef me{id_, c.idx, c.gen};
-  const KeyDirectory::Instance* self = directory().find(c.key, me);
+  const KeyDirectory::Instance* self = directory().find(c.client.key, me);
   if (self == nullptr || self->disabled) return;
-  const ConnRef* active = directory().lookup(c.key);
-  const bool wasSending = c.dupSent;
-  c.dupSent = true;
+  const ConnRef* active = directory().lookup(c.client.key);
+  const bool wasSending = c.client.dupSent;
+  c.client.dupSent = true;
   if (active != nullptr && *active == me) return;
   const uint64_t stamp = static_cast<uint64_t>(clock_.now());
   if (wasSending) {
     counters_.duplicateFights.add();
-    logWarn("shard %d: connections of %s take turns sending (a cloned key?); disabling them "
-            "until one is left",
-            id_, c.key.toString());
-    replica_.disableLocal(c.key, c.idx, c.gen, stamp);
+    logWarn(
+        "shard %d: connections of %s take turns sending (a cloned key?); disabling them "
+        "until one is left",
+        id_, c.client.key.toString());
+    replica_.disableLocal(c.client.key, c.idx, c.gen, stamp);
   } else {
     counters_.duplicateActivations.add();
-    replica_.activateLocal(c.key, c.idx, c.gen, stamp);
+    replica_.activateLocal(c.client.key, c.idx, c.gen, stamp);
   }
 }
 

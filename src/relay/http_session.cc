@@ -57,7 +57,7 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
       http::RouteResult route =
           c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx) : http::route(req, ctx);
       if (route.idealNodeMismatch) counters_.idealNodeMismatch.add();
-      c.notIdeal = route.idealNodeMismatch;
+      c.client.notIdeal = route.idealNodeMismatch;
       if (route.action == http::RouteAction::kRespond) {
         queueControl(
             c, {reinterpret_cast<const uint8_t*>(route.response.data()), route.response.size()});

@@ -22,13 +22,15 @@ constexpr size_t kPeerStateBuffer = 16 * 1024;
 
 // ForwardPacket, WatchConns and ClosePeer need the mesh key.
 bool ShardServer::checkMeshFrame(Connection& c) {
-  if (!c.canMesh) {
+  if (!c.client.canMesh) {
     close(c, CloseReason::kMeshFrameDenied);
     return false;
   }
-  if (static_cast<derp::FrameType>(c.curType) == derp::FrameType::kForwardPacket &&
-      (c.curLen < 2 * derp::kKeyLen || c.curLen > 2 * derp::kKeyLen + derp::kMaxPacketSize)) {
-    close(c, c.curLen < 2 * derp::kKeyLen ? CloseReason::kBadFrame : CloseReason::kFrameTooLarge);
+  if (static_cast<derp::FrameType>(c.reader.curType) == derp::FrameType::kForwardPacket &&
+      (c.reader.curLen < 2 * derp::kKeyLen ||
+       c.reader.curLen > 2 * derp::kKeyLen + derp::kMaxPacketSize)) {
+    close(c, c.reader.curLen < 2 * derp::kKeyLen ? CloseReason::kBadFrame
+                                                 : CloseReason::kFrameTooLarge);
     return false;
   }
   return true;
@@ -37,8 +39,8 @@ bool ShardServer::checkMeshFrame(Connection& c) {
 // A mesh peer watches: it is told of every client on this node (itself
 // included), then of each that comes or goes.
 void ShardServer::onWatchConns(Connection& c) {
-  if (c.watcher) return;
-  c.watcher = true;
+  if (c.client.watcher) return;
+  c.client.watcher = true;
   watchers_.push_back(c.idx);
   counters_.meshWatchers.add();
   const size_t buffers = std::max<size_t>(1, shared_.config.watcherQueueBytes / kPeerStateBuffer);
@@ -50,7 +52,7 @@ void ShardServer::onWatchConns(Connection& c) {
 }
 
 void ShardServer::dropWatcher(Connection& c) {
-  c.watcher = false;
+  c.client.watcher = false;
   counters_.meshWatchers.sub();
   std::erase(watchers_, c.idx);
 }
@@ -84,7 +86,7 @@ void ShardServer::queuePeerState(Connection& c, const derp::Frame& f) {
   }
   if (c.control.size() >= c.control.maxPackets()) {
     logWarn("shard %d: mesh watcher %s fell %zu KiB of frames behind; closing it so it resyncs",
-            id_, c.key.toString(), c.control.bytes() / 1024);
+            id_, c.client.key.toString(), c.control.bytes() / 1024);
     close(c, CloseReason::kWatcherOverflow);
     return;
   }
@@ -105,7 +107,7 @@ void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
   uint8_t* d = b->bytes();
   constexpr size_t kHdr = derp::kFrameHeaderLen;
   constexpr size_t kKey = derp::kKeyLen;
-  size_t payload = c.curLen - 2 * kKey;
+  size_t payload = c.reader.curLen - 2 * kKey;
   derp::NodeKey src;
   derp::NodeKey dst;
   std::memcpy(src.bytes.data(), d + kHdr, kKey);
@@ -113,12 +115,12 @@ void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
   bool disco = derp::isDiscoPacket({d + kHdr + 2 * kKey, payload});
   counters_.meshForwardedInPackets.add();
   counters_.meshForwardedInBytes.add(payload);
-  if (c.meshStats != nullptr) {
-    if (MeshLinkStats* moved = c.meshStats->movedTo.load(std::memory_order_acquire)) {
-      c.meshStats = moved;
+  if (c.client.meshStats != nullptr) {
+    if (MeshLinkStats* moved = c.client.meshStats->movedTo.load(std::memory_order_acquire)) {
+      c.client.meshStats = moved;
     }
-    c.meshStats->forwardedInPackets.fetch_add(1, std::memory_order_relaxed);
-    c.meshStats->forwardedInBytes.fetch_add(payload, std::memory_order_relaxed);
+    c.client.meshStats->forwardedInPackets.fetch_add(1, std::memory_order_relaxed);
+    c.client.meshStats->forwardedInBytes.fetch_add(payload, std::memory_order_relaxed);
   }
   const ConnRef* to = directory().lookup(dst);
   if (to == nullptr) {
@@ -136,10 +138,10 @@ void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
   b->length = static_cast<uint32_t>(kHdr + kKey + payload);
   b->flags = kBufIsPacket | (disco ? kBufIsDisco : 0);
   // The receiver is told PeerGone when the sender leaves the region.
-  if (!c.haveLastDst || !(c.lastDst == dst) || !(c.lastFwdSrc == src)) {
-    c.haveLastDst = true;
-    c.lastDst = dst;
-    c.lastFwdSrc = src;
+  if (!c.client.haveLastDst || !(c.client.lastDst == dst) || !(c.client.lastFwdSrc == src)) {
+    c.client.haveLastDst = true;
+    c.client.lastDst = dst;
+    c.client.lastFwdSrc = src;
     remoteSentTo_[src].insert(dst);
   }
   relay(*to, b);

@@ -230,7 +230,7 @@ size_t ShardServer::onLinkResponseBytes(Connection& c, const uint8_t* data, size
 // skipped); the ones the link acts on are kept.
 bool ShardServer::startLinkFrame(Connection& c) {
   using derp::FrameType;
-  auto type = static_cast<FrameType>(c.curType);
+  auto type = static_cast<FrameType>(c.reader.curType);
   if (c.state == Connection::State::kDerpHandshake &&
       (links_[static_cast<size_t>(c.meshLink)]->boxKey ? type == FrameType::kServerKey
                                                         : type != FrameType::kServerKey)) {
@@ -249,12 +249,12 @@ bool ShardServer::startLinkFrame(Connection& c) {
     case FrameType::kHealth:
     case FrameType::kRestarting:
       // Small control frames: at the pool's cap they draw on its reserve.
-      c.body = pool_.allocate(derp::kFrameHeaderLen + c.curLen, true);
-      if (c.body == nullptr) {
+      c.reader.body = pool_.allocate(derp::kFrameHeaderLen + c.reader.curLen, true);
+      if (c.reader.body == nullptr) {
         close(c, CloseReason::kMeshBadPeer);
         return false;
       }
-      std::memcpy(c.body->bytes(), c.hdr, derp::kFrameHeaderLen);
+      std::memcpy(c.reader.body->bytes(), c.reader.hdr, derp::kFrameHeaderLen);
       break;
     default:
       break;  // KeepAlive, packets for the node's own key, frames from the future
@@ -264,7 +264,7 @@ bool ShardServer::startLinkFrame(Connection& c) {
 
 void ShardServer::onLinkFrame(Connection& c, std::span<const uint8_t> body) {
   MeshLink& l = *links_[static_cast<size_t>(c.meshLink)];
-  auto frame = derp::parseFrameBody(c.curType, body);
+  auto frame = derp::parseFrameBody(c.reader.curType, body);
   if (!frame.ok()) {
     logWarn("mesh: %s: %s", l.target.label, frame.status().message());
     close(c, CloseReason::kMeshBadPeer);
@@ -439,7 +439,7 @@ void ShardServer::forwardOnLink(uint32_t slot, uint32_t gen, PacketBuf* b) {
 // The link session (session.h): the calls the shared machinery makes into an
 // outgoing link.
 void ShardServer::LinkSession::onFrame(Connection& c, PacketBuf* b) {
-  s_.onLinkFrame(c, {b->bytes() + derp::kFrameHeaderLen, c.curLen});
+  s_.onLinkFrame(c, {b->bytes() + derp::kFrameHeaderLen, c.reader.curLen});
   s_.releaseBuf(b);
 }
 

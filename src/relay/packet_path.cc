@@ -20,7 +20,7 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   // the RecvPacket frame in place: same length, the source key where the
   // destination was. From here on its bytes are never copied.
   uint8_t* d = b->bytes();
-  size_t payload = c.curLen - derp::kKeyLen;
+  size_t payload = c.reader.curLen - derp::kKeyLen;
   derp::NodeKey dst;
   std::memcpy(dst.bytes.data(), d + derp::kFrameHeaderLen, derp::kKeyLen);
   bool disco = derp::isDiscoPacket({d + derp::kFrameHeaderLen + derp::kKeyLen, payload});
@@ -28,11 +28,11 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   counters_.bytesReceived.add(payload);
   if (disco) counters_.discoPacketsReceived.add();
   d[0] = static_cast<uint8_t>(derp::FrameType::kRecvPacket);
-  std::memcpy(d + derp::kFrameHeaderLen, c.key.bytes.data(), derp::kKeyLen);
-  b->length = static_cast<uint32_t>(derp::kFrameHeaderLen + c.curLen);
+  std::memcpy(d + derp::kFrameHeaderLen, c.client.key.bytes.data(), derp::kKeyLen);
+  b->length = static_cast<uint32_t>(derp::kFrameHeaderLen + c.reader.curLen);
   b->flags = kBufIsPacket | (disco ? kBufIsDisco : 0);
 
-  if (c.mayBeDuplicate) noteDuplicateSend(c);
+  if (c.client.mayBeDuplicate) noteDuplicateSend(c);
 
   const ConnRef* to = directory().lookup(dst);
   if (to == nullptr && shared_.mesh != nullptr) {
@@ -51,21 +51,21 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
     releaseBuf(b);
     // Rate-limited like derper: 3 at once, then one per second.
     Nanos now = clock_.now();
-    c.peerGoneTokens =
-        std::min(3.0, c.peerGoneTokens + static_cast<double>(now - c.peerGoneRefill) /
-                                             static_cast<double>(kSecond));
-    c.peerGoneRefill = now;
-    if (c.peerGoneTokens >= 1.0) {
-      c.peerGoneTokens -= 1.0;
+    c.client.peerGoneTokens =
+        std::min(3.0, c.client.peerGoneTokens + static_cast<double>(now - c.client.peerGoneRefill) /
+                                                    static_cast<double>(kSecond));
+    c.client.peerGoneRefill = now;
+    if (c.client.peerGoneTokens >= 1.0) {
+      c.client.peerGoneTokens -= 1.0;
       counters_.peerGoneNotHere.add();
       queueFrame(c, derp::PeerGoneFrame{dst, derp::PeerGoneReason::kNotHere});
     }
     return;
   }
-  if (!c.haveLastDst || !(c.lastDst == dst)) {
-    c.haveLastDst = true;
-    c.lastDst = dst;
-    c.sentTo.insert(dst);
+  if (!c.client.haveLastDst || !(c.client.lastDst == dst)) {
+    c.client.haveLastDst = true;
+    c.client.lastDst = dst;
+    c.client.sentTo.insert(dst);
   }
   relay(*to, b);
 }
@@ -94,7 +94,7 @@ void ShardServer::deliver(const ConnRef& ref, PacketBuf* b) {
 
 void ShardServer::enqueuePacket(Connection& c, PacketBuf* b) {
   bool disco = b->flags & kBufIsDisco;
-  if (!c.registered || c.state == Connection::State::kClosing) {
+  if (!c.client.registered || c.state == Connection::State::kClosing) {
     counters_.drop(DropReason::kGoneDisconnected, disco);
     releaseBuf(b);
     return;

@@ -10,7 +10,7 @@ namespace derpd::relay {
 // A client's complete frame. Packets keep their buffer (relayed as they are);
 // every other body is parsed and its buffer released.
 void ShardServer::ServerSession::onFrame(Connection& c, PacketBuf* b) {
-  auto type = static_cast<derp::FrameType>(c.curType);
+  auto type = static_cast<derp::FrameType>(c.reader.curType);
   if (type == derp::FrameType::kSendPacket) {
     s_.onSendPacket(c, b);
     return;
@@ -19,14 +19,14 @@ void ShardServer::ServerSession::onFrame(Connection& c, PacketBuf* b) {
     s_.onForwardPacket(c, b);
     return;
   }
-  std::span<const uint8_t> body{b->bytes() + derp::kFrameHeaderLen, c.curLen};
+  std::span<const uint8_t> body{b->bytes() + derp::kFrameHeaderLen, c.reader.curLen};
   if (type == derp::FrameType::kClientInfo) {
     s_.onClientInfo(c, body);
     s_.releaseBuf(b);
     s_.chargePreAuth(c, 0);  // its body was the connection's last pre-auth buffer
     return;
   }
-  s_.onOtherFrame(c, c.curType, body);
+  s_.onOtherFrame(c, c.reader.curType, body);
   s_.releaseBuf(b);
 }
 
@@ -44,7 +44,7 @@ CloseReason ShardServer::ServerSession::deadlineReason(const Connection& c) cons
 // A registered client is told to reconnect elsewhere and served until it
 // goes; one that has not finished its handshake is closed.
 void ShardServer::ServerSession::onDrain(Connection& c, const derp::RestartingFrame& restarting) {
-  if (c.registered) {
+  if (c.client.registered) {
     s_.queueFrame(c, restarting);
   } else {
     s_.close(c, CloseReason::kShutdown);
@@ -52,8 +52,8 @@ void ShardServer::ServerSession::onDrain(Connection& c, const derp::RestartingFr
 }
 
 void ShardServer::ServerSession::onTornDown(Connection& c) {
-  if (c.watcher) s_.dropWatcher(c);
-  if (c.registered) s_.unregister(c);
+  if (c.client.watcher) s_.dropWatcher(c);
+  if (c.client.registered) s_.unregister(c);
 }
 
 void ShardServer::ServerSession::onReaped(Connection& c) {

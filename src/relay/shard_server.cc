@@ -265,9 +265,9 @@ void ShardServer::close(Connection& c, CloseReason reason) {
   loop_.timers().cancel(c.deadline);
   loop_.timers().cancel(c.keepAlive);
   loop_.timers().cancel(c.writeTimeout);
-  if (c.body) {
-    releaseBuf(c.body);
-    c.body = nullptr;
+  if (c.reader.body) {
+    releaseBuf(c.reader.body);
+    c.reader.body = nullptr;
   }
   releaseChain(c.control.takeAll());
   dropChain(c.disco.takeAll(), DropReason::kGoneDisconnected);

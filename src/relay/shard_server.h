@@ -306,7 +306,7 @@ class ShardServer : private ShardLoop::Services,
     void onFrame(Connection& c, PacketBuf* b) override;
     void onTransportReady(Connection&) override {}
     CloseReason deadlineReason(const Connection& c) const override;
-    bool meshPeer(const Connection& c) const override { return c.canMesh; }
+    bool meshPeer(const Connection& c) const override { return c.client.canMesh; }
     void onDrain(Connection& c, const derp::RestartingFrame& restarting) override;
     void onClosing(Connection&) override {}
     void onTornDown(Connection& c) override;
