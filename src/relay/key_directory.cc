@@ -74,8 +74,9 @@ KeyDirectory::Change KeyDirectory::setDisabled(const derp::NodeKey& key, ConnRef
   });
 }
 
-// Enabled before disabled, then by stamp, then by where they live: a total
-// order, so replicas holding the same instances agree on the last.
+// Disabled ones first, then by stamp, then by where they live: a total order,
+// so replicas holding the same instances agree on the last (the active one,
+// when it is enabled).
 void KeyDirectory::settle(Instances& v, Change& c) {
   auto rank = [](const Instance& i) {
     return std::tuple(!i.disabled, i.stamp, i.ref.shard, i.ref.idx, i.ref.gen);
