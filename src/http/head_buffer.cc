@@ -11,7 +11,9 @@ void HeadBuffer::append(const uint8_t* data, size_t n) {
 
 bool HeadBuffer::mayBeComplete() {
   if (buf_.size() > kMaxRequestHead) return true;
-  // A blank line may straddle the last scan's end: look back three bytes.
+  // Only the new bytes can hold the LF that ends a head or its first line
+  // (the check below reads the bytes before an LF by index), so scanning them
+  // would do; the three bytes of look-back cost nothing and keep it obvious.
   size_t from = scanFrom_ >= 3 ? scanFrom_ - 3 : 0;
   scanFrom_ = buf_.size();
   bool sawLf = false;
