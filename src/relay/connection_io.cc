@@ -269,7 +269,7 @@ void ShardServer::queueServerInfo(Connection& c, const derp::BoxKey& boxKey) {
   std::string json = derp::serverInfoJson(si);
   std::vector<uint8_t> sealed =
       derp::sealBox(boxKey, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
-  c.client.awaitingAcks = shared_.mailbox->shards() > 1;  // DirectoryReplica::registerLocal
+  c.client.awaitingAcks = replica_.waitsForAcks();
   queueFrame(c, derp::ServerInfoFrame{sealed}, c.client.awaitingAcks ? kBufHold : 0);
 }
 

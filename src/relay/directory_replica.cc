@@ -16,7 +16,7 @@ void DirectoryReplica::apply(const derp::NodeKey& key, const KeyDirectory::Chang
   host_.onInstancesChanged(key, change);
 }
 
-bool DirectoryReplica::registerLocal(const derp::NodeKey& key, uint32_t idx, uint32_t gen,
+void DirectoryReplica::registerLocal(const derp::NodeKey& key, uint32_t idx, uint32_t gen,
                                      const PeerInfo& info, uint64_t stamp) {
   MailMessage m = makeMail(kMailRegister, shard_, idx, gen);
   m.key = key.bytes;
@@ -30,10 +30,9 @@ bool DirectoryReplica::registerLocal(const derp::NodeKey& key, uint32_t idx, uin
   when.stamp = stamp;
   when.aux = 1;
   broadcast(when);
-  if (shards_ > 1) pendingAcks_[slot(idx, gen)] = static_cast<uint16_t>(shards_ - 1);
+  if (waitsForAcks()) pendingAcks_[slot(idx, gen)] = static_cast<uint16_t>(shards_ - 1);
   apply(key, directory_.add(key, ConnRef{shard_, idx, gen}, info, stamp));
   host_.onPresence(key, &info);
-  return shards_ > 1;
 }
 
 KeyDirectory::Change DirectoryReplica::unregisterLocal(const derp::NodeKey& key, uint32_t idx,

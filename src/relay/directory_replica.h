@@ -64,9 +64,11 @@ class DirectoryReplica {
   DirectoryReplica(uint16_t shard, size_t shards, Host& host)
       : shard_(shard), shards_(shards), host_(host) {}
 
-  // This shard's client (idx, gen) registered key at `stamp`. Returns whether
-  // other shards must acknowledge it first (onRegistered follows).
-  bool registerLocal(const derp::NodeKey& key, uint32_t idx, uint32_t gen, const PeerInfo& info,
+  // Whether a registration waits for the other shards' acknowledgements
+  // (onRegistered follows registerLocal) before its client may be told.
+  bool waitsForAcks() const { return shards_ > 1; }
+  // This shard's client (idx, gen) registered key at `stamp`.
+  void registerLocal(const derp::NodeKey& key, uint32_t idx, uint32_t gen, const PeerInfo& info,
                      uint64_t stamp);
   // It left. Returns the change (instances == 0: the key left the node).
   KeyDirectory::Change unregisterLocal(const derp::NodeKey& key, uint32_t idx, uint32_t gen);

@@ -230,7 +230,8 @@ TEST(DirectoryReplicaTest, RandomInterleavingsConvergeWithEveryInvariantHeld) {
 TEST(DirectoryReplicaTest, OneShardRegistersWithoutWaiting) {
   World w(1, 1);
   Shard& s = *w.shards[0];
-  EXPECT_FALSE(s.replica.registerLocal(key(1), 0, 1, {}, 1));  // nothing to wait for
+  EXPECT_FALSE(s.replica.waitsForAcks());
+  s.replica.registerLocal(key(1), 0, 1, {}, 1);
   EXPECT_EQ(s.replica.directory().instances(key(1)), 1u);
   EXPECT_EQ(s.replica.awaitingAcks(), 0u);
   EXPECT_FALSE(w.deliverOne());
