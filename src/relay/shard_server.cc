@@ -2,7 +2,6 @@
 
 #include "relay/mesh_link.h"
 
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <cerrno>
