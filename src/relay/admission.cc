@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "relay/server_session.h"
 #include "relay/shard_server.h"
 
 namespace derpd::relay {
@@ -65,20 +66,21 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
       }
     } else {
       counters_.accepts.add();
-      Connection& c = newConnection(res, op.kind);
+      Connection& c = newConnection(res, op.kind, std::make_unique<ServerSession>(*this));
       // Once per connection, for /debug/ and PeerPresent (the accept asks for no address).
       net::SocketAddress peer;
       peer.length = sizeof(peer.storage);
       if (::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
         c.fromLoopback = peer.isLoopback();
-        c.client.peer.port = peer.port();
+        PeerInfo& info = clientOf(c).peer;
+        info.port = peer.port();
         if (peer.family() == AF_INET) {
           const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer.storage);
-          c.client.peer.ip[10] = c.client.peer.ip[11] = 0xff;
-          std::memcpy(c.client.peer.ip.data() + 12, &v4->sin_addr, 4);
+          info.ip[10] = info.ip[11] = 0xff;
+          std::memcpy(info.ip.data() + 12, &v4->sin_addr, 4);
         } else if (peer.family() == AF_INET6) {
           const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&peer.storage);
-          std::memcpy(c.client.peer.ip.data(), &v6->sin6_addr, 16);
+          std::memcpy(info.ip.data(), &v6->sin6_addr, 16);
         }
       }
       if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {

@@ -13,9 +13,9 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "derp/key.h"
 #include "http/head_buffer.h"
 #include "relay/counters.h"
@@ -64,29 +64,6 @@ struct FrameReader {
   PacketBuf* body = nullptr;  // nullptr while skipping a frame's body
 };
 
-// An accepted connection's DERP client: who it is, its registration, its
-// duplicates, its mesh-peer and watcher roles, and whom it sent to.
-struct ClientState {
-  derp::NodeKey key;
-  PeerInfo peer;  // its address and PeerPresent flags
-  bool registered = false;
-  bool awaitingAcks = false;  // other shards have yet to apply its registration
-  bool dupHealthSent = false;
-  bool mayBeDuplicate = false;
-  bool dupSent = false;    // sent while its key was duplicated (see noteDuplicateSend)
-  bool preferred = false;  // the client's last NotePreferred said true
-  bool notIdeal = false;   // its upgrade carried an Ideal-Node that is not this node
-  bool canMesh = false;    // its ClientInfo carried this node's mesh key
-  bool watcher = false;    // it sent WatchConns
-  bool haveLastDst = false;
-  struct MeshLinkStats* meshStats = nullptr;  // a mesh peer's: what it forwards is counted there
-  derp::NodeKey lastDst;
-  derp::NodeKey lastFwdSrc;                   // a mesh peer's last forwarded (source, lastDst)
-  absl::flat_hash_set<derp::NodeKey> sentTo;  // keys this client sent to
-  double peerGoneTokens = 3;
-  Nanos peerGoneRefill = 0;
-};
-
 struct Connection {
   // kConnecting: an outgoing mesh link waiting for its TCP connect.
   enum class State : uint8_t { kConnecting, kHttp, kDerpHandshake, kDerp, kClosing };
@@ -105,7 +82,6 @@ struct Connection {
   bool inDirtyList = false;
   ListenerKind listener = ListenerKind::kMain;  // which listener accepted it
   bool fromLoopback = false;   // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
-  int32_t meshLink = -1;       // an outgoing mesh link's slot; -1: an accepted connection
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
   CloseReason closeReason = CloseReason::kEof;  // once kClosing: why
@@ -114,8 +90,10 @@ struct Connection {
   // Socket bytes <-> plaintext: the shard's plain transport, or `tls`.
   Transport* transport = nullptr;
   std::unique_ptr<TlsTransport> tls;
-  // Its role above the transport: the shard's server or mesh-link session.
-  Session* session = nullptr;
+  // Its role above the transport, with the role's own state: an accepted
+  // client's ServerSession (server_session.h) or a mesh link's LinkSession
+  // (link_session.h).
+  std::unique_ptr<Session> session;
 
   // HTTP phase: request (or, on a mesh link, response) heads until complete.
   // Freed on upgrade.
@@ -128,6 +106,10 @@ struct Connection {
   SendQueue control{256, 1 << 20};
   SendQueue disco;
   SendQueue packets;
+  // Until set false the writer takes control frames only: a client's
+  // ServerInfo (held) and what precedes it wait for every shard to have
+  // applied its registration (ServerSession).
+  bool writeControlOnly = false;
   PacketBuf* writing = nullptr;  // chain linked through next
   PacketBuf* writingTail = nullptr;
   size_t writingCount = 0;
@@ -136,10 +118,6 @@ struct Connection {
   msghdr msg{};
 
   Nanos acceptedAt = 0;  // home moves in the first seconds are not moves (derper)
-
-  // The server session's: a DERP client's identity, registration and roles
-  // (a mesh link leaves it empty).
-  ClientState client;
 
   Timer deadline;   // HTTP header / DERP handshake deadline
   Timer keepAlive;

@@ -20,9 +20,6 @@
 namespace derpd::relay {
 namespace {
 
-// Room kept in front of a SendPacket's bytes when this node has mesh peers: a
-// packet for a client on a peer becomes a ForwardPacket (32 bytes longer) in place.
-constexpr uint16_t kMeshHeadroom = derp::kKeyLen;
 // Mesh peers may be slower to drain than clients (derper's 30 s).
 constexpr Nanos kMeshWriteTimeout = 30 * kSecond;
 
@@ -32,16 +29,6 @@ void countSent(ShardCounters& counters, const PacketBuf* b) {
   if (!(b->flags & kBufIsPacket)) return;
   counters.packetsSent.add();
   counters.bytesSent.add(payloadBytes(b));
-}
-
-// Whether a ClientInfo's meshKey is this region's (64 hex digits, either
-// case), compared in constant time: how much of a guess matched must not
-// show in how long the answer takes.
-bool isMeshKey(std::string_view offered, std::string_view ours) {
-  uint8_t a[32];
-  uint8_t b[32];
-  if (!hexDecodeInto(offered, a) || !hexDecodeInto(ours, b)) return false;
-  return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
 }
 
 }  // namespace
@@ -135,183 +122,12 @@ bool ShardServer::startFrame(Connection& c) {
   return c.session->startFrame(c);
 }
 
-// A client's frame header (ServerSession::startFrame).
-bool ShardServer::startClientFrame(Connection& c) {
-  using derp::FrameType;
-  auto type = static_cast<FrameType>(c.reader.curType);
-  bool keep = true;
-  uint16_t headroom = 0;
-  if (c.state == Connection::State::kDerpHandshake) {
-    if (type != FrameType::kClientInfo) {
-      close(c, CloseReason::kNotClientInfo);
-      return false;
-    }
-    if (c.reader.curLen > derp::kMaxClientInfoLen) {
-      close(c, CloseReason::kFrameTooLarge);
-      return false;
-    }
-    if (c.reader.curLen < derp::kMinClientInfoLen) {
-      close(c, CloseReason::kBadClientInfo);
-      return false;
-    }
-    // Charged at the size of the buffer the body will take.
-    if (!chargePreAuth(c, PacketPool::capacityFor(derp::kFrameHeaderLen + c.reader.curLen))) {
-      close(c, CloseReason::kPreAuthMemory);
-      return false;
-    }
-  } else {
-    switch (type) {
-      case FrameType::kSendPacket:
-        if (c.reader.curLen > derp::kKeyLen + derp::kMaxPacketSize) {
-          close(c, CloseReason::kFrameTooLarge);
-          return false;
-        }
-        if (c.reader.curLen < derp::kKeyLen) {
-          close(c, CloseReason::kBadFrame);
-          return false;
-        }
-        if (shared_.mesh != nullptr) headroom = kMeshHeadroom;
-        break;
-      case FrameType::kNotePreferred:
-        if (c.reader.curLen != 1) {
-          close(c, CloseReason::kBadFrame);
-          return false;
-        }
-        break;
-      case FrameType::kPing:
-        if (c.reader.curLen < derp::kMinPingLen || c.reader.curLen > derp::kMaxPingLen) {
-          close(c, CloseReason::kBadFrame);
-          return false;
-        }
-        break;
-      case FrameType::kForwardPacket:
-      case FrameType::kWatchConns:
-      case FrameType::kClosePeer:
-        if (!checkMeshFrame(c)) return false;
-        break;
-      default:
-        keep = false;  // unknown or not for a server: skipped, as derper does
-        counters_.unknownFrames.add();
-        break;
-    }
-  }
-  if (keep) {
-    // Frames other than packets are small and short-lived (a ClientInfo, a
-    // Ping): at the pool's cap they draw on its reserve, so a new client can
-    // still register and pings are still answered.
-    const bool packet = type == FrameType::kSendPacket || type == FrameType::kForwardPacket;
-    c.reader.body = pool_.allocate(headroom + derp::kFrameHeaderLen + c.reader.curLen, !packet);
-    if (c.reader.body == nullptr) {
-      // Out of packet memory: read past this frame and count the loss.
-      counters_.drop(DropReason::kNoMemory, false);
-      return true;
-    }
-    c.reader.body->start = headroom;
-    std::memcpy(c.reader.body->bytes(), c.reader.hdr, derp::kFrameHeaderLen);
-  }
-  return true;
-}
-
 void ShardServer::finishFrame(Connection& c) {
   c.reader.hdrHave = 0;
   PacketBuf* b = c.reader.body;
   c.reader.body = nullptr;
   if (b == nullptr) return;  // skipped
   c.session->onFrame(c, b);
-}
-
-void ShardServer::onClientInfo(Connection& c, std::span<const uint8_t> body) {
-  auto frame = derp::parseFrameBody(c.reader.curType, body);
-  if (!frame.ok()) {
-    close(c, CloseReason::kBadClientInfo);
-    return;
-  }
-  const auto& ci = std::get<derp::ClientInfoFrame>(*frame);
-  // One X25519 computation serves both boxes of the handshake.
-  std::optional<derp::BoxKey> boxKey = derp::BoxKey::derive(shared_.config.serverKey, ci.key);
-  if (!boxKey) {
-    close(c, CloseReason::kBadClientInfo);
-    return;
-  }
-  auto info = derp::openClientInfo(*boxKey, ci.sealed);
-  if (!info.ok()) {
-    logDebug("shard %d: client info rejected: %s", id_, info.status().message());
-    close(c, CloseReason::kBadClientInfo);
-    return;
-  }
-  c.client.key = ci.key;
-  setState(c, Connection::State::kDerp);
-  c.client.registered = true;
-  c.client.canMesh = shared_.mesh != nullptr && isMeshKey(info->meshKey, shared_.mesh->meshKey);
-  // As derper: "regular" only when no other flag applies.
-  c.client.peer.flags = static_cast<uint8_t>((c.client.canMesh ? derp::kPeerPresentIsMeshPeer : 0) |
-                                             (info->isProber ? derp::kPeerPresentIsProber : 0) |
-                                             (c.client.notIdeal ? derp::kPeerPresentNotIdeal : 0));
-  if (c.client.peer.flags == 0) c.client.peer.flags = derp::kPeerPresentIsRegular;
-  if (c.client.canMesh) c.client.meshStats = shared_.mesh->stats.forIncoming(c.client.key);
-  loop_.timers().cancel(c.deadline);
-  counters_.handshakes.add();
-  counters_.currentConnections.add();
-  queueServerInfo(c, *boxKey);
-
-  const uint64_t stamp = static_cast<uint64_t>(clock_.now());
-  replica_.registerLocal(c.client.key, c.idx, c.gen, c.client.peer, stamp);
-  if (directory().instances(c.client.key) > 1) counters_.duplicateKeys.add();
-  armKeepAlive(c);
-}
-
-// ServerInfo is the client's signal that it is registered, so every shard must
-// be able to route to it before it leaves: it is queued now (after ServerKey,
-// before anything else) but held, with everything behind it, until each other
-// shard has acknowledged the registration.
-void ShardServer::queueServerInfo(Connection& c, const derp::BoxKey& boxKey) {
-  derp::ServerInfo si;
-  std::string json = derp::serverInfoJson(si);
-  std::vector<uint8_t> sealed =
-      derp::sealBox(boxKey, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});
-  c.client.awaitingAcks = replica_.waitsForAcks();
-  queueFrame(c, derp::ServerInfoFrame{sealed}, c.client.awaitingAcks ? kBufHold : 0);
-}
-
-void ShardServer::releaseServerInfo(Connection& c) {
-  for (PacketBuf* b = c.control.front(); b != nullptr; b = b->next) b->flags &= ~kBufHold;
-  markDirty(c);
-}
-
-void ShardServer::onOtherFrame(Connection& c, uint8_t type, std::span<const uint8_t> body) {
-  auto frame = derp::parseFrameBody(type, body);
-  if (!frame.ok()) {
-    close(c, CloseReason::kBadFrame);
-    return;
-  }
-  if (auto* ping = std::get_if<derp::PingFrame>(&*frame)) {
-    counters_.pingsReceived.add();
-    // Pongs are the one frame a client can make us queue at will: past a
-    // quarter of the control queue they are dropped (derper drops a pong
-    // while one is pending), so they never push out the queue's oldest
-    // frames: the ServerKey, a held ServerInfo, a PeerGone.
-    if (c.control.size() >= c.control.maxPackets() / 4) {
-      counters_.pongsDropped.add();
-    } else if (queueFrame(c, derp::PongFrame{ping->data})) {
-      counters_.pongsSent.add();
-    }
-  } else if (std::holds_alternative<derp::WatchConnsFrame>(*frame)) {
-    onWatchConns(c);
-  } else if (auto* cp = std::get_if<derp::ClosePeerFrame>(&*frame)) {
-    onClosePeer(cp->key);
-  } else if (auto* pref = std::get_if<derp::NotePreferredFrame>(&*frame)) {
-    if (pref->preferred) counters_.homeClients.add();
-    if (pref->preferred != c.client.preferred) {
-      c.client.preferred = pref->preferred;
-      (c.client.preferred ? counters_.currentHomeConnections.add()
-                          : counters_.currentHomeConnections.sub());
-      // A client says where home is right after connecting; only later
-      // changes are moves (derper's 5 s).
-      if (clock_.now() - c.acceptedAt > 5 * kSecond) {
-        (c.client.preferred ? counters_.homeMovesIn : counters_.homeMovesOut).add();
-      }
-    }
-  }
 }
 
 // Control frames and HTTP responses come from the pool's reserve when packets
@@ -456,7 +272,7 @@ void ShardServer::onSendDone(Connection& c, int res) {
   c.sending = false;
   if (c.state == Connection::State::kClosing) return;
   if (c.state == Connection::State::kConnecting) {
-    onLinkConnected(c, res);
+    c.session->onConnected(c, res);
     return;
   }
   if (res < 0) {

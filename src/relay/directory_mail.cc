@@ -5,6 +5,7 @@
 #include "absl/container/inlined_vector.h"
 #include "base/log.h"
 #include "derp/frame.h"
+#include "relay/server_session.h"
 #include "relay/shard_server.h"
 
 namespace derpd::relay {
@@ -17,21 +18,22 @@ constexpr size_t kMaxHeldPackets = 8192;
 }  // namespace
 
 void ShardServer::unregister(Connection& c) {
-  c.client.registered = false;
+  ClientState& client = clientOf(c);
+  client.registered = false;
   counters_.currentConnections.sub();
-  if (c.client.preferred) counters_.currentHomeConnections.sub();
-  c.client.awaitingAcks = false;
-  KeyDirectory::Change change = replica_.unregisterLocal(c.client.key, c.idx, c.gen);
+  if (client.preferred) counters_.currentHomeConnections.sub();
+  c.writeControlOnly = false;
+  KeyDirectory::Change change = replica_.unregisterLocal(client.key, c.idx, c.gen);
   if (change.instances == 0) {
     // Everyone this client sent to learns it is gone (derper's peer-gone
     // watchers), unless another connection of the same key remains.
-    for (const derp::NodeKey& dst : c.client.sentTo) {
+    for (const derp::NodeKey& dst : client.sentTo) {
       if (const ConnRef* to = directory().lookup(dst)) {
-        sendPeerGone(*to, c.client.key, derp::PeerGoneReason::kDisconnected);
+        sendPeerGone(*to, client.key, derp::PeerGoneReason::kDisconnected);
       }
     }
   }
-  absl::flat_hash_set<derp::NodeKey>().swap(c.client.sentTo);
+  absl::flat_hash_set<derp::NodeKey>().swap(client.sentTo);
 }
 
 void ShardServer::broadcast(const MailMessage& m) {
@@ -55,31 +57,28 @@ void ShardServer::onInstancesChanged(const derp::NodeKey& key, const KeyDirector
   const ConnRef* active = directory().lookup(key);
   for (const ConnRef& ref : mine) {
     Connection* c = find(ref.idx, ref.gen);
-    if (c == nullptr || !c->client.registered || !(c->client.key == key)) continue;
+    if (c == nullptr || !clientOf(*c).registered || !(clientOf(*c).key == key)) continue;
     const bool isActive = active != nullptr && *active == ref;
-    c->client.mayBeDuplicate = instances > 1;
-    if (instances <= 1) c->client.dupSent = false;  // a new duplicate starts a new history
-    if (instances > 1 && !isActive && !c->client.dupHealthSent) {
-      c->client.dupHealthSent = true;
+    clientOf(*c).mayBeDuplicate = instances > 1;
+    if (instances <= 1) clientOf(*c).dupSent = false;  // a new duplicate starts a new history
+    if (instances > 1 && !isActive && !clientOf(*c).dupHealthSent) {
+      clientOf(*c).dupHealthSent = true;
       queueFrame(*c, derp::HealthFrame{"duplicate client key"});
-    } else if ((instances <= 1 || isActive) && c->client.dupHealthSent) {
-      c->client.dupHealthSent = false;
+    } else if ((instances <= 1 || isActive) && clientOf(*c).dupHealthSent) {
+      clientOf(*c).dupHealthSent = false;
       queueFrame(*c, derp::HealthFrame{""});
     }
   }
 }
 
 void ShardServer::onRegistered(uint32_t idx, uint32_t gen) {
-  if (Connection* c = find(idx, gen); c != nullptr && c->client.awaitingAcks) {
-    c->client.awaitingAcks = false;
-    releaseServerInfo(*c);
-  }
+  if (Connection* c = find(idx, gen)) serverSession(*c).onRegistered(*c);
 }
 
 void ShardServer::sendPeerGone(const ConnRef& ref, const derp::NodeKey& gone,
                                derp::PeerGoneReason reason) {
   if (ref.shard == id_) {
-    if (Connection* c = find(ref.idx, ref.gen); c != nullptr && c->client.registered) {
+    if (Connection* c = find(ref.idx, ref.gen); c != nullptr && clientOf(*c).registered) {
       (reason == derp::PeerGoneReason::kNotHere ? counters_.peerGoneNotHere
                                                  : counters_.peerGoneDisconnected)
           .add();
@@ -165,11 +164,11 @@ void ShardServer::onMail(const MailMessage& m) {
 // every packet.
 void ShardServer::noteDuplicateSend(Connection& c) {
   const ConnRef me{id_, c.idx, c.gen};
-  const KeyDirectory::Instance* self = directory().find(c.client.key, me);
+  const KeyDirectory::Instance* self = directory().find(clientOf(c).key, me);
   if (self == nullptr || self->disabled) return;
-  const ConnRef* active = directory().lookup(c.client.key);
-  const bool wasSending = c.client.dupSent;
-  c.client.dupSent = true;
+  const ConnRef* active = directory().lookup(clientOf(c).key);
+  const bool wasSending = clientOf(c).dupSent;
+  clientOf(c).dupSent = true;
   if (active != nullptr && *active == me) return;
   const uint64_t stamp = static_cast<uint64_t>(clock_.now());
   if (wasSending) {
@@ -177,11 +176,11 @@ void ShardServer::noteDuplicateSend(Connection& c) {
     logWarn(
         "shard %d: connections of %s take turns sending (a cloned key?); disabling them "
         "until one is left",
-        id_, c.client.key.toString());
-    replica_.disableLocal(c.client.key, c.idx, c.gen, stamp);
+        id_, clientOf(c).key.toString());
+    replica_.disableLocal(clientOf(c).key, c.idx, c.gen, stamp);
   } else {
     counters_.duplicateActivations.add();
-    replica_.activateLocal(c.client.key, c.idx, c.gen, stamp);
+    replica_.activateLocal(clientOf(c).key, c.idx, c.gen, stamp);
   }
 }
 

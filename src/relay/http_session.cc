@@ -1,4 +1,4 @@
-// The HTTP phase of an accepted connection: request heads (gathered by
+// The HTTP phase of an accepted connection (ServerSession): request heads (gathered by
 // http::HeadBuffer), routed to a response (http/routes, or /metrics and
 // /debug/ from debug_http.cc), kept alive for the next request, or upgraded to
 // DERP, after which the connection's bytes go to the frame reader
@@ -12,17 +12,18 @@
 #include "derp/frame.h"
 #include "http/request_parser.h"
 #include "http/routes.h"
+#include "relay/server_session.h"
 #include "relay/shard_server.h"
 
 namespace derpd::relay {
 
 // Returns how many of the n bytes belong to the HTTP phase; the rest (bytes
 // pipelined behind an upgrade) are DERP bytes.
-size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
+size_t ServerSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
   if (c.closeAfterWrite) return n;  // answered and closing: ignore the rest
   c.http.append(data, n);
-  if (!chargePreAuth(c, c.http.capacity())) {
-    close(c, CloseReason::kPreAuthMemory);
+  if (!s_.chargePreAuth(c, c.http.capacity())) {
+    s_.close(c, CloseReason::kPreAuthMemory);
     return n;
   }
   for (;;) {
@@ -33,58 +34,58 @@ size_t ShardServer::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
       std::string resp = tooLarge ? http::errorResponse(431, "Request Header Fields Too Large")
                                   : http::errorResponse(400, "Bad Request");
       c.pendingClose = tooLarge ? CloseReason::kHeadTooLarge : CloseReason::kBadRequest;
-      queueControl(c, {reinterpret_cast<const uint8_t*>(resp.data()), resp.size()});
+      s_.queueControl(c, {reinterpret_cast<const uint8_t*>(resp.data()), resp.size()});
       c.closeAfterWrite = true;
       return n;
     }
-    counters_.httpRequests.add();
+    s_.counters_.httpRequests.add();
     const http::Request& req = r.request;
     size_t head = req.headLength;
     std::shared_ptr<const http::BootstrapDnsSnapshot> dns;
-    http::RouteContext ctx{shared_.serverPublicHex, c.transport->encrypted(), shared_.httpsPort,
-                           shared_.home};
-    std::optional<http::RouteResult> observed = routeObservability(c, req, ctx);
+    http::RouteContext ctx{s_.shared_.serverPublicHex, c.transport->encrypted(),
+                           s_.shared_.httpsPort, s_.shared_.home};
+    std::optional<http::RouteResult> observed = s_.routeObservability(c, req, ctx);
     if (observed) {
-      queueControl(c, {reinterpret_cast<const uint8_t*>(observed->response.data()),
-                       observed->response.size()});
+      s_.queueControl(c, {reinterpret_cast<const uint8_t*>(observed->response.data()),
+                          observed->response.size()});
       if (!observed->keepAlive) c.closeAfterWrite = true;
     } else {
       if (c.listener == ListenerKind::kMain && req.path == "/bootstrap-dns") {
-        counters_.bootstrapDnsRequests.add();
-        if (shared_.bootstrapDns != nullptr) dns = shared_.bootstrapDns->load();
+        s_.counters_.bootstrapDnsRequests.add();
+        if (s_.shared_.bootstrapDns != nullptr) dns = s_.shared_.bootstrapDns->load();
         ctx.bootstrapDns = dns.get();
       }
       http::RouteResult route =
           c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx) : http::route(req, ctx);
-      if (route.idealNodeMismatch) counters_.idealNodeMismatch.add();
-      c.client.notIdeal = route.idealNodeMismatch;
+      if (route.idealNodeMismatch) s_.counters_.idealNodeMismatch.add();
+      client.notIdeal = route.idealNodeMismatch;
       if (route.action == http::RouteAction::kRespond) {
-        queueControl(
+        s_.queueControl(
             c, {reinterpret_cast<const uint8_t*>(route.response.data()), route.response.size()});
         if (!route.keepAlive) c.closeAfterWrite = true;
       } else {
         // Upgrade: the 101 (unless fast start) and ServerKey go out together.
-        counters_.derpUpgrades.add();
+        s_.counters_.derpUpgrades.add();
         std::string out = route.action == http::RouteAction::kUpgradeDerp ? route.response : "";
-        derp::ServerKeyFrame sk{shared_.serverPublic};
+        derp::ServerKeyFrame sk{s_.shared_.serverPublic};
         std::vector<uint8_t> frame = derp::encodeFrame(sk);
         out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
-        queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
-        setState(c, Connection::State::kDerpHandshake);
-        loop_.timers().arm(c.deadline, clock_.now() + shared_.config.handshakeTimeout);
+        s_.queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
+        s_.setState(c, Connection::State::kDerpHandshake);
+        s_.loop_.timers().arm(c.deadline, s_.clock_.now() + s_.shared_.config.handshakeTimeout);
         // Bytes behind the request's blank line are DERP bytes (fast start
         // clients send ClientInfo in the same write).
         size_t consumedFromThisRead = c.http.fromLastAppend(head);
         c.http.release();
-        chargePreAuth(c, 0);
+        s_.chargePreAuth(c, 0);
         return consumedFromThisRead;
       }
     }
     if (c.closeAfterWrite) return n;
     // Keep-alive: drop this request's head and look for a pipelined one.
     c.http.consume(head);
-    chargePreAuth(c, c.http.capacity());
-    loop_.timers().arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
+    s_.chargePreAuth(c, c.http.capacity());
+    s_.loop_.timers().arm(c.deadline, s_.clock_.now() + s_.shared_.config.headerTimeout);
     if (c.http.empty()) return n;
   }
 }

@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "derp/frame.h"
+#include "relay/server_session.h"
 #include "relay/shard_server.h"
 
 namespace derpd::relay {
@@ -22,7 +23,7 @@ constexpr size_t kPeerStateBuffer = 16 * 1024;
 
 // ForwardPacket, WatchConns and ClosePeer need the mesh key.
 bool ShardServer::checkMeshFrame(Connection& c) {
-  if (!c.client.canMesh) {
+  if (!clientOf(c).canMesh) {
     close(c, CloseReason::kMeshFrameDenied);
     return false;
   }
@@ -39,8 +40,8 @@ bool ShardServer::checkMeshFrame(Connection& c) {
 // A mesh peer watches: it is told of every client on this node (itself
 // included), then of each that comes or goes.
 void ShardServer::onWatchConns(Connection& c) {
-  if (c.client.watcher) return;
-  c.client.watcher = true;
+  if (clientOf(c).watcher) return;
+  clientOf(c).watcher = true;
   watchers_.push_back(c.idx);
   counters_.meshWatchers.add();
   const size_t buffers = std::max<size_t>(1, shared_.config.watcherQueueBytes / kPeerStateBuffer);
@@ -52,7 +53,7 @@ void ShardServer::onWatchConns(Connection& c) {
 }
 
 void ShardServer::dropWatcher(Connection& c) {
-  c.client.watcher = false;
+  clientOf(c).watcher = false;
   counters_.meshWatchers.sub();
   std::erase(watchers_, c.idx);
 }
@@ -86,7 +87,7 @@ void ShardServer::queuePeerState(Connection& c, const derp::Frame& f) {
   }
   if (c.control.size() >= c.control.maxPackets()) {
     logWarn("shard %d: mesh watcher %s fell %zu KiB of frames behind; closing it so it resyncs",
-            id_, c.client.key.toString(), c.control.bytes() / 1024);
+            id_, clientOf(c).key.toString(), c.control.bytes() / 1024);
     close(c, CloseReason::kWatcherOverflow);
     return;
   }
@@ -103,7 +104,7 @@ void ShardServer::queuePeerState(Connection& c, const derp::Frame& f) {
 // A packet a mesh peer forwards: delivered to the local client as a
 // RecvPacket from the original source, rewritten in place. Never forwarded
 // again: a key not connected here is dropped.
-void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
+void ShardServer::onForwardPacket(Connection& c, ClientState& client, PacketBuf* b) {
   uint8_t* d = b->bytes();
   constexpr size_t kHdr = derp::kFrameHeaderLen;
   constexpr size_t kKey = derp::kKeyLen;
@@ -115,12 +116,12 @@ void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
   bool disco = derp::isDiscoPacket({d + kHdr + 2 * kKey, payload});
   counters_.meshForwardedInPackets.add();
   counters_.meshForwardedInBytes.add(payload);
-  if (c.client.meshStats != nullptr) {
-    if (MeshLinkStats* moved = c.client.meshStats->movedTo.load(std::memory_order_acquire)) {
-      c.client.meshStats = moved;
+  if (client.meshStats != nullptr) {
+    if (MeshLinkStats* moved = client.meshStats->movedTo.load(std::memory_order_acquire)) {
+      client.meshStats = moved;
     }
-    c.client.meshStats->forwardedInPackets.fetch_add(1, std::memory_order_relaxed);
-    c.client.meshStats->forwardedInBytes.fetch_add(payload, std::memory_order_relaxed);
+    client.meshStats->forwardedInPackets.fetch_add(1, std::memory_order_relaxed);
+    client.meshStats->forwardedInBytes.fetch_add(payload, std::memory_order_relaxed);
   }
   const ConnRef* to = directory().lookup(dst);
   if (to == nullptr) {
@@ -138,10 +139,10 @@ void ShardServer::onForwardPacket(Connection& c, PacketBuf* b) {
   b->length = static_cast<uint32_t>(kHdr + kKey + payload);
   b->flags = kBufIsPacket | (disco ? kBufIsDisco : 0);
   // The receiver is told PeerGone when the sender leaves the region.
-  if (!c.client.haveLastDst || !(c.client.lastDst == dst) || !(c.client.lastFwdSrc == src)) {
-    c.client.haveLastDst = true;
-    c.client.lastDst = dst;
-    c.client.lastFwdSrc = src;
+  if (!client.haveLastDst || !(client.lastDst == dst) || !(client.lastFwdSrc == src)) {
+    client.haveLastDst = true;
+    client.lastDst = dst;
+    client.lastFwdSrc = src;
     remoteSentTo_[src].insert(dst);
   }
   relay(*to, b);

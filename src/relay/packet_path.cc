@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "derp/frame.h"
+#include "relay/server_session.h"
 #include "relay/shard_server.h"
 
 namespace derpd::relay {
@@ -15,7 +16,7 @@ Connection* ShardServer::find(uint32_t idx, uint32_t gen) {
   return c->state == Connection::State::kClosing ? nullptr : c;
 }
 
-void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
+void ShardServer::onSendPacket(Connection& c, ClientState& client, PacketBuf* b) {
   // b holds the whole SendPacket frame: header(5) dst(32) payload. It becomes
   // the RecvPacket frame in place: same length, the source key where the
   // destination was. From here on its bytes are never copied.
@@ -28,11 +29,11 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
   counters_.bytesReceived.add(payload);
   if (disco) counters_.discoPacketsReceived.add();
   d[0] = static_cast<uint8_t>(derp::FrameType::kRecvPacket);
-  std::memcpy(d + derp::kFrameHeaderLen, c.client.key.bytes.data(), derp::kKeyLen);
+  std::memcpy(d + derp::kFrameHeaderLen, client.key.bytes.data(), derp::kKeyLen);
   b->length = static_cast<uint32_t>(derp::kFrameHeaderLen + c.reader.curLen);
   b->flags = kBufIsPacket | (disco ? kBufIsDisco : 0);
 
-  if (c.client.mayBeDuplicate) noteDuplicateSend(c);
+  if (client.mayBeDuplicate) noteDuplicateSend(c);
 
   const ConnRef* to = directory().lookup(dst);
   if (to == nullptr && shared_.mesh != nullptr) {
@@ -51,21 +52,21 @@ void ShardServer::onSendPacket(Connection& c, PacketBuf* b) {
     releaseBuf(b);
     // Rate-limited like derper: 3 at once, then one per second.
     Nanos now = clock_.now();
-    c.client.peerGoneTokens =
-        std::min(3.0, c.client.peerGoneTokens + static_cast<double>(now - c.client.peerGoneRefill) /
-                                                    static_cast<double>(kSecond));
-    c.client.peerGoneRefill = now;
-    if (c.client.peerGoneTokens >= 1.0) {
-      c.client.peerGoneTokens -= 1.0;
+    client.peerGoneTokens =
+        std::min(3.0, client.peerGoneTokens + static_cast<double>(now - client.peerGoneRefill) /
+                                                  static_cast<double>(kSecond));
+    client.peerGoneRefill = now;
+    if (client.peerGoneTokens >= 1.0) {
+      client.peerGoneTokens -= 1.0;
       counters_.peerGoneNotHere.add();
       queueFrame(c, derp::PeerGoneFrame{dst, derp::PeerGoneReason::kNotHere});
     }
     return;
   }
-  if (!c.client.haveLastDst || !(c.client.lastDst == dst)) {
-    c.client.haveLastDst = true;
-    c.client.lastDst = dst;
-    c.client.sentTo.insert(dst);
+  if (!client.haveLastDst || !(client.lastDst == dst)) {
+    client.haveLastDst = true;
+    client.lastDst = dst;
+    client.sentTo.insert(dst);
   }
   relay(*to, b);
 }
@@ -94,7 +95,7 @@ void ShardServer::deliver(const ConnRef& ref, PacketBuf* b) {
 
 void ShardServer::enqueuePacket(Connection& c, PacketBuf* b) {
   bool disco = b->flags & kBufIsDisco;
-  if (!c.client.registered || c.state == Connection::State::kClosing) {
+  if (!clientOf(c).registered || c.state == Connection::State::kClosing) {
     counters_.drop(DropReason::kGoneDisconnected, disco);
     releaseBuf(b);
     return;

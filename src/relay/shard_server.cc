@@ -222,7 +222,8 @@ void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
 }
 
 // Accepted sockets inherit their TCP options from the listener (Server::start).
-Connection& ShardServer::newConnection(int fd, ListenerKind kind) {
+Connection& ShardServer::newConnection(int fd, ListenerKind kind,
+                                       std::unique_ptr<Session> session) {
   counters_.openSockets.add();
   uint32_t idx;
   if (!freeSlots_.empty()) {
@@ -240,7 +241,7 @@ Connection& ShardServer::newConnection(int fd, ListenerKind kind) {
   Connection& c = *conns_[idx];
   c.listener = kind;
   c.transport = &plain_;  // TLS, if any, is set up by the caller
-  c.session = &serverSession_;  // or a mesh link's, set by connectLink
+  c.session = std::move(session);
   c.acceptedAt = clock_.now();
   counters_.connectionsByState[static_cast<size_t>(c.state)].add();
   liveConnections_++;

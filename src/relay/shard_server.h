@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "base/clock.h"
 #include "base/unique_fd.h"
@@ -44,6 +46,8 @@
 #include "tls/server_tls.h"
 
 namespace derpd::relay {
+
+struct ClientState;
 
 // Accepts each shard keeps in flight on each of its listeners. Single-shot:
 // at most this many accepted fds wait in a ring's completion queue before the
@@ -109,6 +113,10 @@ class ShardServer : private ShardLoop::Services,
                     private DirectoryReplica::Host,
                     private TransportUser {
  public:
+  // The roles a connection may have (session.h) drive the shard's services.
+  friend class ServerSession;
+  friend class LinkSession;
+
   // stunSocket: this shard's UDP socket for STUN, or an invalid fd for none.
   // port80Listener: the plain -http-port listener beside TLS, or invalid.
   // metricsListener: the plain --metrics-addr listener, or invalid.
@@ -174,20 +182,15 @@ class ShardServer : private ShardLoop::Services,
   void closeConnection(Connection& c, CloseReason reason) override { close(c, reason); }
   void wantWrite(Connection& c) override { markDirty(c); }
   void releaseFrame(PacketBuf* b) override { releaseBuf(b); }
-  size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n);
   // /metrics and /debug/ (debug_http.cc): the response, or nullopt when the
   // path is not one of them.
   std::optional<http::RouteResult> routeObservability(const Connection& c, const http::Request& req,
                                                       const http::RouteContext& ctx);
   void onDerpBytes(Connection& c, const uint8_t* data, size_t n);
   bool startFrame(Connection& c);
-  bool startClientFrame(Connection& c);
   void finishFrame(Connection& c);
-  void onClientInfo(Connection& c, std::span<const uint8_t> body);
-  void onSendPacket(Connection& c, PacketBuf* b);
-  void queueServerInfo(Connection& c, const derp::BoxKey& boxKey);
-  void releaseServerInfo(Connection& c);
-  void onOtherFrame(Connection& c, uint8_t type, std::span<const uint8_t> body);
+  // A client's SendPacket (packet_path.cc).
+  void onSendPacket(Connection& c, ClientState& client, PacketBuf* b);
 
   // Relay.
   void deliver(const ConnRef& ref, PacketBuf* b);
@@ -225,7 +228,7 @@ class ShardServer : private ShardLoop::Services,
   // Regional mesh, incoming side (mesh.cc): watchers, forwarded packets, ClosePeer.
   bool checkMeshFrame(Connection& c);
   void onWatchConns(Connection& c);
-  void onForwardPacket(Connection& c, PacketBuf* b);
+  void onForwardPacket(Connection& c, ClientState& client, PacketBuf* b);
   void onClosePeer(const derp::NodeKey& key);
   void closeLocalInstances(const derp::NodeKey& key, CloseReason reason);
   void notifyWatchers(const derp::NodeKey& key, const PeerInfo* present);
@@ -240,13 +243,6 @@ class ShardServer : private ShardLoop::Services,
   void connectLink(MeshLink& l);
   void scheduleLinkRetry(MeshLink& l);
   static void onLinkRetry(Timer* t, void* ctx);
-  void onLinkConnected(Connection& c, int res);
-  void queueLinkRequest(Connection& c);
-  size_t onLinkResponseBytes(Connection& c, const uint8_t* data, size_t n);
-  bool startLinkFrame(Connection& c);
-  void onLinkFrame(Connection& c, std::span<const uint8_t> body);
-  void countLinkDrops(Connection& c);
-  void onLinkClosed(Connection& c, CloseReason reason);
   void forward(const MeshRef& ref, const derp::NodeKey& dst, PacketBuf* b);
   void forwardOnLink(uint32_t slot, uint32_t gen, PacketBuf* b);
   void applyRemotePresent(const derp::NodeKey& key, const MeshRef& ref);
@@ -258,7 +254,7 @@ class ShardServer : private ShardLoop::Services,
   KeyDirectory& directory() { return replica_.directory(); }
 
   // Lifetime.
-  Connection& newConnection(int fd, ListenerKind kind);
+  Connection& newConnection(int fd, ListenerKind kind, std::unique_ptr<Session> session);
   Connection* find(uint32_t idx, uint32_t gen);
   void mailPacket(size_t to, const MailMessage& m);
   void noteDuplicateSend(Connection& c);
@@ -295,42 +291,6 @@ class ShardServer : private ShardLoop::Services,
   PlainTransport plain_{*this};
   TlsEngine tlsEngine_;
 
-  // The two roles a connection may have (session.h): an accepted client's
-  // (server_session.cc) and an outgoing mesh link's (mesh_link.cc).
-  struct ServerSession final : Session {
-    explicit ServerSession(ShardServer& s) : s_(s) {}
-    size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n) override {
-      return s_.onHttpBytes(c, data, n);
-    }
-    bool startFrame(Connection& c) override { return s_.startClientFrame(c); }
-    void onFrame(Connection& c, PacketBuf* b) override;
-    void onTransportReady(Connection&) override {}
-    CloseReason deadlineReason(const Connection& c) const override;
-    bool meshPeer(const Connection& c) const override { return c.client.canMesh; }
-    void onDrain(Connection& c, const derp::RestartingFrame& restarting) override;
-    void onClosing(Connection&) override {}
-    void onTornDown(Connection& c) override;
-    void onReaped(Connection& c) override;
-    ShardServer& s_;
-  };
-  struct LinkSession final : Session {
-    explicit LinkSession(ShardServer& s) : s_(s) {}
-    size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n) override {
-      return s_.onLinkResponseBytes(c, data, n);
-    }
-    bool startFrame(Connection& c) override { return s_.startLinkFrame(c); }
-    void onFrame(Connection& c, PacketBuf* b) override;
-    void onTransportReady(Connection& c) override { s_.queueLinkRequest(c); }
-    CloseReason deadlineReason(const Connection& c) const override;
-    bool meshPeer(const Connection&) const override { return true; }
-    void onDrain(Connection&, const derp::RestartingFrame&) override {}  // kept to the end
-    void onClosing(Connection& c) override { s_.countLinkDrops(c); }
-    void onTornDown(Connection& c) override { s_.onLinkClosed(c, c.closeReason); }
-    void onReaped(Connection&) override { s_.liveLinks_--; }
-    ShardServer& s_;
-  };
-  ServerSession serverSession_{*this};
-  LinkSession linkSession_{*this};
   Timer acceptRetry_;
   Nanos fdLimitWarnedAt_ = -kSecond;  // the last "fd budget full" warning
   std::atomic<bool> stopRequested_{false};

@@ -25,7 +25,7 @@ inline uint32_t payloadBytes(const PacketBuf* b) {
 inline PacketBuf* nextWritable(Connection& c, bool take) {
   SendQueue* queues[] = {&c.control, &c.disco, &c.packets};
   for (SendQueue* q : queues) {
-    if (c.client.awaitingAcks && q != &c.control) break;
+    if (c.writeControlOnly && q != &c.control) break;
     if (!q->empty() && !(q->front()->flags & kBufHold)) return take ? q->pop() : q->front();
   }
   return nullptr;
