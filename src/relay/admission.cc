@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "base/log.h"
-#include "relay/server_session.h"
+#include "relay/http_session.h"
 #include "relay/shard_server.h"
 
 namespace derpd::relay {
@@ -66,13 +66,13 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
       }
     } else {
       counters_.accepts.add();
-      Connection& c = newConnection(res, op.kind, std::make_unique<ServerSession>(*this));
       // Once per connection, for /debug/ and PeerPresent (the accept asks for no address).
       net::SocketAddress peer;
       peer.length = sizeof(peer.storage);
-      if (::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0) {
-        c.fromLoopback = peer.isLoopback();
-        PeerInfo& info = clientOf(c).peer;
+      PeerInfo info;
+      const bool havePeer =
+          ::getpeername(res, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) == 0;
+      if (havePeer) {
         info.port = peer.port();
         if (peer.family() == AF_INET) {
           const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer.storage);
@@ -83,6 +83,9 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
           std::memcpy(info.ip.data(), &v6->sin6_addr, 16);
         }
       }
+      Connection& c = newConnection(res, op.kind, std::make_unique<HttpSession>(*this, info));
+      c.fromLoopback = havePeer && peer.isLoopback();
+      c.holdsSocketBudget = op.kind != ListenerKind::kMetrics;
       if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {
         c.tls = tlsEngine_.accept(c, *shared_.tls);
         c.transport = c.tls.get();

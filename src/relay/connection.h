@@ -81,6 +81,7 @@ struct Connection {
   bool closeAfterWrite = false;
   bool inDirtyList = false;
   ListenerKind listener = ListenerKind::kMain;  // which listener accepted it
+  bool holdsSocketBudget = false;  // counted in SharedState::acceptedSockets until reaped
   bool fromLoopback = false;   // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite

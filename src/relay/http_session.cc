@@ -1,9 +1,10 @@
-// The HTTP phase of an accepted connection (ServerSession): request heads (gathered by
-// http::HeadBuffer), routed to a response (http/routes, or /metrics and
-// /debug/ from debug_http.cc), kept alive for the next request, or upgraded to
-// DERP, after which the connection's bytes go to the frame reader
-// (connection_io.cc). The outgoing mesh link's side of the upgrade is in
-// mesh_link.cc.
+// HttpSession (http_session.h), the HTTP phase of an accepted connection:
+// request heads (gathered by http::HeadBuffer), routed to a response
+// (http/routes, or /metrics and /debug/ from debug_http.cc), kept alive for
+// the next request, or upgraded to DERP, where a ServerSession takes the
+// connection and its bytes go to the frame reader (connection_io.cc). The
+// outgoing mesh link's side of the upgrade is in link_session.cc.
+#include <cassert>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include "derp/frame.h"
 #include "http/request_parser.h"
 #include "http/routes.h"
+#include "relay/http_session.h"
 #include "relay/server_session.h"
 #include "relay/shard_server.h"
 
@@ -19,7 +21,7 @@ namespace derpd::relay {
 
 // Returns how many of the n bytes belong to the HTTP phase; the rest (bytes
 // pipelined behind an upgrade) are DERP bytes.
-size_t ServerSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
+size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
   if (c.closeAfterWrite) return n;  // answered and closing: ignore the rest
   c.http.append(data, n);
   if (!s_.chargePreAuth(c, c.http.capacity())) {
@@ -58,7 +60,6 @@ size_t ServerSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) 
       http::RouteResult route =
           c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx) : http::route(req, ctx);
       if (route.idealNodeMismatch) s_.counters_.idealNodeMismatch.add();
-      client.notIdeal = route.idealNodeMismatch;
       if (route.action == http::RouteAction::kRespond) {
         s_.queueControl(
             c, {reinterpret_cast<const uint8_t*>(route.response.data()), route.response.size()});
@@ -73,6 +74,9 @@ size_t ServerSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) 
         s_.queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
         s_.setState(c, Connection::State::kDerpHandshake);
         s_.loop_.timers().arm(c.deadline, s_.clock_.now() + s_.shared_.config.handshakeTimeout);
+        // A DERP client's from here on. This session stays alive to the end
+        // of the turn (its call is still running).
+        s_.replaceSession(c, std::make_unique<ServerSession>(s_, peer_, route.idealNodeMismatch));
         // Bytes behind the request's blank line are DERP bytes (fast start
         // clients send ClientInfo in the same write).
         size_t consumedFromThisRead = c.http.fromLastAppend(head);
@@ -88,6 +92,19 @@ size_t ServerSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) 
     s_.loop_.timers().arm(c.deadline, s_.clock_.now() + s_.shared_.config.headerTimeout);
     if (c.http.empty()) return n;
   }
+}
+
+bool HttpSession::startFrame(Connection& c) {
+  assert(false && "a frame before the upgrade");
+  s_.close(c, CloseReason::kBadFrame);
+  return false;
+}
+
+void HttpSession::onFrame(Connection&, PacketBuf* b) { s_.releaseBuf(b); }
+
+// A drain closes what has not become a DERP client.
+void HttpSession::onDrain(Connection& c, const derp::RestartingFrame&) {
+  s_.close(c, CloseReason::kShutdown);
 }
 
 }  // namespace derpd::relay

@@ -235,14 +235,13 @@ void ServerSession::onFrame(Connection& c, PacketBuf* b) {
 }
 
 CloseReason ServerSession::deadlineReason(const Connection& c) const {
-  switch (c.state) {
-    case Connection::State::kHttp:
-      return CloseReason::kHeaderTimeout;
-    case Connection::State::kDerp:
-      return CloseReason::kReadTimeout;
-    default:
-      return CloseReason::kHandshakeTimeout;
-  }
+  return c.state == Connection::State::kDerp ? CloseReason::kReadTimeout
+                                             : CloseReason::kHandshakeTimeout;
+}
+
+size_t ServerSession::onHttpBytes(Connection&, const uint8_t*, size_t n) {
+  assert(false && "HTTP bytes after the upgrade");
+  return n;
 }
 
 // A registered client is told to reconnect elsewhere and served until it
@@ -258,12 +257,6 @@ void ServerSession::onDrain(Connection& c, const derp::RestartingFrame& restarti
 void ServerSession::onTornDown(Connection& c) {
   if (client.watcher) s_.dropWatcher(c);
   if (client.registered) s_.unregister(c);
-}
-
-void ServerSession::onReaped(Connection& c) {
-  if (c.listener != ListenerKind::kMetrics) {
-    s_.shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
-  }
 }
 
 }  // namespace derpd::relay

@@ -1,6 +1,6 @@
-// ServerSession: an accepted connection's role (session.h) and its state. It
-// answers HTTP (http_session.cc) until the upgrade, then is a DERP client's
-// server side: the handshake, the checks on each frame header, the frames
+// ServerSession: an accepted connection's role (session.h) and its state
+// once it has upgraded to DERP (before, it was an HttpSession's): a DERP
+// client's server side: the handshake, the checks on each frame header, the frames
 // themselves, the registration and its acknowledgements (server_session.cc).
 // What it shares with the rest of the shard (the packet path, the key
 // directory, the watchers) stays with ShardServer, which it drives.
@@ -48,10 +48,17 @@ struct ClientState {
 
 class ServerSession final : public Session {
  public:
-  explicit ServerSession(ShardServer& s) : Session(Role::kServer), s_(s) {}
+  // peer: the connection's address; notIdeal: its upgrade named another
+  // node as the client's ideal one (HttpSession learnt both).
+  ServerSession(ShardServer& s, const PeerInfo& peer, bool notIdeal)
+      : Session(Role::kServer), s_(s) {
+    client.peer = peer;
+    client.notIdeal = notIdeal;
+  }
 
   ClientState client;
 
+  // Never called: the HTTP phase was the HttpSession's.
   size_t onHttpBytes(Connection& c, const uint8_t* data, size_t n) override;
   bool startFrame(Connection& c) override;
   void onFrame(Connection& c, PacketBuf* b) override;
@@ -62,7 +69,7 @@ class ServerSession final : public Session {
   void onDrain(Connection& c, const derp::RestartingFrame& restarting) override;
   void onClosing(Connection&) override {}
   void onTornDown(Connection& c) override;
-  void onReaped(Connection& c) override;
+  void onReaped(Connection&) override {}
 
   // Every other shard has applied the registration: ServerInfo may go.
   void onRegistered(Connection& c);

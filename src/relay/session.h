@@ -21,7 +21,7 @@ struct Connection;
 
 class Session {
  public:
-  enum class Role : uint8_t { kServer, kLink };
+  enum class Role : uint8_t { kHttp, kServer, kLink };
   explicit Session(Role r) : role(r) {}
   virtual ~Session() = default;
   Session(const Session&) = delete;

@@ -157,6 +157,7 @@ bool ShardServer::endOfTurn() {
   flushDirty();
   if (stun_) stun_->flush();
   reapClosed();
+  retiredSessions_.clear();
   publishLoopStats();
   outbox_.flush([this](size_t to) { loop_.wakeShard(to); });
   // A draining node keeps its mesh links while any shard has clients to
@@ -249,6 +250,11 @@ Connection& ShardServer::newConnection(int fd, ListenerKind kind,
   return c;
 }
 
+void ShardServer::replaceSession(Connection& c, std::unique_ptr<Session> next) {
+  retiredSessions_.push_back(std::move(c.session));
+  c.session = std::move(next);
+}
+
 // Closing is two-phase. close() ends the connection's own life at once (no
 // more reads, writes, timers or frames queued to it) and may be called from
 // anywhere, including callbacks of loops over the directory or the watchers.
@@ -313,6 +319,7 @@ void ShardServer::reapClosed() {
     ::close(c.fd);
     counters_.openSockets.sub();
     c.session->onReaped(c);
+    if (c.holdsSocketBudget) shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
     counters_.connectionsByState[static_cast<size_t>(c.state)].sub();
     gens_[idx]++;  // any ConnRef to the old connection is now stale
     conns_[idx].reset();

@@ -114,6 +114,7 @@ class ShardServer : private ShardLoop::Services,
                     private TransportUser {
  public:
   // The roles a connection may have (session.h) drive the shard's services.
+  friend class HttpSession;
   friend class ServerSession;
   friend class LinkSession;
 
@@ -256,6 +257,9 @@ class ShardServer : private ShardLoop::Services,
   // Lifetime.
   Connection& newConnection(int fd, ListenerKind kind, std::unique_ptr<Session> session);
   Connection* find(uint32_t idx, uint32_t gen);
+  // The connection takes a new role (an HTTP session upgraded): the old
+  // session, whose call may still be running, is freed at the end of the turn.
+  void replaceSession(Connection& c, std::unique_ptr<Session> next);
   void mailPacket(size_t to, const MailMessage& m);
   void noteDuplicateSend(Connection& c);
   void discardMailToExited();
@@ -309,6 +313,7 @@ class ShardServer : private ShardLoop::Services,
   std::vector<uint32_t> freeSlots_;
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> closing_;  // closed, waiting for their last completions
+  std::vector<std::unique_ptr<Session>> retiredSessions_;  // see replaceSession
   std::minstd_rand rng_;
 
   // Mesh.
