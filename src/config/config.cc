@@ -161,15 +161,15 @@ const std::vector<FlagSpec>& flagSpecs() {
          return std::string();
        }},
       {"certmode", Kind::kString, "tls", "letsencrypt",
-       "mode for getting a cert: manual (from -certdir), or letsencrypt (ACME: not built yet, "
-       "refused when serving HTTPS)",
+       "mode for getting a cert: manual (from -certdir), or letsencrypt (the certificates "
+       "derper's letsencrypt mode cached in -certdir; obtaining them over ACME is not built yet)",
        [](Config& c, absl::string_view v) {
          if (v != "letsencrypt" && v != "manual") return std::string("want letsencrypt or manual");
          c.certMode = std::string(v);
          return std::string();
        }},
       {"certdir", Kind::kString, "tls", "~/.cache/tailscale/derper-certs",
-       "directory of <hostname>.crt and <hostname>.key",
+       "directory of <hostname>.crt and <hostname>.key (manual), or derper's letsencrypt cache",
        [](Config& c, absl::string_view v) {
          c.certDir = std::string(v);
          return std::string();

@@ -85,6 +85,7 @@ int runServer(const derpd::Config& cfg) {
     }
     tlsSetup = std::move(*t);
     for (const std::string& line : tlsSetup.notices) logInfo("%s", line);
+    for (const std::string& line : tlsSetup.warnings) logWarn("%s", line);
   }
 
   // Shard threads inherit this mask: signals are read from a signalfd below.

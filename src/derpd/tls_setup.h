@@ -19,6 +19,7 @@ struct TlsSetup {
   std::unique_ptr<tls::ManualCerts> manual;   // -certmode manual: the files and their watch
   std::string devCertName;                    // -dev: the pin of the generated certificate
   std::vector<std::string> notices;           // lines for the operator
+  std::vector<std::string> warnings;          // lines the operator must act on
 };
 
 bool tlsWanted(const Config& cfg, uint16_t listenPort);

@@ -180,14 +180,16 @@ std::optional<int64_t> toUnix(const ASN1_TIME* t) {
   return int64_t{days} * 86400 + seconds;
 }
 
-// Fills names and notAfterUnix from the leaf (chain[0]).
+// Fills names and the validity from the leaf (chain[0]).
 absl::Status describeLeaf(CertifiedKey& cert, X509* leaf, absl::string_view what) {
   cert.names = namesOf(leaf);
+  std::optional<int64_t> notBefore = toUnix(X509_get0_notBefore(leaf));
   std::optional<int64_t> notAfter = toUnix(X509_get0_notAfter(leaf));
-  if (!notAfter) {
+  if (!notBefore || !notAfter) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(what, ": unreadable notAfter time"));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": unreadable validity time"));
   }
+  cert.notBeforeUnix = *notBefore;
   cert.notAfterUnix = *notAfter;
   return absl::OkStatus();
 }
@@ -315,6 +317,15 @@ bool addServerExtensions(X509* x509, std::span<const uint8_t> ip) {
   return X509_add1_ext_i2d(x509, NID_subject_alt_name, sans.get(), 0, X509V3_ADD_DEFAULT) == 1;
 }
 
+// Go's crypto/x509 hostname rule: one leftmost "*" label matching exactly one
+// label of the host, case-insensitive, and no partial wildcards.
+bool dnsNameMatches(absl::string_view pattern, absl::string_view host) {
+  if (absl::EqualsIgnoreCase(pattern, host)) return true;
+  if (pattern.size() < 3 || pattern.substr(0, 2) != "*.") return false;
+  const size_t dot = host.find('.');
+  if (dot == absl::string_view::npos || dot == 0) return false;
+  return absl::EqualsIgnoreCase(pattern.substr(1), host.substr(dot));
+}
 
 absl::Status writeAll(int fd, std::string_view data) {
   size_t off = 0;
@@ -326,6 +337,15 @@ absl::Status writeAll(int fd, std::string_view data) {
   }
   return absl::OkStatus();
 }
+
+std::string bioContents(BIO* bio) {
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  if (!BIO_mem_contents(bio, &data, &len)) return {};
+  return std::string(reinterpret_cast<const char*>(data), len);
+}
+
+}  // namespace
 
 // Writes through a temporary file renamed into place, so a reader (or the
 // reload watcher) never sees half a file and a crash leaves the old one.
@@ -345,13 +365,6 @@ absl::Status writeFileAtomically(const std::string& path, std::string_view data,
     return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
   }
   return absl::OkStatus();
-}
-
-std::string bioContents(BIO* bio) {
-  const uint8_t* data = nullptr;
-  size_t len = 0;
-  if (!BIO_mem_contents(bio, &data, &len)) return {};
-  return std::string(reinterpret_cast<const char*>(data), len);
 }
 
 absl::StatusOr<std::string> keyToPem(EVP_PKEY* key) {
@@ -385,18 +398,6 @@ absl::StatusOr<std::string> chainToPem(const CertifiedKey& cert) {
   }
   return bioContents(bio.get());
 }
-
-// Go's crypto/x509 hostname rule: one leftmost "*" label matching exactly one
-// label of the host, case-insensitive, and no partial wildcards.
-bool dnsNameMatches(absl::string_view pattern, absl::string_view host) {
-  if (absl::EqualsIgnoreCase(pattern, host)) return true;
-  if (pattern.size() < 3 || pattern.substr(0, 2) != "*.") return false;
-  const size_t dot = host.find('.');
-  if (dot == absl::string_view::npos || dot == 0) return false;
-  return absl::EqualsIgnoreCase(pattern.substr(1), host.substr(dot));
-}
-
-}  // namespace
 
 std::span<const uint8_t> CertifiedKey::leafDer() const {
   if (chain.empty()) return {};

@@ -6,6 +6,8 @@
 // be handed to any number of handshakes on any thread without copying.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -27,7 +29,8 @@ struct CertifiedKey {
   // Names the leaf is valid for: DNS SANs (lowercase, "*.x" wildcards kept)
   // and IP SANs (text form); the subject CN when there are no SANs.
   std::vector<std::string> names;
-  int64_t notAfterUnix = 0;  // the leaf's expiry, seconds since the epoch
+  int64_t notBeforeUnix = 0;  // the leaf's validity, seconds since the epoch
+  int64_t notAfterUnix = 0;
 
   std::span<const uint8_t> leafDer() const;
 };
@@ -54,6 +57,15 @@ absl::StatusOr<CertifiedKey> generateSelfSignedIp(std::string_view ip, int64_t n
 // certificate 0644, the key 0600 ("EC PRIVATE KEY" PEM for ECDSA keys).
 absl::Status writePemFiles(const CertifiedKey& cert, const std::string& crtPath,
                            const std::string& keyPath);
+
+// PEM text of a private key ("EC PRIVATE KEY" for ECDSA, "RSA PRIVATE KEY"
+// for RSA, as Go's autocert and derper write them) and of a chain.
+absl::StatusOr<std::string> keyToPem(EVP_PKEY* key);
+absl::StatusOr<std::string> chainToPem(const CertifiedKey& cert);
+
+// Writes `data` to `path` with `mode` through a temporary file renamed into
+// place (fsync'd first), so a reader never sees half a file.
+absl::Status writeFileAtomically(const std::string& path, std::string_view data, mode_t mode);
 
 // "sha256-raw:<hex of SHA-256 over the leaf's DER>": the derpMap CertName that
 // pins this certificate.

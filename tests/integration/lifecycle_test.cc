@@ -215,8 +215,6 @@ INSTANTIATE_TEST_SUITE_P(Flags, RejectedFlagTest,
                                            RejectedArgs{{"--no-such-flag=3"}, "no-such-flag"},
                                            RejectedArgs{{"-mesh-with", "derp2.example.com"},
                                                         "mesh-with"},
-                                           // Port 443 means TLS with Let's Encrypt in derper.
-                                           RejectedArgs{{"-a", "127.0.0.1:443"}, "certmode"},
                                            RejectedArgs{{"-verify-clients"}, "verify-clients"}));
 
 TEST(DerpctlTest, ProbeSucceedsAgainstDerpd) {

@@ -1,0 +1,135 @@
+// -certmode letsencrypt serving the certificates derper's letsencrypt mode
+// cached in -certdir (Go autocert's layout: <certdir>/<hostname> holds the
+// key as "EC PRIVATE KEY" PEM, then the chain; <hostname>+rsa an RSA one).
+// The entries are made here from the test PKI with the openssl tool, not
+// copied from anywhere. derper turns TLS on for letsencrypt only on port 443,
+// so the test moves itself into a network namespace of its own, where derpd
+// can listen on 127.0.0.1:443 whatever runs on this machine. Exits 77 when a
+// namespace cannot be made here, or curl or openssl is missing.
+#include <sched.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "integration/test_support.h"
+#include "integration/tls_fixture.h"
+
+namespace derpd::testing {
+namespace {
+
+class AcmeCacheTest : public TlsTest {
+ protected:
+  DerpdOptions acmeOptions(const std::string& host) const {
+    // After options()'s -certmode manual: the last value wins, as in Go's flag package.
+    return options(host, {"-certmode", "letsencrypt", "-a", "127.0.0.1:443"});
+  }
+
+  // The entry autocert would write for leaf: its key in SEC1 ("EC PRIVATE
+  // KEY") or PKCS#1 form, then the leaf and the CA.
+  void cache(const LeafFiles& leaf, const std::string& fileName) {
+    ASSERT_OK_AND_ASSIGN(
+        CommandResult key,
+        runCommand({gFix->openssl, "pkey", "-in", leaf.key, "-traditional"}, {}, kToolTimeout));
+    ASSERT_EQ(key.exitCode, 0) << key.err;
+    ASSERT_TRUE(absl::StrContains(key.out, " PRIVATE KEY-----")) << key.out;
+    ASSERT_OK_AND_ASSIGN(std::string crt, readFile(leaf.crt));
+    ASSERT_OK_AND_ASSIGN(std::string ca, readFile(gFix->pki->caCrt()));
+    ASSERT_OK(replaceFileAtomically(certDir_, fileName, key.out + crt + ca));
+    ::chmod((certDir_ + "/" + fileName).c_str(), 0600);
+  }
+
+  void startAcme(const std::string& host) {
+    ASSERT_OK_AND_ASSIGN(derpd_, DerpdProcess::start(acmeOptions(host)));
+    port_ = derpd_->port();
+    ASSERT_EQ(port_, 443);
+    ASSERT_TRUE(derpd_->findLog("listening on https://127.0.0.1:443").has_value())
+        << derpd_->logText();
+  }
+
+  // Runs derpd for `hosts`, which must exit with `code`; returns its output.
+  std::string startupFailure(const std::string& hosts, int code) {
+    absl::StatusOr<std::unique_ptr<DerpdProcess>> d = DerpdProcess::spawn(acmeOptions(hosts));
+    if (!d.ok()) return std::string(d.status().message());
+    absl::StatusOr<int> exit = (*d)->waitExit(kWait);
+    EXPECT_TRUE(exit.ok()) << exit.status();
+    if (exit.ok()) {
+      EXPECT_EQ(*exit, code);
+    }
+    EXPECT_TRUE((*d)->waitForOutputEnd(kWait));
+    return (*d)->logText();
+  }
+
+  // openssl s_client verifying against the test CA only, for `host`.
+  void expectVerifiedBy(const std::string& host, const LeafFiles& leaf) {
+    ASSERT_OK_AND_ASSIGN(CommandResult r,
+                         sClient({"-servername", host, "-verify_hostname", host, "-CAfile",
+                                  gFix->pki->caCrt(), "-verify_return_error", "-brief"}));
+    const std::string all = r.out + r.err;
+    EXPECT_TRUE(absl::StrContains(all, "Verification: OK")) << all;
+    // The leaf it served is the cached one.
+    ASSERT_OK_AND_ASSIGN(CommandResult full, sClient({"-servername", host}));
+    std::vector<std::vector<uint8_t>> served = pemCertsDer(full.out);
+    ASSERT_FALSE(served.empty()) << full.out;
+    EXPECT_EQ(sha256Hex(served[0]), sha256Hex(leafDer(leaf)));
+  }
+};
+
+TEST_F(AcmeCacheTest, ServesTheCachedCertificateAndRelays) {
+  cache(gFix->derp1, "derp.test");
+  startAcme("derp.test");
+  // One warning says until when, and that derpd will not renew it.
+  EXPECT_TRUE(derpd_->findLog("does not renew it").has_value()) << derpd_->logText();
+  expectVerifiedBy("derp.test", gFix->derp1);
+  // A DERP client that trusts only the test CA relays through it.
+  ASSERT_OK_AND_ASSIGN(auto a, connectTls("derp.test"));
+  ASSERT_OK_AND_ASSIGN(auto b, connectTls("derp.test"));
+  expectRelayBothWays(*a, *b, 1);
+}
+
+TEST_F(AcmeCacheTest, ServesAnRsaEntryAndOneCertificatePerName) {
+  cache(gFix->derp1, "derp.test");
+  cache(gFix->other, "other.test+rsa");
+  startAcme("derp.test,other.test");
+  expectVerifiedBy("derp.test", gFix->derp1);
+  expectVerifiedBy("other.test", gFix->other);
+}
+
+TEST_F(AcmeCacheTest, ANameWithoutACachedCertificateStopsStartup) {
+  cache(gFix->derp1, "derp.test");
+  const std::string log = startupFailure("derp.test,other.test", 1);
+  EXPECT_TRUE(absl::StrContains(log, "no certificate for other.test")) << log;
+  EXPECT_TRUE(absl::StrContains(log, certDir_ + "/other.test")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "cannot obtain certificates over ACME yet")) << log;
+}
+
+TEST_F(AcmeCacheTest, AnEntryForAnotherNameStopsStartupNamingTheFile) {
+  cache(gFix->other, "derp.test");
+  const std::string log = startupFailure("derp.test", 1);
+  EXPECT_TRUE(absl::StrContains(log, certDir_ + "/derp.test: not valid for derp.test")) << log;
+}
+
+TEST_F(AcmeCacheTest, AnIpHostnameIsAFlagError) {
+  const std::string log = startupFailure("127.0.0.1", 2);
+  EXPECT_TRUE(absl::StrContains(log, "flag -hostname: 127.0.0.1 is an IP address")) << log;
+}
+
+}  // namespace
+}  // namespace derpd::testing
+
+int main(int argc, char** argv) {
+  // A network namespace of our own (derpd and the tools inherit it): port 443
+  // on its loopback is free whatever this machine runs.
+  if (::unshare(CLONE_NEWNET) != 0) {
+    std::printf("skipped: cannot make a network namespace here (unshare: %m)\n");
+    return 77;
+  }
+  if (std::system("ip link set lo up >/dev/null 2>&1") != 0) {
+    std::printf("skipped: cannot bring up loopback in the new namespace (ip link set lo up)\n");
+    return 77;
+  }
+  return derpd::testing::runTlsTestMain(argc, argv);
+}
