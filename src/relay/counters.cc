@@ -270,4 +270,17 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   return out;
 }
 
+std::string promLabelValue(std::string_view v) {
+  std::string out;
+  for (char ch : v) {
+    if (ch == '\\' || ch == '"') out.push_back('\\');
+    if (ch == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(ch);
+  }
+  return out;
+}
+
 }  // namespace derpd::relay

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "runtime/packet_pool.h"
 #include "stun/stun.h"
@@ -139,5 +140,8 @@ struct alignas(64) ShardCounters {
 
 // Prometheus text exposition of every shard's counters.
 std::string renderMetrics(std::span<ShardCounters* const> shards);
+
+// A Prometheus label value: backslash, quote and newline escaped.
+std::string promLabelValue(std::string_view v);
 
 }  // namespace derpd::relay

@@ -3,7 +3,11 @@
 // version, certificate expiry and mesh peers are nobody else's business).
 // Served on the main listener and on the --metrics-addr one, which serves
 // nothing else.
+#include <algorithm>
 #include <ctime>
+#include <memory>
+#include <string_view>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "derpd_config.h"
@@ -19,10 +23,20 @@ constexpr std::string_view kVarzText = "text/plain;version=0.0.4;charset=utf-8";
 
 void appendTlsMetrics(std::string& out, const tls::ServerTls& t) {
   absl::StrAppend(&out,
-                  "# HELP derpd_tls_cert_expiry_timestamp_seconds when the first of the served "
-                  "certificates expires\n# TYPE derpd_tls_cert_expiry_timestamp_seconds gauge\n"
-                  "derpd_tls_cert_expiry_timestamp_seconds ",
-                  t.earliestNotAfterUnix(), "\n",
+                  "# HELP derpd_tls_cert_expiry_timestamp_seconds when each served certificate "
+                  "expires, by the first name it is valid for\n"
+                  "# TYPE derpd_tls_cert_expiry_timestamp_seconds gauge\n");
+  if (std::shared_ptr<const tls::CertSet> set = t.certs()) {
+    std::vector<std::string_view> seen;
+    for (const tls::CertifiedKey& c : set->certs) {
+      const std::string_view name = c.names.empty() ? std::string_view("") : c.names.front();
+      if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
+      seen.push_back(name);
+      absl::StrAppend(&out, "derpd_tls_cert_expiry_timestamp_seconds{name=\"", promLabelValue(name),
+                      "\"} ", c.notAfterUnix, "\n");
+    }
+  }
+  absl::StrAppend(&out,
                   "# HELP derpd_tls_cert_reloads_total certificate reloads, by result\n"
                   "# TYPE derpd_tls_cert_reloads_total counter\n"
                   "derpd_tls_cert_reloads_total{result=\"ok\"} ",

@@ -3,23 +3,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace derpd::relay {
-namespace {
-
-// A Prometheus label value: backslash, quote and newline escaped.
-std::string labelValue(std::string_view v) {
-  std::string out;
-  for (char ch : v) {
-    if (ch == '\\' || ch == '"') out.push_back('\\');
-    if (ch == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out.push_back(ch);
-  }
-  return out;
-}
-
-}  // namespace
 
 MeshLinkStats* MeshStatsRegistry::acquire(const std::string& label) {
   std::lock_guard lock(mu_);
@@ -94,7 +77,7 @@ void MeshStatsRegistry::render(std::string& out) const {
     absl::StrAppend(&out, "# HELP ", f.name, " ", f.help, "\n# TYPE ", f.name, " ", f.type, "\n");
     for (const MeshLinkStats& s : links_) {
       if (!s.live.load(std::memory_order_relaxed)) continue;
-      absl::StrAppend(&out, f.name, "{peer=\"", labelValue(s.label), "\"} ", f.get(s), "\n");
+      absl::StrAppend(&out, f.name, "{peer=\"", promLabelValue(s.label), "\"} ", f.get(s), "\n");
     }
   }
   absl::StrAppend(&out,
@@ -102,7 +85,7 @@ void MeshStatsRegistry::render(std::string& out) const {
                   "reason\n# TYPE derpd_mesh_forward_drops_total counter\n");
   for (const MeshLinkStats& s : links_) {
     if (!s.live.load(std::memory_order_relaxed)) continue;
-    std::string peer = labelValue(s.label);
+    std::string peer = promLabelValue(s.label);
     absl::StrAppend(&out, "derpd_mesh_forward_drops_total{peer=\"", peer,
                     "\",reason=\"queue_head\"} ", s.dropsQueueHead.get(), "\n",
                     "derpd_mesh_forward_drops_total{peer=\"", peer, "\",reason=\"link_down\"} ",

@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -96,6 +97,14 @@ TEST_F(AcmeCacheTest, ServesAnRsaEntryAndOneCertificatePerName) {
   startAcme("derp.test,other.test");
   expectVerifiedBy("derp.test", gFix->derp1);
   expectVerifiedBy("other.test", gFix->other);
+  // Each name's expiry is a metric (the test PKI's leaves expire in 30 days):
+  // nothing renews these, so an operator needs to see it coming.
+  const double in30Days = static_cast<double>(std::time(nullptr)) + 30 * 86400.0;
+  for (const char* name : {"derp.test", "other.test"}) {
+    ASSERT_OK_AND_ASSIGN(double expiry, metricTls(port_, "derpd_tls_cert_expiry_timestamp_seconds",
+                                                  {{"name", name}}));
+    EXPECT_NEAR(expiry, in30Days, 2 * 86400.0) << name;
+  }
 }
 
 TEST_F(AcmeCacheTest, ANameWithoutACachedCertificateStopsStartup) {

@@ -455,7 +455,8 @@ TEST_F(TlsTest, FileChangeReloadsAndBadPairIsRefused) {
   EXPECT_GE(sumMetric(m, "derpd_tls_cert_reloads_total", {{"result", "ok"}}), 1);
   EXPECT_EQ(sumMetric(m, "derpd_tls_cert_reloads_total", {{"result", "error"}}), 0);
   // The test PKI's leaves expire in 30 days.
-  const double expiry = sumMetric(m, "derpd_tls_cert_expiry_timestamp_seconds");
+  const double expiry =
+      sumMetric(m, "derpd_tls_cert_expiry_timestamp_seconds", {{"name", "derp.test"}});
   const double in30Days = static_cast<double>(std::time(nullptr)) + 30 * 86400.0;
   EXPECT_NEAR(expiry, in30Days, 2 * 86400.0);
 
