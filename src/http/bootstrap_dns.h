@@ -6,11 +6,12 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "base/snapshot_store.h"
 
 namespace derpd::http {
 
@@ -32,22 +33,7 @@ struct BootstrapDnsSnapshot {
 // sorted, tab-indented (Go's json.MarshalIndent(m, "", "\t")).
 std::string bootstrapDnsJson(std::vector<DnsAnswer> answers);
 
-// The current snapshot. load() and publish() may be called from any thread;
-// a loaded snapshot stays valid for as long as the caller holds it.
-class BootstrapDnsStore {
- public:
-  std::shared_ptr<const BootstrapDnsSnapshot> load() const {
-    std::lock_guard lock(mu_);
-    return current_;
-  }
-  void publish(std::shared_ptr<const BootstrapDnsSnapshot> next) {
-    std::lock_guard lock(mu_);
-    current_ = std::move(next);
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const BootstrapDnsSnapshot> current_;
-};
+// The current snapshot (base/snapshot_store.h).
+using BootstrapDnsStore = SnapshotStore<BootstrapDnsSnapshot>;
 
 }  // namespace derpd::http

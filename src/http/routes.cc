@@ -363,7 +363,16 @@ RouteResult route(const Request& request, const RouteContext& ctx) {
 RouteResult routePort80(const Request& request, const RouteContext& ctx) {
   const std::string_view path = request.path;
   if (path == "/generate_204") return routeGenerate204(request, ctx);
-  if (path.substr(0, 28) == "/.well-known/acme-challenge/") {
+  constexpr std::string_view kChallenges = "/.well-known/acme-challenge/";
+  if (path.substr(0, kChallenges.size()) == kChallenges) {
+    // The key authorization of a pending HTTP-01 challenge, as the CA wants
+    // it (RFC 8555 section 8.3); anything else there is not found.
+    if (ctx.acmeChallenges != nullptr && isGetOrHead(request)) {
+      const auto& tokens = ctx.acmeChallenges->http01;
+      if (auto it = tokens.find(path.substr(kChallenges.size())); it != tokens.end()) {
+        return respond(request, ctx, 200, kTextPlain, it->second);
+      }
+    }
     return textError(request, ctx, 404, "404 page not found");
   }
   if (!isGetOrHead(request)) return textError(request, ctx, 400, "Use HTTPS");

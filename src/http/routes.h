@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "http/acme_challenges.h"
 #include "http/bootstrap_dns.h"
 #include "http/request_parser.h"
 
@@ -21,6 +22,8 @@ struct RouteContext {
   // /bootstrap-dns answers; nullptr before the first resolution (or with no
   // names configured), which serves an empty body like derper.
   const BootstrapDnsSnapshot* bootstrapDns = nullptr;
+  // The HTTP-01 answers routePort80 gives; nullptr: none pending.
+  const AcmeChallengeSnapshot* acmeChallenges = nullptr;
 };
 
 enum class RouteAction {

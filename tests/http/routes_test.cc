@@ -474,5 +474,46 @@ TEST(RoutesTest, Port80AnswersGenerate204AndAcmePaths) {
   EXPECT_EQ(r.status, 400);
 }
 
+TEST(RoutePort80, AnswersPendingHttp01ChallengesOnly) {
+  AcmeChallengeSnapshot pending;
+  pending.http01["tok-EN_1"] = "tok-EN_1.thumb-print";
+  RouteContext ctx{kServerKeyHex, false, 443};
+  ctx.acmeChallenges = &pending;
+  RouteResult r =
+      routePort80Wire("GET /.well-known/acme-challenge/tok-EN_1 HTTP/1.1\r\nHost: h\r\n\r\n", ctx);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.response, HasSubstr("Content-Type: text/plain; charset=utf-8\r\n"));
+  EXPECT_THAT(r.response, HasSubstr("\r\n\r\ntok-EN_1.thumb-print"));
+  EXPECT_TRUE(r.keepAlive);
+  r = routePort80Wire("HEAD /.well-known/acme-challenge/tok-EN_1 HTTP/1.1\r\nHost: h\r\n\r\n", ctx);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.response, Not(HasSubstr("thumb-print")));
+  // Another token, a prefix of it, a longer path, another method: not found.
+  for (const char* req :
+       {"GET /.well-known/acme-challenge/other HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /.well-known/acme-challenge/tok-EN_1/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /.well-known/acme-challenge/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST /.well-known/acme-challenge/tok-EN_1 HTTP/1.1\r\nHost: h\r\nContent-Length: "
+        "0\r\n\r\n"}) {
+    EXPECT_EQ(routePort80Wire(req, ctx).status, 404) << req;
+  }
+  // Everything else on port 80 is as before.
+  EXPECT_EQ(routePort80Wire("GET /x HTTP/1.1\r\nHost: h\r\n\r\n", ctx).status, 302);
+}
+
+TEST(AcmeChallengeStore, PublishedSnapshotsStayValidWhileHeld) {
+  AcmeChallengeStore store;
+  EXPECT_EQ(store.load(), nullptr);
+  auto first = std::make_shared<AcmeChallengeSnapshot>();
+  first->http01["a"] = "a.x";
+  store.publish(first);
+  std::shared_ptr<const AcmeChallengeSnapshot> held = store.load();
+  store.publish(std::make_shared<AcmeChallengeSnapshot>());
+  first.reset();
+  EXPECT_EQ(held->http01.at("a"), "a.x");
+  EXPECT_TRUE(store.load()->http01.empty());
+}
+
 }  // namespace
 }  // namespace derpd::http
