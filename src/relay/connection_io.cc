@@ -1,19 +1,13 @@
-// ShardServer's per-connection input (the DERP frame reader and frame
-// handlers) and output (queues gathered into one sendmsg per turn). The HTTP
-// phase is in http_session.cc; the TLS handshake, reads and record sealing in
-// tls_transport.cc.
+// ShardServer's per-connection input (the DERP frame reader, which hands each
+// frame header and frame to the connection's session) and output (queues
+// gathered into one sendmsg per turn). The sessions' own handling is in
+// http_session.cc, server_session.cc and link_session.cc; the TLS handshake,
+// reads and record sealing in tls_transport.cc.
 #include <sys/socket.h>
-
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include <cstring>
 
-#include "base/hex.h"
-#include "base/log.h"
 #include "derp/frame.h"
-#include "derp/handshake.h"
 #include "relay/shard_server.h"
 #include "relay/writer.h"
 

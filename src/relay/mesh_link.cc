@@ -6,8 +6,9 @@
 // again when the link breaks; it then reconnects with jittered backoff.
 //
 // The link is a Connection like any accepted one (same reader, writer, TLS
-// over the connection's buffers, timers); what differs is the side it plays:
-// it writes the upgrade request and ClientInfo and reads server frames.
+// over the connection's buffers, timers); what differs is its session, a
+// LinkSession (link_session.cc), which writes the upgrade request and
+// ClientInfo and reads server frames.
 #include <sys/socket.h>
 
 #include <cstring>
@@ -15,15 +16,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "derp/frame.h"
-#include "derpd_config.h"
 #include "relay/link_session.h"
 #include "relay/mesh_link.h"
-#include "tls/client_context.h"
-
-#include <openssl/x509.h>
 
 namespace derpd::relay {
 namespace {
