@@ -3,56 +3,46 @@
 #
 #   tools/sanitize.sh [RELEASE_BUILD_DIR]      default: build-test (tools/test.sh's)
 #
-# 1. derpd built with ASan + UBSan and libstdc++'s assertions (-O1 -g, assert()
-#    on), with the unit tests of what hands memory around: the runtime (ring,
-#    mailbox, pool, queues, timers) and the key directory. Those run sanitized,
-#    then the release build's integration tests run against the sanitized derpd
-#    (their DERPD_BINARY swapped in by a wrapper), all but two: alloc_test
-#    preloads an allocation counter that ASan's allocator cannot sit under, and
-#    keepalive_test only waits two minutes for a timer the wheel's unit tests
-#    cover. Any sanitizer report, even one at exit, fails the stage. (The
-#    codecs that read outside bytes, frames, HTTP, STUN, ClientInfo, the key and
-#    config files, run under ASan + UBSan as libFuzzer targets in the main
-#    suite; building their unit tests here too would double this stage.)
+# 1. The release build's integration tests run against derpd built with ASan
+#    and UBSan (-O1, line tables, libstdc++'s assertions, assert() on, any
+#    undefined behaviour fatal): tests/fuzz/derpd_sanitized, linked by the main
+#    build from the objects its libFuzzer targets use, which also build the
+#    runtime and key-directory unit tests sanitized for the main suite. All
+#    integration tests but two run: alloc_test preloads an allocation counter
+#    that ASan's allocator cannot sit under, and keepalive_test only waits two
+#    minutes for a timer the wheel's unit tests cover. Any sanitizer report,
+#    even one at exit, fails the stage.
 # 2. ThreadSanitizer on the mailbox and its SPSC rings (the only memory shared
 #    between shards), with their concurrent unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/deps.sh
 release=${1:-build-test}
-san=${SAN_BUILDDIR:-build-san}
 tsan=${TSAN_BUILDDIR:-build-tsan}
 [ -x "$release/src/derpd/derpd" ] || { echo "sanitize.sh: build $release first (tools/test.sh)" >&2; exit 1; }
 release=$(cd "$release" && pwd)
 
-san_units=(mailbox_test packet_pool_test send_queue_test spsc_ring_test timer_wheel_test
-  key_directory_test directory_replica_test)
 tsan_units=(mailbox_test spsc_ring_test)
+sanitized_derpd=$release/tests/fuzz/derpd_sanitized
+[ -x "$sanitized_derpd" ] || { echo "sanitize.sh: $sanitized_derpd missing (needs clang++)" >&2; exit 1; }
 
-rm -rf "$san" "$tsan"
-meson setup "$san" -Doptimization=1 -Ddebug=true -Db_sanitize=address,undefined \
-  -Db_lundef=false -Dcpp_args=-D_GLIBCXX_ASSERTIONS >/dev/null
-ninja -C "$san" src/derpd/derpd "${san_units[@]/#/tests/}"
-san=$(cd "$san" && pwd)
-
+rm -rf "$tsan"
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
 export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1:abort_on_error=1"
-meson test -C "$san" --no-rebuild --print-errorlogs --num-processes 2 "${san_units[@]}"
-
 mapfile -t integration < <(meson test -C "$release" --list 2>/dev/null |
   sed -n 's/^derpd:integration \/ //p' | grep -vx -e alloc_test -e keepalive_test)
 ulimit -n 65536 2>/dev/null || true
 meson test -C "$release" --no-rebuild --print-errorlogs --num-processes 2 \
-  --timeout-multiplier 3 --wrapper "env DERPD_BINARY=$san/src/derpd/derpd" "${integration[@]}"
+  --timeout-multiplier 3 --wrapper "env DERPD_BINARY=$sanitized_derpd" "${integration[@]}"
 
 if compgen -G "$reports/*" >/dev/null; then
   echo "sanitize.sh: sanitizer reports:" >&2
   cat "$reports"/* >&2
   exit 1
 fi
-echo "sanitize.sh: ASan+UBSan: ${#san_units[@]} unit tests and ${#integration[@]} integration tests, no reports"
+echo "sanitize.sh: ASan+UBSan: ${#integration[@]} integration tests, no reports"
 
 unset ASAN_OPTIONS UBSAN_OPTIONS
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
