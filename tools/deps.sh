@@ -9,6 +9,7 @@ packages=(
   curl openssl        # independent TLS peers (s_client, curl) in the tests
   stun-client coturn   # real STUN clients for the integration tests
   prometheus           # promtool check metrics (tests/integration/promtool_test.cc)
+  pebble               # a real ACME server (tests/integration/acme_test.cc)
   clang                # libFuzzer targets
   valgrind             # bench/callgrind.sh (valgrind.h is found at configure time)
   systemd              # systemd-analyze, for the tests of tools/systemd/derpd.service

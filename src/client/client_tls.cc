@@ -91,9 +91,10 @@ absl::StatusOr<std::unique_ptr<ClientTls>> ClientTls::handshake(int fd, const Cl
   std::unique_ptr<ClientTls> t(new ClientTls(fd));
   State& s = *t->state_;
   // A pin is checked after the handshake, before any byte is sent.
+  const bool defaultCas = opts.caFile.empty() && opts.caDir.empty();
   auto ctx = tls::makeClientContext(
-      verifyChain ? (opts.caFile.empty() ? std::string(kDefaultCaFile) : opts.caFile) : "",
-      opts.maxTlsVersion);
+      verifyChain ? (defaultCas ? std::string(kDefaultCaFile) : opts.caFile) : "",
+      opts.maxTlsVersion, verifyChain ? opts.caDir : "");
   if (!ctx.ok()) return ctx.status();
   s.ctx = std::move(*ctx);
   s.ssl.reset(SSL_new(s.ctx.get()));

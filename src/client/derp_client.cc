@@ -1,7 +1,6 @@
 #include "client/derp_client.h"
 
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -17,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/client_tls.h"
+#include "client/dial.h"
 #include "client/fd_wait.h"
 #include "derpd_config.h"
 
@@ -30,58 +30,6 @@ constexpr const char* kUserAgent = "derpd-client/" DERPD_VERSION;
 Nanos now() { return monotonicNow(); }
 
 std::string errnoText(int err) { return std::string(strerror(err)); }
-
-absl::StatusOr<int> connectTcp(const ClientOptions& opts, Nanos deadline) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  std::string port = std::to_string(opts.port);
-  int rc = ::getaddrinfo(opts.host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0) {
-    return absl::UnavailableError(absl::StrCat("resolve ", opts.host, ": ", gai_strerror(rc)));
-  }
-  absl::Status last = absl::UnavailableError(absl::StrCat("resolve ", opts.host, ": no address"));
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    int fd =
-        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      last = absl::UnavailableError(absl::StrCat("socket: ", errnoText(errno)));
-      continue;
-    }
-    if (opts.receiveBufferBytes > 0) {
-      // Before connect, so the window the server sees is small from the start.
-      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &opts.receiveBufferBytes,
-                   sizeof(opts.receiveBufferBytes));
-    }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    absl::Status st;
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      if (errno != EINPROGRESS) {
-        st = absl::UnavailableError(absl::StrCat("connect: ", errnoText(errno)));
-      } else {
-        st = waitForFd(fd, POLLOUT, deadline, "connecting");
-        if (st.ok()) {
-          int err = 0;
-          socklen_t len = sizeof(err);
-          ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-          if (err != 0) st = absl::UnavailableError(absl::StrCat("connect: ", errnoText(err)));
-        }
-      }
-    }
-    if (st.ok()) {
-      ::freeaddrinfo(res);
-      return fd;
-    }
-    ::close(fd);
-    last = st;
-  }
-  ::freeaddrinfo(res);
-  return absl::Status(last.code(),
-                      absl::StrCat("connect to ", opts.host, ":", opts.port, ": ", last.message()));
-}
 
 // Over TLS the Host is the name the certificate is for, without the default
 // port, as Go's client writes it for an https URL.
@@ -135,7 +83,7 @@ absl::StatusOr<derp::Frame> OwnedFrame::parse() const { return derp::parseFrameB
 
 absl::StatusOr<std::unique_ptr<DerpClient>> DerpClient::connect(const ClientOptions& opts) {
   Nanos deadline = now() + opts.timeout;
-  absl::StatusOr<int> fd = connectTcp(opts, deadline);
+  absl::StatusOr<int> fd = dialTcp(opts.host, opts.port, deadline, opts.receiveBufferBytes);
   if (!fd.ok()) return fd.status();
   std::unique_ptr<DerpClient> c(new DerpClient());
   c->fd_ = *fd;

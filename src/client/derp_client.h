@@ -53,8 +53,10 @@ struct ClientOptions {
   // "sha256-raw:<64 hex>" (a derpMap CertName): accept exactly the server
   // whose leaf certificate's DER has this SHA-256, without CA verification.
   std::string pinCertName;
-  // PEM bundle of the CAs to verify against.
+  // PEM bundle of the CAs to verify against, and/or a hashed directory of
+  // them (c_rehash).
   std::string caFile = kDefaultCaFile;
+  std::string caDir;
   // Over TLS 1.3, when the chain carries derper's meta-cert, take the server
   // key from it and use fast start (as Tailscale's client does).
   bool fastStartFromMetaCert = true;

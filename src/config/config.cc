@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -161,11 +162,47 @@ const std::vector<FlagSpec>& flagSpecs() {
          return std::string();
        }},
       {"certmode", Kind::kString, "tls", "letsencrypt",
-       "mode for getting a cert: manual (from -certdir), or letsencrypt (the certificates "
-       "derper's letsencrypt mode cached in -certdir; obtaining them over ACME is not built yet)",
+       "mode for getting a cert. possible options: manual, letsencrypt, gcp (letsencrypt and gcp "
+       "obtain and renew certificates over ACME, keeping them in -certdir as derper does)",
        [](Config& c, absl::string_view v) {
-         if (v != "letsencrypt" && v != "manual") return std::string("want letsencrypt or manual");
+         if (v != "letsencrypt" && v != "manual" && v != "gcp") {
+           return std::string("want manual, letsencrypt or gcp");
+         }
          c.certMode = std::string(v);
+         return std::string();
+       }},
+      {"acme-directory", Kind::kString, "tls", "",
+       "ACME directory URL (default: Let's Encrypt's, or Google's with -certmode gcp); for "
+       "staging or a private CA. Its HTTPS certificate is checked against the system's CAs, or "
+       "SSL_CERT_FILE / SSL_CERT_DIR",
+       [](Config& c, absl::string_view v) {
+         if (!v.empty() && !absl::StartsWith(v, "https://") && !absl::StartsWith(v, "http://")) {
+           return std::string("want an https:// URL");
+         }
+         c.acmeDirectory = std::string(v);
+         return std::string();
+       }},
+      {"acme-email", Kind::kString, "tls", "",
+       "email address for the ACME account (the CA's expiry notices); required with -certmode gcp",
+       [](Config& c, absl::string_view v) {
+         if (!v.empty() && (v.find('@') == absl::string_view::npos ||
+                            v.find_first_of(" \t\r\n,<>") != absl::string_view::npos)) {
+           return std::string("want an email address");
+         }
+         c.acmeEmail = std::string(v);
+         return std::string();
+       }},
+      {"acme-eab-kid", Kind::kString, "tls", "",
+       "ACME External Account Binding (EAB) key ID (required for -certmode gcp)",
+       [](Config& c, absl::string_view v) {
+         c.acmeEabKid = std::string(v);
+         return std::string();
+       }},
+      {"acme-eab-key", Kind::kString, "tls", "",
+       "ACME External Account Binding (EAB) HMAC key, base64url-encoded (required for -certmode "
+       "gcp)",
+       [](Config& c, absl::string_view v) {
+         c.acmeEabKey = std::string(v);
          return std::string();
        }},
       {"certdir", Kind::kString, "tls", "~/.cache/tailscale/derper-certs",
@@ -307,15 +344,9 @@ const std::vector<FlagSpec>& flagSpecs() {
 
 // derper flags whose features are not built yet: accepted names, rejected use.
 constexpr absl::string_view kNotYetFlags[] = {
-    "verify-clients",
-    "socket",
-    "verify-client-url",
-    "verify-client-url-fail-open",
-    "accept-connection-limit",
-    "accept-connection-burst",
-    "acme-email",
-    "acme-eab-kid",
-    "acme-eab-key",
+    "verify-clients",          "socket",
+    "verify-client-url",       "verify-client-url-fail-open",
+    "accept-connection-limit", "accept-connection-burst",
 };
 
 bool isNotYetFlag(absl::string_view name) {
@@ -337,7 +368,7 @@ bool notYetValueIsOff(absl::string_view name, const std::string& value) {
   if (name == "accept-connection-limit") {
     return value == "+Inf" || value == "Inf" || value == "inf" || value == "+inf";
   }
-  return value.empty();  // verify-client-url, acme-*
+  return value.empty();  // verify-client-url
 }
 
 constexpr absl::string_view kNotYetGroup = "not built yet (rejected when given)";
@@ -374,13 +405,22 @@ struct EnvFlag {
   absl::string_view flag;
 };
 constexpr EnvFlag kEnvFlags[] = {
-    {"DERP_DOMAIN", "hostname"},         {"DERP_HOSTNAME", "hostname"},
-    {"DERP_CERT_MODE", "certmode"},      {"DERP_CERTMODE", "certmode"},
-    {"DERP_CERT_DIR", "certdir"},        {"DERP_ADDR", "a"},
-    {"DERP_HTTP_PORT", "http-port"},     {"DERP_STUN", "stun"},
-    {"DERP_STUN_PORT", "stun-port"},     {"DERP_VERIFY_CLIENTS", "verify-clients"},
-    {"DERP_VERIFY_CLIENT_URL", "verify-client-url"}, {"DERP_MESH_WITH", "mesh-with"},
+    {"DERP_DOMAIN", "hostname"},
+    {"DERP_HOSTNAME", "hostname"},
+    {"DERP_CERT_MODE", "certmode"},
+    {"DERP_CERTMODE", "certmode"},
+    {"DERP_CERT_DIR", "certdir"},
+    {"DERP_ADDR", "a"},
+    {"DERP_HTTP_PORT", "http-port"},
+    {"DERP_STUN", "stun"},
+    {"DERP_STUN_PORT", "stun-port"},
+    {"DERP_VERIFY_CLIENTS", "verify-clients"},
+    {"DERP_VERIFY_CLIENT_URL", "verify-client-url"},
+    {"DERP_MESH_WITH", "mesh-with"},
     {"DERP_MESH_PSK_FILE", "mesh-psk-file"},
+    {"DERP_ACME_EMAIL", "acme-email"},
+    {"DERP_ACME_EAB_KID", "acme-eab-kid"},
+    {"DERP_ACME_EAB_KEY", "acme-eab-key"},
 };
 
 // A flag from a command line: a known, built flag with its value text
@@ -403,6 +443,15 @@ absl::Status checkCombinations(const Config& config) {
   if (!config.meshWith.empty() && config.meshPskFile.empty()) {
     return absl::InvalidArgumentError(
         "-mesh-with needs -mesh-psk-file (the region's shared mesh key)");
+  }
+  if (config.acmeEabKid.empty() != config.acmeEabKey.empty()) {
+    return absl::InvalidArgumentError(
+        "-acme-eab-kid and -acme-eab-key go together (the CA gives both)");
+  }
+  if (config.certMode == "gcp" && (config.acmeEabKid.empty() || config.acmeEmail.empty())) {
+    return absl::InvalidArgumentError(
+        "-certmode gcp needs -acme-eab-kid, -acme-eab-key and -acme-email (Google's CA "
+        "requires external account binding: gcloud publicca external-account-keys create)");
   }
   return absl::OkStatus();
 }

@@ -25,6 +25,12 @@ struct Config {
   std::string certMode = "letsencrypt";            // -certmode
   std::string certDir;                             // -certdir
   std::string hostname = "derp.tailscale.com";     // -hostname
+  // ACME (-certmode letsencrypt or gcp). acmeDirectory "" means the mode's
+  // CA: Let's Encrypt's production directory, or Google's for gcp.
+  std::string acmeDirectory;                       // --acme-directory
+  std::string acmeEmail;                           // -acme-email
+  std::string acmeEabKid;                          // -acme-eab-kid
+  std::string acmeEabKey;                          // -acme-eab-key (base64url)
   bool requireSni = false;                         // --require-sni
   int shards = 0;                                  // --shards (0: one per CPU)
   Nanos tcpWriteTimeout = 2 * kSecond;             // -tcp-write-timeout

@@ -120,6 +120,7 @@ int runServer(const derpd::Config& cfg) {
     opts.stunListen = stunAddr;
   }
   opts.metricsListen = metricsAddr;
+  if (tlsSetup.acme) opts.acmeChallenges = &tlsSetup.acme->challenges();
   opts.home = cfg.home;
   // /bootstrap-dns: resolved on a thread of its own, first right now.
   http::BootstrapDnsStore bootstrapDns;
@@ -212,6 +213,8 @@ int runServer(const derpd::Config& cfg) {
   RealClock clock;
   ServiceNotifier notify(clock);
   notify.ready(listeningStatus(server, opts.tls != nullptr));
+  // After the listeners: the CA validates HTTP-01 on -http-port.
+  if (tlsSetup.acme) tlsSetup.acme->start();
   std::optional<relay::PeriodicStats> stats;
   if (cfg.statsInterval > 0) stats.emplace(server.counters(), cfg.statsInterval, clock.now());
 

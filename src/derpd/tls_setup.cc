@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "acme/client.h"
 #include "tls/autocert_cache.h"
 
 namespace derpd {
@@ -43,48 +44,36 @@ bool isIpLiteral(const std::string& h) {
   return inet_pton(AF_INET, h.c_str(), &ip4) == 1 || inet_pton(AF_INET6, h.c_str(), &ip6) == 1;
 }
 
-// -certmode letsencrypt, as far as this derpd has it: the certificates that
-// derper's letsencrypt mode (or any ACME client writing its cache layout)
-// left in -certdir are served; obtaining and renewing them over ACME is not
-// built yet, so a name without a valid cached certificate stops startup.
-absl::StatusOr<TlsSetup> cachedAcmeTls(const Config& cfg, const tls::ManualCerts::Options& opts) {
-  const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  auto set = std::make_shared<tls::CertSet>();
-  TlsSetup out;
+// -certmode letsencrypt and gcp: the ACME manager serves what -certdir's
+// cache holds (derper's layout) and obtains and renews over ACME.
+absl::StatusOr<TlsSetup> acmeTls(const Config& cfg, const tls::ManualCerts::Options& opts) {
   for (const std::string& host : opts.hostnames) {
     if (isIpLiteral(host)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "flag -hostname: ", host,
-          " is an IP address, which -certmode letsencrypt cannot get "
-          "a certificate for; use -certmode manual (a self-signed certificate is made for it)"));
+          "flag -hostname: ", host, " is an IP address, which -certmode ", cfg.certMode,
+          " cannot get a certificate for; use -certmode manual (a self-signed certificate is "
+          "made for it)"));
     }
     if (absl::Status s = tls::autocert::checkHostName(host); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("flag -hostname: ", s.message()));
     }
-    absl::StatusOr<tls::CertifiedKey> cert = tls::autocert::loadCert(opts.certDir, host, now);
-    if (!cert.ok()) {
-      // A file's problem, not a flag's (exit 1, not 2).
-      return absl::FailedPreconditionError(
-          absl::StrCat("-certmode letsencrypt: ", cert.status().message(),
-                       ". This derpd cannot obtain certificates over ACME yet: it serves the ones "
-                       "derper's letsencrypt mode keeps in -certdir (",
-                       opts.certDir, "); or use -certmode manual"));
-    }
-    out.warnings.push_back(absl::StrCat(
-        "serving ", host, "'s certificate from ", opts.certDir,
-        " (derper's letsencrypt cache), valid until ",
-        absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(cert->notAfterUnix),
-                         absl::UTCTimeZone()),
-        "; this derpd does not renew it: renew it before then (derper, or an ACME client "
-        "writing that file)"));
-    set->certs.push_back(std::move(*cert));
   }
-  auto meta = tls::makeFreshMetaCert(opts.serverPublicHex, now);
-  if (!meta.ok()) return meta.status();
-  set->metaCert = std::move(*meta);
-  auto server = tls::ServerTls::create(std::move(set), cfg.requireSni);
-  if (!server.ok()) return server.status();
-  out.tls = std::move(*server);
+  AcmeManager::Options o;
+  o.hostnames = opts.hostnames;
+  o.certDir = opts.certDir;
+  o.directoryUrl = !cfg.acmeDirectory.empty() ? cfg.acmeDirectory
+                   : cfg.certMode == "gcp"    ? acme::kGoogleDirectory
+                                              : acme::kLetsEncryptDirectory;
+  o.email = cfg.acmeEmail;
+  o.eabKid = cfg.acmeEabKid;
+  o.eabKey = cfg.acmeEabKey;
+  o.serverPublicHex = opts.serverPublicHex;
+  o.requireSni = cfg.requireSni;
+  TlsSetup out;
+  auto manager = AcmeManager::create(std::move(o), &out.notices);
+  if (!manager.ok()) return manager.status();
+  out.acme = std::move(*manager);
+  out.tls = out.acme->takeTls();
   return out;
 }
 
@@ -107,7 +96,7 @@ absl::StatusOr<TlsSetup> setupTls(const Config& cfg, const std::string& serverPu
   }
   if (opts.hostnames.empty()) return absl::InvalidArgumentError("flag -hostname: empty");
   opts.serverPublicHex = serverPublicHex;
-  if (cfg.certMode == "letsencrypt") return cachedAcmeTls(cfg, opts);
+  if (cfg.certMode == "letsencrypt" || cfg.certMode == "gcp") return acmeTls(cfg, opts);
   if (cfg.requireSni) {
     for (const std::string& h : opts.hostnames) {
       if (isIpLiteral(h)) {

@@ -42,7 +42,19 @@ void appendTlsMetrics(std::string& out, const tls::ServerTls& t) {
                   "derpd_tls_cert_reloads_total{result=\"ok\"} ",
                   t.reloadsOk.load(std::memory_order_relaxed), "\n",
                   "derpd_tls_cert_reloads_total{result=\"error\"} ",
-                  t.reloadsFailed.load(std::memory_order_relaxed), "\n");
+                  t.reloadsFailed.load(std::memory_order_relaxed), "\n",
+                  "# HELP derpd_tls_handshakes_awaiting_certificate_total TLS handshakes "
+                  "refused because their name's certificate is still being obtained\n"
+                  "# TYPE derpd_tls_handshakes_awaiting_certificate_total counter\n"
+                  "derpd_tls_handshakes_awaiting_certificate_total ",
+                  t.refusedAwaitingCertificate.load(std::memory_order_relaxed), "\n",
+                  "# HELP derpd_acme_orders_total certificates sought over ACME (order to "
+                  "download), by result\n"
+                  "# TYPE derpd_acme_orders_total counter\n"
+                  "derpd_acme_orders_total{result=\"ok\"} ",
+                  t.acmeOrdersOk.load(std::memory_order_relaxed), "\n",
+                  "derpd_acme_orders_total{result=\"error\"} ",
+                  t.acmeOrdersFailed.load(std::memory_order_relaxed), "\n");
 }
 
 std::string debugIndex() {

@@ -44,6 +44,7 @@ size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     const http::Request& req = r.request;
     size_t head = req.headLength;
     std::shared_ptr<const http::BootstrapDnsSnapshot> dns;
+    std::shared_ptr<const http::AcmeChallengeSnapshot> challenges;
     http::RouteContext ctx{s_.shared_.serverPublicHex, c.transport->encrypted(),
                            s_.shared_.httpsPort, s_.shared_.home};
     std::optional<http::RouteResult> observed = s_.routeObservability(c, req, ctx);
@@ -56,6 +57,10 @@ size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
         s_.counters_.bootstrapDnsRequests.add();
         if (s_.shared_.bootstrapDns != nullptr) dns = s_.shared_.bootstrapDns->load();
         ctx.bootstrapDns = dns.get();
+      }
+      if (c.listener == ListenerKind::kPort80 && s_.shared_.acmeChallenges != nullptr) {
+        challenges = s_.shared_.acmeChallenges->load();
+        ctx.acmeChallenges = challenges.get();
       }
       http::RouteResult route =
           c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx) : http::route(req, ctx);

@@ -124,6 +124,7 @@ absl::Status Server::start() {
   shared_->httpsPort = bound_.port();
   shared_->home = opts_.home;
   shared_->bootstrapDns = opts_.bootstrapDns;
+  shared_->acmeChallenges = opts_.acmeChallenges;
   shared_->mesh = opts_.mesh;
   shared_->startUnixSeconds = static_cast<int64_t>(::time(nullptr));
   shared_->ringFds = std::vector<std::atomic<int>>(n);

@@ -39,6 +39,8 @@ class Server {
     std::string home;  // -home
     // /bootstrap-dns answers (nullptr: none configured). It must outlive the server.
     const http::BootstrapDnsStore* bootstrapDns = nullptr;
+    // ACME HTTP-01 answers for -http-port (nullptr: none). It must outlive the server.
+    const http::AcmeChallengeStore* acmeChallenges = nullptr;
     // The regional mesh (nullptr: none). It must outlive the server.
     MeshState* mesh = nullptr;
   };

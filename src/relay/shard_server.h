@@ -23,6 +23,7 @@
 #include "derp/frame.h"
 #include "derp/handshake.h"
 #include "derp/key.h"
+#include "http/acme_challenges.h"
 #include "http/bootstrap_dns.h"
 #include "http/request_parser.h"
 #include "http/routes.h"
@@ -95,6 +96,8 @@ struct SharedState {
   std::string home;  // -home
   // /bootstrap-dns answers, refreshed off the shards; nullptr: none configured.
   const http::BootstrapDnsStore* bootstrapDns = nullptr;
+  // ACME HTTP-01 answers (-certmode letsencrypt/gcp); nullptr: none.
+  const http::AcmeChallengeStore* acmeChallenges = nullptr;
   int64_t startUnixSeconds = 0;  // for /debug/varz uptime
   // The regional mesh (-mesh-with), or nullptr when this node has no peers.
   MeshState* mesh = nullptr;

@@ -399,6 +399,22 @@ absl::StatusOr<std::string> chainToPem(const CertifiedKey& cert) {
   return bioContents(bio.get());
 }
 
+CertifiedKey CertifiedKey::share() const {
+  CertifiedKey out;
+  for (const auto& der : chain) {
+    CRYPTO_BUFFER_up_ref(der.get());
+    out.chain.emplace_back(der.get());
+  }
+  if (key) {
+    EVP_PKEY_up_ref(key.get());
+    out.key.reset(key.get());
+  }
+  out.names = names;
+  out.notBeforeUnix = notBeforeUnix;
+  out.notAfterUnix = notAfterUnix;
+  return out;
+}
+
 std::span<const uint8_t> CertifiedKey::leafDer() const {
   if (chain.empty()) return {};
   return {CRYPTO_BUFFER_data(chain[0].get()), CRYPTO_BUFFER_len(chain[0].get())};

@@ -33,6 +33,8 @@ struct CertifiedKey {
   int64_t notAfterUnix = 0;
 
   std::span<const uint8_t> leafDer() const;
+  // Another reference to the same certificate and key (no copy of either).
+  CertifiedKey share() const;
 };
 
 // Reads a PEM chain (one or more CERTIFICATE blocks) and a PEM private key

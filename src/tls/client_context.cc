@@ -26,7 +26,8 @@ std::string ipLiteral(std::string_view name) {
 }
 
 absl::StatusOr<bssl::UniquePtr<SSL_CTX>> makeClientContext(const std::string& caFile,
-                                                           uint16_t maxVersion) {
+                                                           uint16_t maxVersion,
+                                                           const std::string& caDir) {
   bssl::UniquePtr<SSL_CTX> ctx(SSL_CTX_new(TLS_method()));
   if (!ctx) return absl::InternalError(absl::StrCat("SSL_CTX_new: ", drainSslErrors()));
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
@@ -35,13 +36,15 @@ absl::StatusOr<bssl::UniquePtr<SSL_CTX>> makeClientContext(const std::string& ca
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported maximum TLS version 0x", absl::Hex(maxVersion)));
   }
-  if (caFile.empty()) {
+  if (caFile.empty() && caDir.empty()) {
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
     return ctx;
   }
-  if (SSL_CTX_load_verify_locations(ctx.get(), caFile.c_str(), nullptr) != 1) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot load CA certificates from ", caFile, ": ", drainSslErrors()));
+  if (SSL_CTX_load_verify_locations(ctx.get(), caFile.empty() ? nullptr : caFile.c_str(),
+                                    caDir.empty() ? nullptr : caDir.c_str()) != 1) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot load CA certificates from ",
+                                                      caFile.empty() ? caDir : caFile, ": ",
+                                                      drainSslErrors()));
   }
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   return ctx;

@@ -15,10 +15,12 @@
 namespace derpd::tls {
 
 // An SSL_CTX for clients: TLS 1.2 minimum, maxVersion (0: TLS 1.3) maximum.
-// caFile non-empty: peers are verified against that PEM bundle; empty: no
-// verification (insecure, or a pin checked after the handshake).
+// caFile (a PEM bundle) or caDir (a hashed certificate directory, as
+// c_rehash makes) non-empty: peers are verified against those CAs; both
+// empty: no verification (insecure, or a pin checked after the handshake).
 absl::StatusOr<bssl::UniquePtr<SSL_CTX>> makeClientContext(const std::string& caFile,
-                                                           uint16_t maxVersion = 0);
+                                                           uint16_t maxVersion = 0,
+                                                           const std::string& caDir = "");
 
 // Names the server on a new client SSL: SNI for a DNS name (an IP literal is
 // sent none, as Tailscale's clients do), ALPN http/1.1, and when `verify`,

@@ -93,7 +93,7 @@ const CertifiedKey& CertSet::select(std::string_view serverName) const {
 
 absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::create(std::shared_ptr<const CertSet> certs,
                                                              bool requireSni) {
-  if (!certs || certs->certs.empty()) {
+  if (!certs || (certs->certs.empty() && certs->pending.empty())) {
     return absl::InvalidArgumentError("TLS: no certificates configured");
   }
   ERR_clear_error();
@@ -153,21 +153,31 @@ int ServerTls::selectCertificate(SSL* ssl, void* arg) {
   // The copy keeps this set alive for the rest of the callback even if a
   // reload swaps it meanwhile; SSL_set_chain_and_key takes its own references.
   const std::shared_ptr<const CertSet> set = self->certs();
-  if (!set || set->certs.empty()) return 0;
+  if (!set) return 0;
   const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   const std::string_view name = sni != nullptr ? std::string_view(sni) : "";
   // Failing here ends the handshake with an alert (closed as tls_handshake_failed).
-  if (self->requireSni_ && set->match(name) == nullptr) return 0;
-  const CertifiedKey& cert = set->select(name);
+  const CertifiedKey* cert = set->match(name);
+  if (cert == nullptr) {
+    const bool awaited = set->certs.empty() ||
+                         std::any_of(set->pending.begin(), set->pending.end(),
+                                     [&](const std::string& p) { return nameMatches(p, name); });
+    if (awaited) {
+      self->refusedAwaitingCertificate.fetch_add(1, std::memory_order_relaxed);
+      return 0;
+    }
+    if (self->requireSni_) return 0;
+    cert = &set->certs.front();
+  }
 
   // Leaf, intermediates, then the meta-cert: derp clients look for it among
   // the peer certificates, TLS verifiers ignore the unused extra.
   std::vector<CRYPTO_BUFFER*> chain;
-  chain.reserve(cert.chain.size() + 1);
-  for (const auto& der : cert.chain) chain.push_back(der.get());
+  chain.reserve(cert->chain.size() + 1);
+  for (const auto& der : cert->chain) chain.push_back(der.get());
   if (set->metaCert) chain.push_back(set->metaCert.get());
-  return SSL_set_chain_and_key(ssl, chain.data(), chain.size(), cert.key.get(), nullptr) == 1 ? 1
-                                                                                              : 0;
+  return SSL_set_chain_and_key(ssl, chain.data(), chain.size(), cert->key.get(), nullptr) == 1 ? 1
+                                                                                               : 0;
 }
 
 }  // namespace derpd::tls

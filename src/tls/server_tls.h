@@ -12,6 +12,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +28,10 @@ namespace derpd::tls {
 struct CertSet {
   std::vector<CertifiedKey> certs;
   bssl::UniquePtr<CRYPTO_BUFFER> metaCert;  // appended to every chain (may be null)
+  // Names served once their certificate arrives (ACME is obtaining it): a
+  // handshake for one of them, or any handshake while certs is empty, fails
+  // at once (counted) instead of getting another name's certificate.
+  std::vector<std::string> pending;
 
   // The certificate for `serverName` (SNI): the first whose names match it
   // (exact or wildcard), else the default.
@@ -37,7 +42,8 @@ struct CertSet {
 
 class ServerTls {
  public:
-  // Fails if the set is empty or BoringSSL refuses the configuration.
+  // Fails if the set has neither certificates nor pending names, or BoringSSL
+  // refuses the configuration.
   // requireSni: handshakes whose SNI is absent or matches no certificate fail
   // (otherwise they get the first certificate).
   static absl::StatusOr<std::unique_ptr<ServerTls>> create(std::shared_ptr<const CertSet> certs,
@@ -60,6 +66,11 @@ class ServerTls {
   // Certificate reloads, counted by whoever reloads (for metrics).
   std::atomic<uint64_t> reloadsOk{0};
   std::atomic<uint64_t> reloadsFailed{0};
+  // ACME issuances (orders to download), counted by the ACME manager.
+  std::atomic<uint64_t> acmeOrdersOk{0};
+  std::atomic<uint64_t> acmeOrdersFailed{0};
+  // Handshakes refused because their name's certificate is still pending.
+  mutable std::atomic<uint64_t> refusedAwaitingCertificate{0};
 
  private:
   ServerTls() = default;

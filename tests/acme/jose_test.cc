@@ -1,9 +1,13 @@
 // JOSE for ACME, checked against independent implementations: the openssl
 // command-line tool makes the key, reads its public point, hashes, verifies
 // the ES256 signature and computes the HMAC; coreutils' basenc does the
-// base64url. Exits through gtest; the tools come with Debian's openssl and
-// coreutils, which the build itself needs.
+// base64url. Also the ACME client's pure pieces: its CSR (read and verified
+// by openssl req) and Retry-After. Exits through gtest; the tools come with
+// Debian's openssl and coreutils, which the build itself needs.
 #include "acme/jose.h"
+
+#include "acme/client.h"
+#include "acme/renewal.h"
 
 #include <gtest/gtest.h>
 #include <openssl/bn.h>
@@ -228,6 +232,60 @@ TEST(Jose, ExternalAccountBindingIsHs256OverTheJwk) {
   EXPECT_EQ(jws["signature"], basencUrl(s.file("mac")));
 
   EXPECT_FALSE(externalAccountBinding(key.get(), "kid-1", "not base64url!", "u").ok());
+}
+
+TEST(AcmeClient, CsrNamesEveryHostAndIsSignedByTheKey) {
+  Scratch s;
+  bssl::UniquePtr<EVP_PKEY> key = opensslKey(s);
+  ASSERT_TRUE(key);
+  absl::StatusOr<std::vector<uint8_t>> csr = makeCsr(key.get(), {"derp.example.com", "b.example"});
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  writeFile(s.file("csr.der"), std::string(csr->begin(), csr->end()));
+  const std::string text =
+      sh("openssl req -inform DER -in " + s.file("csr.der") + " -noout -text -verify 2>&1");
+  EXPECT_NE(text.find("verify OK"), std::string::npos) << text;
+  EXPECT_NE(text.find("CN = derp.example.com"), std::string::npos) << text;
+  EXPECT_NE(text.find("DNS:derp.example.com, DNS:b.example"), std::string::npos) << text;
+  // The CSR carries the key's public half.
+  const std::string csrPub =
+      sh("openssl req -inform DER -in " + s.file("csr.der") + " -noout -pubkey");
+  EXPECT_EQ(csrPub, readFile(s.file("pub.pem")));
+  EXPECT_FALSE(makeCsr(key.get(), {}).ok());
+}
+
+TEST(AcmeClient, RetryAfterIsSecondsOrAnHttpDate) {
+  EXPECT_EQ(parseRetryAfter("120", 1000), 1120);
+  EXPECT_EQ(parseRetryAfter(" 0 ", 1000), 1000);
+  // RFC 9110's example date.
+  EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", 0), 784111777);
+  EXPECT_EQ(parseRetryAfter("-5", 1000), std::nullopt);
+  EXPECT_EQ(parseRetryAfter("soon", 1000), std::nullopt);
+  EXPECT_EQ(parseRetryAfter("99999999999999", 1000), std::nullopt);
+  EXPECT_EQ(retryAfterUnix(absl::OkStatus()), std::nullopt);
+}
+
+TEST(AcmeRenewal, AThirdOfTheLifetimeBeforeExpiryWithJitter) {
+  const int64_t day = 86400;
+  // 90 days: renew with 30 left, up to 3 days earlier.
+  EXPECT_EQ(renewalTime(0, 90 * day, 0.0), 60 * day);
+  EXPECT_EQ(renewalTime(0, 90 * day, 0.999), 60 * day - 258940);  // 0.999 of 3 days
+  // Short-lived certificates: 6 days renews with 2 left, 45 days with 15.
+  EXPECT_EQ(renewalTime(1000, 1000 + 6 * day, 0.0), 1000 + 4 * day);
+  EXPECT_EQ(renewalTime(0, 45 * day, 0.0), 30 * day);
+  EXPECT_GT(renewalTime(0, 6 * day, 0.999), 3 * day);
+  // A certificate with nonsense dates is renewed at its end, not never.
+  EXPECT_EQ(renewalTime(100, 50, 0.5), 50);
+}
+
+TEST(AcmeRenewal, BackoffDoublesFromAMinuteToThreeHours) {
+  EXPECT_EQ(retryDelaySeconds(1, 0.5), 60);
+  EXPECT_EQ(retryDelaySeconds(2, 0.5), 120);
+  EXPECT_EQ(retryDelaySeconds(5, 0.5), 960);
+  EXPECT_EQ(retryDelaySeconds(8, 0.5), 7680);
+  EXPECT_EQ(retryDelaySeconds(9, 0.5), 3 * 3600);
+  EXPECT_EQ(retryDelaySeconds(1000, 0.5), 3 * 3600);
+  EXPECT_EQ(retryDelaySeconds(1, 0.0), 48);
+  EXPECT_EQ(retryDelaySeconds(1000, 0.999), 3 * 3600 + 2155);
 }
 
 }  // namespace

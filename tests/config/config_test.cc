@@ -106,28 +106,61 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
 
 TEST(ConfigTest, OffValuesOfFeaturesNotBuiltAreAccepted) {
   // Real derper command lines spell these out; they ask for nothing missing.
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {"-verify-clients=false"},
-           {"--verify-clients=false", "-verify-client-url", ""},
-           {"-verify-client-url="},
-           {"-verify-client-url-fail-open=true"},
-           {"-accept-connection-limit", "+Inf", "-accept-connection-burst", "9223372036854775807"},
-           {"-acme-email", ""}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"-verify-clients=false"},
+                                             {"--verify-clients=false", "-verify-client-url", ""},
+                                             {"-verify-client-url="},
+                                             {"-verify-client-url-fail-open=true"},
+                                             {"-accept-connection-limit", "+Inf",
+                                              "-accept-connection-burst", "9223372036854775807"}}) {
     auto c = parse(args);
     EXPECT_TRUE(c.ok()) << args[0] << ": " << c.status();
   }
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {"-verify-clients"},
-           {"-verify-clients=true"},
-           {"-verify-client-url", "http://127.0.0.1/verify"},
-           {"-accept-connection-limit", "100"},
-           {"-acme-email", "ops@example.com"}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"-verify-clients"},
+                                             {"-verify-clients=true"},
+                                             {"-verify-client-url", "http://127.0.0.1/verify"},
+                                             {"-accept-connection-limit", "100"}}) {
     auto c = parse(args);
     ASSERT_FALSE(c.ok()) << args[0];
     EXPECT_NE(std::string(c.status().message()).find(args[0].substr(0, args[0].find('='))),
               std::string::npos)
         << c.status();
   }
+}
+
+TEST(ConfigTest, AcmeFlags) {
+  auto c = parse({"-certmode", "gcp", "-acme-email", "ops@example.com", "-acme-eab-kid", "kid-1",
+                  "-acme-eab-key", "c2VjcmV0", "--acme-directory", "https://ca.example/dir"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->certMode, "gcp");
+  EXPECT_EQ(c->acmeEmail, "ops@example.com");
+  EXPECT_EQ(c->acmeEabKid, "kid-1");
+  EXPECT_EQ(c->acmeEabKey, "c2VjcmV0");
+  EXPECT_EQ(c->acmeDirectory, "https://ca.example/dir");
+  // What each refusal must name.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"-certmode", "gcp", "-acme-email", "ops@example.com"}, "-certmode gcp needs"},
+      {{"-certmode", "gcp", "-acme-eab-kid", "k", "-acme-eab-key", "c2VjcmV0"}, "-acme-email"},
+      {{"-acme-eab-kid", "k"}, "-acme-eab-key"},
+      {{"-acme-eab-key", "c2VjcmV0"}, "-acme-eab-kid"},
+      {{"-acme-email", "not-an-address"}, "-acme-email"},
+      {{"-acme-email", "a@b, c@d"}, "-acme-email"},
+      {{"--acme-directory", "ca.example/dir"}, "acme-directory"},
+      {{"-certmode", "selfsigned"}, "manual, letsencrypt or gcp"},
+  };
+  for (const auto& [args, mention] : bad) {
+    auto r = parse(args);
+    ASSERT_FALSE(r.ok()) << args[0];
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(r.status().message()).find(mention), std::string::npos) << r.status();
+  }
+  // The container images' variables.
+  auto e = parseCommandLine({}, {"DERP_ACME_EMAIL=ops@example.com", "DERP_ACME_EAB_KID=kid-1",
+                                 "DERP_ACME_EAB_KEY=c2VjcmV0", "DERP_CERT_MODE=gcp"});
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->config.certMode, "gcp");
+  EXPECT_EQ(e->config.acmeEabKid, "kid-1");
 }
 
 TEST(ConfigTest, ContainerEnvironmentMapsToFlags) {

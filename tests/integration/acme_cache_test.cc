@@ -1,5 +1,6 @@
 // -certmode letsencrypt serving the certificates derper's letsencrypt mode
-// cached in -certdir (Go autocert's layout: <certdir>/<hostname> holds the
+// cached in -certdir without contacting the CA, and failing the handshakes of
+// a name it has none for (Go autocert's layout: <certdir>/<hostname> holds the
 // key as "EC PRIVATE KEY" PEM, then the chain; <hostname>+rsa an RSA one).
 // The entries are made here from the test PKI with the openssl tool, not
 // copied from anywhere. derper turns TLS on for letsencrypt only on port 443,
@@ -26,7 +27,9 @@ class AcmeCacheTest : public TlsTest {
  protected:
   DerpdOptions acmeOptions(const std::string& host) const {
     // After options()'s -certmode manual: the last value wins, as in Go's flag package.
-    return options(host, {"-certmode", "letsencrypt", "-a", "127.0.0.1:443"});
+    // The CA's address refuses connections: any ACME request fails at once.
+    return options(host, {"-certmode", "letsencrypt", "-a", "127.0.0.1:443", "--acme-directory",
+                          "https://127.0.0.1:9/directory"});
   }
 
   // The entry autocert would write for leaf: its key in SEC1 ("EC PRIVATE
@@ -79,16 +82,21 @@ class AcmeCacheTest : public TlsTest {
   }
 };
 
-TEST_F(AcmeCacheTest, ServesTheCachedCertificateAndRelays) {
+TEST_F(AcmeCacheTest, ServesTheCachedCertificateWithoutAskingTheCa) {
   cache(gFix->derp1, "derp.test");
   startAcme("derp.test");
-  // One warning says until when, and that derpd will not renew it.
-  EXPECT_TRUE(derpd_->findLog("does not renew it").has_value()) << derpd_->logText();
+  // One line says until when, and when renewal starts (in 20 days: a third of
+  // the test leaf's 30 before it expires).
+  EXPECT_TRUE(derpd_->findLog("valid until").has_value()) << derpd_->logText();
+  EXPECT_TRUE(derpd_->findLog("renewed over ACME from").has_value()) << derpd_->logText();
   expectVerifiedBy("derp.test", gFix->derp1);
   // A DERP client that trusts only the test CA relays through it.
   ASSERT_OK_AND_ASSIGN(auto a, connectTls("derp.test"));
   ASSERT_OK_AND_ASSIGN(auto b, connectTls("derp.test"));
   expectRelayBothWays(*a, *b, 1);
+  // Nothing was asked of the CA (which would have failed and said so).
+  EXPECT_FALSE(derpd_->findLog("ACME: obtaining").has_value()) << derpd_->logText();
+  EXPECT_FALSE(derpd_->findLog("ACME: no certificate").has_value()) << derpd_->logText();
 }
 
 TEST_F(AcmeCacheTest, ServesAnRsaEntryAndOneCertificatePerName) {
@@ -107,18 +115,38 @@ TEST_F(AcmeCacheTest, ServesAnRsaEntryAndOneCertificatePerName) {
   }
 }
 
-TEST_F(AcmeCacheTest, ANameWithoutACachedCertificateStopsStartup) {
+TEST_F(AcmeCacheTest, ANameWithoutACertificateFailsFastUntilItHasOne) {
   cache(gFix->derp1, "derp.test");
-  const std::string log = startupFailure("derp.test,other.test", 1);
-  EXPECT_TRUE(absl::StrContains(log, "no certificate for other.test")) << log;
-  EXPECT_TRUE(absl::StrContains(log, certDir_ + "/other.test")) << log;
-  EXPECT_TRUE(absl::StrContains(log, "cannot obtain certificates over ACME yet")) << log;
+  startAcme("derp.test,other.test");
+  EXPECT_TRUE(derpd_
+                  ->findLog("TLS for other.test waits for its certificate from "
+                            "https://127.0.0.1:9/directory (none cached yet)")
+                  .has_value())
+      << derpd_->logText();
+  // The CA is unreachable: the attempt fails, says why and when the next is.
+  EXPECT_TRUE(derpd_->waitForLog("ACME: no certificate for other.test (attempt 1)", kWait))
+      << derpd_->logText();
+  EXPECT_TRUE(derpd_->findLog("next attempt at").has_value()) << derpd_->logText();
+  // other.test's handshakes fail instead of getting derp.test's certificate;
+  // derp.test is served meanwhile.
+  ASSERT_OK_AND_ASSIGN(CommandResult r, sClient({"-servername", "other.test"}));
+  EXPECT_TRUE(pemCertsDer(r.out).empty()) << r.out;
+  expectVerifiedBy("derp.test", gFix->derp1);
+  ASSERT_OK_AND_ASSIGN(double refused,
+                       metricTls(port_, "derpd_tls_handshakes_awaiting_certificate_total", {}));
+  EXPECT_GE(refused, 1.0);
+  ASSERT_OK_AND_ASSIGN(double failed,
+                       metricTls(port_, "derpd_acme_orders_total", {{"result", "error"}}));
+  EXPECT_GE(failed, 1.0);
 }
 
-TEST_F(AcmeCacheTest, AnEntryForAnotherNameStopsStartupNamingTheFile) {
+TEST_F(AcmeCacheTest, AnEntryForAnotherNameIsNotServedAndTheLogNamesTheFile) {
   cache(gFix->other, "derp.test");
-  const std::string log = startupFailure("derp.test", 1);
-  EXPECT_TRUE(absl::StrContains(log, certDir_ + "/derp.test: not valid for derp.test")) << log;
+  startAcme("derp.test");
+  EXPECT_TRUE(derpd_->findLog(certDir_ + "/derp.test: not valid for derp.test").has_value())
+      << derpd_->logText();
+  ASSERT_OK_AND_ASSIGN(CommandResult r, sClient({"-servername", "derp.test"}));
+  EXPECT_TRUE(pemCertsDer(r.out).empty()) << r.out;
 }
 
 TEST_F(AcmeCacheTest, AnIpHostnameIsAFlagError) {
@@ -132,12 +160,8 @@ TEST_F(AcmeCacheTest, AnIpHostnameIsAFlagError) {
 int main(int argc, char** argv) {
   // A network namespace of our own (derpd and the tools inherit it): port 443
   // on its loopback is free whatever this machine runs.
-  if (::unshare(CLONE_NEWNET) != 0) {
-    std::printf("skipped: cannot make a network namespace here (unshare: %m)\n");
-    return 77;
-  }
-  if (std::system("ip link set lo up >/dev/null 2>&1") != 0) {
-    std::printf("skipped: cannot bring up loopback in the new namespace (ip link set lo up)\n");
+  if (std::string why = derpd::testing::enterOwnNetworkNamespace(); !why.empty()) {
+    std::printf("skipped: %s\n", why.c_str());
     return 77;
   }
   return derpd::testing::runTlsTestMain(argc, argv);

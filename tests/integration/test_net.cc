@@ -1,5 +1,10 @@
 #include "integration/test_net.h"
 
+#include <sched.h>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -331,6 +336,16 @@ std::vector<uint8_t> clientInfoFrameBytes(const derp::PrivateKey& key,
   std::vector<uint8_t> sealed = derp::sealBox(key, serverKey, asBytes(plaintext));
   body.insert(body.end(), sealed.begin(), sealed.end());
   return frameBytes(static_cast<uint8_t>(derp::FrameType::kClientInfo), body);
+}
+
+std::string enterOwnNetworkNamespace() {
+  if (::unshare(CLONE_NEWNET) != 0) {
+    return absl::StrCat("cannot make a network namespace here (unshare: ", strerror(errno), ")");
+  }
+  if (std::system("ip link set lo up >/dev/null 2>&1") != 0) {
+    return "cannot bring up loopback in the new namespace (ip link set lo up)";
+  }
+  return {};
 }
 
 }  // namespace derpd::testing

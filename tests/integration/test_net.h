@@ -103,4 +103,9 @@ std::vector<uint8_t> clientInfoFrameBytes(const derp::PrivateKey& key,
 
 std::span<const uint8_t> asBytes(std::string_view s);
 
+// Moves this process into a network namespace of its own with its loopback
+// up (children inherit it): there ports such as 443 are free whatever this
+// machine runs. Empty on success, else why not (for a skip).
+std::string enterOwnNetworkNamespace();
+
 }  // namespace derpd::testing

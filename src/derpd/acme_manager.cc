@@ -1,0 +1,202 @@
+#include "derpd/acme_manager.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "acme/renewal.h"
+#include "base/log.h"
+#include "tls/autocert_cache.h"
+
+namespace derpd {
+namespace {
+
+// One issuance, from the order to the download, before it counts as failed.
+constexpr Nanos kIssueTimeout = 5 * 60 * kSecond;
+
+int64_t nowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+std::string utc(int64_t unix) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(unix),
+                          absl::UTCTimeZone());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AcmeManager>> AcmeManager::create(
+    Options options, std::vector<std::string>* notices) {
+  std::unique_ptr<AcmeManager> m(new AcmeManager(std::move(options)));
+  const int64_t now = nowUnix();
+  for (const std::string& host : m->options_.hostnames) {
+    Name name;
+    name.host = host;
+    absl::StatusOr<tls::CertifiedKey> cert =
+        tls::autocert::loadCert(m->options_.certDir, host, now);
+    if (cert.ok()) {
+      name.nextAttemptUnix =
+          acme::renewalTime(cert->notBeforeUnix, cert->notAfterUnix, m->jitter());
+      notices->push_back(absl::StrCat(
+          "TLS for ", host, ": the certificate in ", m->options_.certDir, ", valid until ",
+          utc(cert->notAfterUnix), "; renewed over ACME from ", utc(name.nextAttemptUnix)));
+      name.cert = std::move(*cert);
+    } else {
+      name.nextAttemptUnix = now;
+      notices->push_back(absl::StrCat(
+          "TLS for ", host, " waits for its certificate from ", m->options_.directoryUrl,
+          absl::IsNotFound(cert.status()) ? std::string(" (none cached yet)")
+                                          : absl::StrCat(" (", cert.status().message(), ")"),
+          ": handshakes for it fail until then"));
+    }
+    m->names_.push_back(std::move(name));
+  }
+  auto meta = tls::makeFreshMetaCert(m->options_.serverPublicHex, now);
+  if (!meta.ok()) return meta.status();
+  m->metaCert_ = std::move(*meta);
+  auto set = std::make_shared<tls::CertSet>();
+  set->pending = m->options_.hostnames;  // replaced by install() below
+  auto server = tls::ServerTls::create(std::move(set), m->options_.requireSni);
+  if (!server.ok()) return server.status();
+  m->ownedTls_ = std::move(*server);
+  m->tls_ = m->ownedTls_.get();
+  m->install();
+  return m;
+}
+
+AcmeManager::~AcmeManager() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void AcmeManager::start() {
+  logInfo("ACME: CA directory %s, account and certificates in %s", options_.directoryUrl,
+          options_.certDir);
+  thread_ = std::thread([this] { run(); });
+}
+
+double AcmeManager::jitter() {
+  uint32_t r = 0;
+  RAND_bytes(reinterpret_cast<uint8_t*>(&r), sizeof(r));
+  return static_cast<double>(r) / 4294967296.0;
+}
+
+bool AcmeManager::sleepFor(int64_t delayNanos) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(delayNanos, 0)),
+               [this] { return stop_; });
+  return !stop_;
+}
+
+void AcmeManager::install() {
+  auto set = std::make_shared<tls::CertSet>();
+  for (const Name& n : names_) {
+    if (n.cert.has_value()) {
+      set->certs.push_back(n.cert->share());
+    } else {
+      set->pending.push_back(n.host);
+    }
+  }
+  if (metaCert_) {
+    CRYPTO_BUFFER_up_ref(metaCert_.get());
+    set->metaCert.reset(metaCert_.get());
+  }
+  tls_->replaceCerts(std::move(set));
+}
+
+void AcmeManager::run() {
+  for (;;) {
+    const int64_t now = nowUnix();
+    int64_t next = now + 3600;
+    for (Name& n : names_) {
+      if (n.nextAttemptUnix <= now) {
+        attempt(n);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (stop_) return;
+        }
+      }
+      next = std::min(next, n.nextAttemptUnix);
+    }
+    if (!sleepFor((next - nowUnix()) * kSecond)) return;
+  }
+}
+
+void AcmeManager::attempt(Name& name) {
+  absl::Status st;
+  if (!acme_) {
+    absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key =
+        tls::autocert::loadOrCreateAccountKey(options_.certDir);
+    if (!key.ok()) {
+      st = key.status();
+    } else {
+      acme::Client::Options o;
+      o.directoryUrl = options_.directoryUrl;
+      auto a = std::make_unique<acme::Client>(std::move(o), std::move(*key));
+      st = a->registerAccount(options_.email, options_.eabKid, options_.eabKey);
+      if (st.ok()) {
+        logInfo("ACME: account %s", a->accountUrl());
+        acme_ = std::move(a);
+      }
+    }
+  }
+  absl::StatusOr<tls::CertifiedKey> cert =
+      st.ok() ? absl::StatusOr<tls::CertifiedKey>(absl::UnknownError("not tried")) : st;
+  if (st.ok()) {
+    logInfo("ACME: %s a certificate for %s", name.cert ? "renewing" : "obtaining", name.host);
+    acme::ChallengeHooks hooks{
+        [this](const std::string& token, const std::string& keyAuth) {
+          std::shared_ptr<const http::AcmeChallengeSnapshot> cur = challenges_.load();
+          auto next = std::make_shared<http::AcmeChallengeSnapshot>(
+              cur ? *cur : http::AcmeChallengeSnapshot{});
+          next->http01[token] = keyAuth;
+          challenges_.publish(std::move(next));
+        },
+        [this](const std::string& token) {
+          std::shared_ptr<const http::AcmeChallengeSnapshot> cur = challenges_.load();
+          auto next = std::make_shared<http::AcmeChallengeSnapshot>(
+              cur ? *cur : http::AcmeChallengeSnapshot{});
+          next->http01.erase(token);
+          challenges_.publish(std::move(next));
+        }};
+    cert = acme::obtainCertificate(
+        *acme_, {name.host}, hooks, [this](Nanos d) { return sleepFor(d); }, kIssueTimeout);
+  }
+  const int64_t now = nowUnix();
+  if (cert.ok()) {
+    tls_->acmeOrdersOk.fetch_add(1, std::memory_order_relaxed);
+    if (absl::Status stored = tls::autocert::storeCert(options_.certDir, name.host, *cert);
+        !stored.ok()) {
+      logError("ACME: the certificate for %s is served but not cached: %s", name.host,
+               stored.message());
+    }
+    name.failures = 0;
+    name.nextAttemptUnix = acme::renewalTime(cert->notBeforeUnix, cert->notAfterUnix, jitter());
+    logInfo("ACME: certificate for %s obtained, valid until %s; renewal from %s", name.host,
+            utc(cert->notAfterUnix), utc(name.nextAttemptUnix));
+    name.cert = std::move(*cert);
+    install();
+    return;
+  }
+  if (absl::IsCancelled(cert.status())) return;
+  tls_->acmeOrdersFailed.fetch_add(1, std::memory_order_relaxed);
+  ++name.failures;
+  name.nextAttemptUnix = now + acme::retryDelaySeconds(name.failures, jitter());
+  std::optional<int64_t> ra = acme::retryAfterUnix(cert.status());
+  if (ra.has_value() && *ra > name.nextAttemptUnix) name.nextAttemptUnix = *ra;
+  if (!acme_) name.nextAttemptUnix = std::max(name.nextAttemptUnix, now + 60);
+  const std::string serving = name.cert ? absl::StrCat("; serving the current one, valid until ",
+                                                       utc(name.cert->notAfterUnix))
+                                        : std::string("; its handshakes keep failing until then");
+  logWarn("ACME: no certificate for %s (attempt %d): %s%s; next attempt at %s%s", name.host,
+          name.failures, cert.status().message(),
+          absl::IsResourceExhausted(cert.status()) ? " [rate limited by the CA]" : "",
+          utc(name.nextAttemptUnix), serving);
+}
+
+}  // namespace derpd

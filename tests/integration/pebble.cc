@@ -1,0 +1,170 @@
+#include "integration/pebble.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "client/fd_wait.h"
+#include "client/http_fetch.h"
+#include "integration/derpd_process.h"
+
+namespace derpd::testing {
+namespace {
+
+constexpr Nanos kStartTimeout = 15 * kSecond;
+
+// Starts argv with stdout and stderr appended to logPath.
+absl::StatusOr<pid_t> launch(const std::vector<std::string>& argv, const EnvVars& env,
+                             const std::string& logPath) {
+  int log = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) return absl::InternalError(absl::StrCat("open ", logPath));
+  pid_t pid = ::fork();
+  if (pid < 0) return absl::InternalError("fork");
+  if (pid == 0) {
+    ::dup2(log, 1);
+    ::dup2(log, 2);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(log);
+  return pid;
+}
+
+void stop(pid_t pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGTERM);
+  for (int i = 0; i < 50; ++i) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
+    ::usleep(100 * 1000);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+}  // namespace
+
+absl::StatusOr<uint16_t> freeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return absl::InternalError("no free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string Pebble::missingReason() {
+  for (const char* tool : {"pebble", "pebble-challtestsrv"}) {
+    if (!findOnPath(tool).has_value()) {
+      return absl::StrCat(tool, " not found (Debian package pebble)");
+    }
+  }
+  return {};
+}
+
+absl::StatusOr<std::unique_ptr<Pebble>> Pebble::start(const std::string& dir, TestPki& pki,
+                                                      PebbleOptions options) {
+  std::unique_ptr<Pebble> p(new Pebble());
+  p->dir_ = dir;
+  p->caFile_ = pki.caCrt();
+  absl::StatusOr<LeafFiles> leaf =
+      pki.issue("pebble", "pebble", "IP:127.0.0.1,DNS:localhost", KeyType::kEcdsaP256);
+  if (!leaf.ok()) return leaf.status();
+  absl::StatusOr<uint16_t> acme = freeLoopbackPort();
+  absl::StatusOr<uint16_t> mgmt = freeLoopbackPort();
+  absl::StatusOr<uint16_t> dns = freeLoopbackPort();
+  absl::StatusOr<uint16_t> dnsMgmt = freeLoopbackPort();
+  for (const auto* port : {&acme, &mgmt, &dns, &dnsMgmt}) {
+    if (!port->ok()) return port->status();
+  }
+  p->acmePort_ = *acme;
+  p->managementPort_ = *mgmt;
+  nlohmann::json cfg = {{"listenAddress", absl::StrCat("127.0.0.1:", *acme)},
+                        {"managementListenAddress", absl::StrCat("127.0.0.1:", *mgmt)},
+                        {"certificate", leaf->crt},
+                        {"privateKey", leaf->key},
+                        {"httpPort", options.httpPort},
+                        {"tlsPort", options.tlsPort},
+                        {"ocspResponderURL", ""},
+                        {"externalAccountBindingRequired", !options.eabKeys.empty()}};
+  if (!options.eabKeys.empty()) cfg["externalAccountMACKeys"] = options.eabKeys;
+  const std::string cfgPath = dir + "/pebble-config.json";
+  if (absl::Status st =
+          replaceFileAtomically(dir, "pebble-config.json", nlohmann::json{{"pebble", cfg}}.dump());
+      !st.ok()) {
+    return st;
+  }
+  const std::string log = dir + "/pebble.log";
+  // The DNS server only: its own HTTP-01 and TLS-ALPN-01 responders stay off.
+  absl::StatusOr<pid_t> dnsPid = launch(
+      {*findOnPath("pebble-challtestsrv"), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+       "-dns01", absl::StrCat("127.0.0.1:", *dns), "-management",
+       absl::StrCat("127.0.0.1:", *dnsMgmt), "-http01", "", "-https01", "", "-tlsalpn01", ""},
+      {}, log);
+  if (!dnsPid.ok()) return dnsPid.status();
+  p->dns_ = *dnsPid;
+  absl::StatusOr<pid_t> pebblePid = launch(
+      {*findOnPath("pebble"), "-config", cfgPath, "-dnsserver", absl::StrCat("127.0.0.1:", *dns)},
+      {{"PEBBLE_VA_NOSLEEP", "1"},
+       {"PEBBLE_WFE_NONCEREJECT", absl::StrCat(options.nonceRejectPercent)}},
+      log);
+  if (!pebblePid.ok()) return pebblePid.status();
+  p->pebble_ = *pebblePid;
+  const Nanos deadline = client::monotonicNow() + kStartTimeout;
+  client::TrustStore trust{p->caFile_, ""};
+  for (;;) {
+    client::HttpRequest req;
+    req.url = p->directoryUrl();
+    req.timeout = kSecond;
+    absl::StatusOr<client::HttpResponse> r = client::fetch(req, trust);
+    if (r.ok() && r->status == 200) break;
+    if (client::monotonicNow() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "pebble did not answer at ", req.url, " (",
+          r.ok() ? absl::StrCat("HTTP ", r->status) : std::string(r.status().message()),
+          "): ", p->log()));
+    }
+    ::usleep(100 * 1000);
+  }
+  return p;
+}
+
+Pebble::~Pebble() {
+  stop(pebble_);
+  stop(dns_);
+}
+
+std::string Pebble::directoryUrl() const {
+  return absl::StrCat("https://127.0.0.1:", acmePort_, "/dir");
+}
+
+absl::StatusOr<std::string> Pebble::issuingRootPem() const {
+  client::HttpRequest req;
+  req.url = absl::StrCat("https://127.0.0.1:", managementPort_, "/roots/0");
+  absl::StatusOr<client::HttpResponse> r = client::fetch(req, {caFile_, ""});
+  if (!r.ok()) return r.status();
+  if (r->status != 200) return absl::UnavailableError(absl::StrCat("roots/0: HTTP ", r->status));
+  return r->body;
+}
+
+std::string Pebble::log() const {
+  absl::StatusOr<std::string> text = readFile(dir_ + "/pebble.log");
+  return text.ok() ? *text : std::string("(no log)");
+}
+
+}  // namespace derpd::testing
