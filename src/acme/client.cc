@@ -1,6 +1,10 @@
 #include "acme/client.h"
 
 #include <openssl/ec_key.h>
+#include <openssl/obj.h>
+#include <openssl/sha.h>
+#include <openssl/rand.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/mem.h>
 #include <openssl/nid.h>
@@ -297,6 +301,87 @@ absl::StatusOr<std::string> Client::downloadCertificate(const std::string& url) 
   return std::move(r->body);
 }
 
+namespace {
+
+// The subjectAltName extension naming dnsNames.
+bssl::UniquePtr<X509_EXTENSION> dnsSubjectAltNames(const std::vector<std::string>& dnsNames) {
+  bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
+  if (!names) return nullptr;
+  for (const std::string& n : dnsNames) {
+    bssl::UniquePtr<GENERAL_NAME> g(GENERAL_NAME_new());
+    bssl::UniquePtr<ASN1_IA5STRING> s(ASN1_IA5STRING_new());
+    if (!g || !s || !ASN1_STRING_set(s.get(), n.data(), static_cast<int>(n.size()))) {
+      return nullptr;
+    }
+    GENERAL_NAME_set0_value(g.get(), GEN_DNS, s.release());
+    if (!bssl::PushToStack(names.get(), std::move(g))) return nullptr;
+  }
+  return bssl::UniquePtr<X509_EXTENSION>(X509V3_EXT_i2d(NID_subject_alt_name, 0, names.get()));
+}
+
+bssl::UniquePtr<EVP_PKEY> newP256Key() {
+  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
+  if (!ec || !EC_KEY_generate_key(ec.get()) || !key ||
+      !EVP_PKEY_assign_EC_KEY(key.get(), ec.release())) {
+    return nullptr;
+  }
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<tls::CertifiedKey> tlsAlpnCertificate(const std::string& dnsName,
+                                                     absl::string_view keyAuthorization) {
+  auto fail = [](absl::string_view what) {
+    return absl::InternalError(
+        absl::StrCat("making the TLS-ALPN-01 certificate: ", what, ": ", tls::drainSslErrors()));
+  };
+  bssl::UniquePtr<EVP_PKEY> key = newP256Key();
+  if (!key) return fail("key");
+  bssl::UniquePtr<X509> x(X509_new());
+  uint8_t digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const uint8_t*>(keyAuthorization.data()), keyAuthorization.size(),
+         digest);
+  // extnValue: the DER of an OCTET STRING holding the digest.
+  uint8_t value[2 + SHA256_DIGEST_LENGTH] = {0x04, SHA256_DIGEST_LENGTH};
+  std::copy(digest, digest + SHA256_DIGEST_LENGTH, value + 2);
+  bssl::UniquePtr<ASN1_OCTET_STRING> octets(ASN1_OCTET_STRING_new());
+  bssl::UniquePtr<ASN1_OBJECT> oid(OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1));
+  if (!x || !octets || !oid || !ASN1_OCTET_STRING_set(octets.get(), value, sizeof(value))) {
+    return fail("acmeIdentifier");
+  }
+  bssl::UniquePtr<X509_EXTENSION> acmeId(
+      X509_EXTENSION_create_by_OBJ(nullptr, oid.get(), 1, octets.get()));
+  bssl::UniquePtr<X509_EXTENSION> san = dnsSubjectAltNames({dnsName});
+  uint8_t serial[8];
+  RAND_bytes(serial, sizeof(serial));
+  serial[0] &= 0x7f;
+  bssl::UniquePtr<BIGNUM> serialBn(BN_bin2bn(serial, sizeof(serial), nullptr));
+  X509_NAME* subject = X509_get_subject_name(x.get());
+  if (!acmeId || !san || !serialBn || !X509_set_version(x.get(), X509_VERSION_3) ||
+      !BN_to_ASN1_INTEGER(serialBn.get(), X509_get_serialNumber(x.get())) ||
+      !X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600) ||
+      !X509_gmtime_adj(X509_getm_notAfter(x.get()), 7 * 86400) ||
+      !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                                  reinterpret_cast<const uint8_t*>("derpd ACME challenge"), -1, -1,
+                                  0) ||
+      !X509_set_issuer_name(x.get(), subject) || !X509_add_ext(x.get(), san.get(), -1) ||
+      !X509_add_ext(x.get(), acmeId.get(), -1) || !X509_set_pubkey(x.get(), key.get()) ||
+      !X509_sign(x.get(), key.get(), EVP_sha256())) {
+    return fail("signing");
+  }
+  uint8_t* der = nullptr;
+  const int len = i2d_X509(x.get(), &der);
+  if (len <= 0) return fail("encoding");
+  tls::CertifiedKey out;
+  out.chain.emplace_back(CRYPTO_BUFFER_new(der, static_cast<size_t>(len), nullptr));
+  OPENSSL_free(der);
+  out.key = std::move(key);
+  out.names = {dnsName};
+  return out;
+}
+
 absl::StatusOr<std::vector<uint8_t>> makeCsr(EVP_PKEY* key,
                                              const std::vector<std::string>& dnsNames) {
   auto fail = [](absl::string_view what) {
@@ -313,18 +398,8 @@ absl::StatusOr<std::vector<uint8_t>> makeCsr(EVP_PKEY* key,
                                   0)) {
     return fail("subject");
   }
-  bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
-  for (const std::string& n : dnsNames) {
-    bssl::UniquePtr<GENERAL_NAME> g(GENERAL_NAME_new());
-    bssl::UniquePtr<ASN1_IA5STRING> s(ASN1_IA5STRING_new());
-    if (!g || !s || !ASN1_STRING_set(s.get(), n.data(), static_cast<int>(n.size()))) {
-      return fail("subjectAltName");
-    }
-    GENERAL_NAME_set0_value(g.get(), GEN_DNS, s.release());
-    if (!bssl::PushToStack(names.get(), std::move(g))) return fail("subjectAltName");
-  }
   bssl::UniquePtr<STACK_OF(X509_EXTENSION)> exts(sk_X509_EXTENSION_new_null());
-  bssl::UniquePtr<X509_EXTENSION> san(X509V3_EXT_i2d(NID_subject_alt_name, 0, names.get()));
+  bssl::UniquePtr<X509_EXTENSION> san = dnsSubjectAltNames(dnsNames);
   if (!exts || !san || !bssl::PushToStack(exts.get(), std::move(san)) ||
       !X509_REQ_add_extensions(req.get(), exts.get()) || !X509_REQ_set_pubkey(req.get(), key) ||
       !X509_REQ_sign(req.get(), key, EVP_sha256())) {
@@ -340,6 +415,7 @@ absl::StatusOr<std::vector<uint8_t>> makeCsr(EVP_PKEY* key,
 
 absl::StatusOr<tls::CertifiedKey> obtainCertificate(Client& client,
                                                     const std::vector<std::string>& dnsNames,
+                                                    const std::vector<std::string>& challengeTypes,
                                                     const ChallengeHooks& hooks, const Waiter& wait,
                                                     Nanos timeout) {
   const Nanos deadline = client::monotonicNow() + timeout;
@@ -361,9 +437,9 @@ absl::StatusOr<tls::CertifiedKey> obtainCertificate(Client& client,
 
   absl::StatusOr<Order> order = client.newOrder(dnsNames);
   if (!order.ok()) return order.status();
-  std::vector<std::string> published;
+  std::vector<OpenChallenge> published;
   absl::Cleanup withdraw = [&] {
-    for (const std::string& token : published) hooks.withdraw(token);
+    for (const OpenChallenge& c : published) hooks.withdraw(c);
   };
   std::vector<std::string> pending;
   for (const std::string& url : order->authorizations) {
@@ -374,16 +450,21 @@ absl::StatusOr<tls::CertifiedKey> obtainCertificate(Client& client,
       return absl::FailedPreconditionError(
           absl::StrCat("ACME: the authorization for ", authz->identifier, " is ", authz->status));
     }
-    auto ch = std::find_if(authz->challenges.begin(), authz->challenges.end(),
-                           [](const Challenge& c) { return c.type == "http-01"; });
+    auto ch = authz->challenges.end();
+    for (const std::string& type : challengeTypes) {
+      ch = std::find_if(authz->challenges.begin(), authz->challenges.end(),
+                        [&](const Challenge& c) { return c.type == type; });
+      if (ch != authz->challenges.end()) break;
+    }
     if (ch == authz->challenges.end()) {
       return absl::FailedPreconditionError(
-          absl::StrCat("ACME: the CA offers no http-01 challenge for ", authz->identifier));
+          absl::StrCat("ACME: the CA offers none of the challenges ",
+                       absl::StrJoin(challengeTypes, ", "), " for ", authz->identifier));
     }
     absl::StatusOr<std::string> keyAuth = keyAuthorization(ch->token, client.accountKey());
     if (!keyAuth.ok()) return keyAuth.status();
-    hooks.publish(ch->token, *keyAuth);
-    published.push_back(ch->token);
+    published.push_back({ch->type, authz->identifier, ch->token, *keyAuth});
+    hooks.publish(published.back());
     if (absl::Status st = client.acceptChallenge(ch->url); !st.ok()) return st;
     pending.push_back(url);
   }
@@ -406,12 +487,8 @@ absl::StatusOr<tls::CertifiedKey> obtainCertificate(Client& client,
   std::move(withdraw).Invoke();
   published.clear();
 
-  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
-  if (!ec || !EC_KEY_generate_key(ec.get()) || !key ||
-      !EVP_PKEY_assign_EC_KEY(key.get(), ec.release())) {
-    return absl::InternalError("generating the certificate's key failed");
-  }
+  bssl::UniquePtr<EVP_PKEY> key = newP256Key();
+  if (!key) return absl::InternalError("generating the certificate's key failed");
   absl::StatusOr<std::vector<uint8_t>> csr = makeCsr(key.get(), dnsNames);
   if (!csr.ok()) return csr.status();
   for (;;) {

@@ -131,24 +131,40 @@ class Client {
 absl::StatusOr<std::vector<uint8_t>> makeCsr(EVP_PKEY* key,
                                              const std::vector<std::string>& dnsNames);
 
-// What the listeners must answer while a challenge is open. http-01:
-// /.well-known/acme-challenge/<token> gives keyAuthorization.
-struct ChallengeHooks {
-  std::function<void(const std::string& token, const std::string& keyAuthorization)> publish;
-  std::function<void(const std::string& token)> withdraw;
+// What the listeners must answer while a challenge is open: for http-01,
+// /.well-known/acme-challenge/<token> gives the key authorization; for
+// tls-alpn-01, a handshake for the identifier offering ALPN acme-tls/1 gets
+// tlsAlpnCertificate(identifier, key authorization).
+struct OpenChallenge {
+  std::string type;
+  std::string identifier;  // the DNS name
+  std::string token;
+  std::string keyAuthorization;
 };
+struct ChallengeHooks {
+  std::function<void(const OpenChallenge&)> publish;
+  std::function<void(const OpenChallenge&)> withdraw;
+};
+
+// RFC 8737: the self-signed certificate a TLS-ALPN-01 validation must get
+// for dnsName: that name as its only subjectAltName and the critical
+// acmeIdentifier extension (1.3.6.1.5.5.7.1.31) holding the SHA-256 of the
+// key authorization. A fresh P-256 key; valid from an hour ago for a week.
+absl::StatusOr<tls::CertifiedKey> tlsAlpnCertificate(const std::string& dnsName,
+                                                     absl::string_view keyAuthorization);
 
 // Sleeps up to `delay`; false when the caller is stopping (the issuance
 // gives up with Cancelled).
 using Waiter = std::function<bool(Nanos delay)>;
 
 // The whole issuance of one certificate for dnsNames: the order, each
-// pending authorization's http-01 challenge answered through hooks (and
-// withdrawn after), a new ECDSA P-256 key and its CSR, finalization, the
-// download. Polls as Retry-After says (1 s when silent, at most 10 s), until
-// `timeout` has passed.
+// pending authorization's challenge of the first type in challengeTypes
+// the CA offers, answered through hooks (and withdrawn after), a new ECDSA
+// P-256 key and its CSR, finalization, the download. Polls as Retry-After
+// says (1 s when silent, at most 10 s), until `timeout` has passed.
 absl::StatusOr<tls::CertifiedKey> obtainCertificate(Client& client,
                                                     const std::vector<std::string>& dnsNames,
+                                                    const std::vector<std::string>& challengeTypes,
                                                     const ChallengeHooks& hooks, const Waiter& wait,
                                                     Nanos timeout);
 

@@ -62,6 +62,7 @@ absl::StatusOr<std::unique_ptr<AcmeManager>> AcmeManager::create(
   m->ownedTls_ = std::move(*server);
   m->tls_ = m->ownedTls_.get();
   m->install();
+  m->publishStatus();
   return m;
 }
 
@@ -93,6 +94,51 @@ bool AcmeManager::sleepFor(int64_t delayNanos) {
   return !stop_;
 }
 
+void AcmeManager::retryNow() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    retry_ = true;
+  }
+  cv_.notify_all();
+}
+
+void AcmeManager::openChallenge(const acme::OpenChallenge& c, bool open) {
+  if (c.type == "tls-alpn-01") {
+    if (open) {
+      absl::StatusOr<tls::CertifiedKey> cert =
+          acme::tlsAlpnCertificate(c.identifier, c.keyAuthorization);
+      if (!cert.ok()) {
+        logError("ACME: %s", cert.status().message());
+        return;
+      }
+      alpnChallenges_.insert_or_assign(c.identifier, std::move(*cert));
+    } else {
+      alpnChallenges_.erase(c.identifier);
+    }
+    auto copy = std::make_shared<tls::ServerTls::AlpnChallenges>();
+    for (const auto& [name, cert] : alpnChallenges_) copy->emplace(name, cert.share());
+    tls_->setAlpnChallenges(std::move(copy));
+    return;
+  }
+  std::shared_ptr<const http::AcmeChallengeSnapshot> cur = challenges_.load();
+  auto next =
+      std::make_shared<http::AcmeChallengeSnapshot>(cur ? *cur : http::AcmeChallengeSnapshot{});
+  if (open) {
+    next->http01[c.token] = c.keyAuthorization;
+  } else {
+    next->http01.erase(c.token);
+  }
+  challenges_.publish(std::move(next));
+}
+
+void AcmeManager::publishStatus() {
+  std::vector<tls::ServerTls::AcmeNameStatus> status;
+  for (const Name& n : names_) {
+    status.push_back({n.host, n.failures, n.lastFailureUnix, n.nextAttemptUnix});
+  }
+  tls_->setAcmeStatus(std::move(status));
+}
+
 void AcmeManager::install() {
   auto set = std::make_shared<tls::CertSet>();
   for (const Name& n : names_) {
@@ -112,6 +158,16 @@ void AcmeManager::install() {
 void AcmeManager::run() {
   for (;;) {
     const int64_t now = nowUnix();
+    bool retry = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::swap(retry, retry_);
+    }
+    if (retry) {
+      for (Name& n : names_) {
+        if (!n.cert.has_value() || n.failures > 0) n.nextAttemptUnix = now;
+      }
+    }
     int64_t next = now + 3600;
     for (Name& n : names_) {
       if (n.nextAttemptUnix <= now) {
@@ -123,7 +179,11 @@ void AcmeManager::run() {
       }
       next = std::min(next, n.nextAttemptUnix);
     }
-    if (!sleepFor((next - nowUnix()) * kSecond)) return;
+    publishStatus();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(std::max<int64_t>(next - nowUnix(), 0)),
+                 [this] { return stop_ || retry_; });
+    if (stop_) return;
   }
 }
 
@@ -149,23 +209,18 @@ void AcmeManager::attempt(Name& name) {
       st.ok() ? absl::StatusOr<tls::CertifiedKey>(absl::UnknownError("not tried")) : st;
   if (st.ok()) {
     logInfo("ACME: %s a certificate for %s", name.cert ? "renewing" : "obtaining", name.host);
-    acme::ChallengeHooks hooks{
-        [this](const std::string& token, const std::string& keyAuth) {
-          std::shared_ptr<const http::AcmeChallengeSnapshot> cur = challenges_.load();
-          auto next = std::make_shared<http::AcmeChallengeSnapshot>(
-              cur ? *cur : http::AcmeChallengeSnapshot{});
-          next->http01[token] = keyAuth;
-          challenges_.publish(std::move(next));
-        },
-        [this](const std::string& token) {
-          std::shared_ptr<const http::AcmeChallengeSnapshot> cur = challenges_.load();
-          auto next = std::make_shared<http::AcmeChallengeSnapshot>(
-              cur ? *cur : http::AcmeChallengeSnapshot{});
-          next->http01.erase(token);
-          challenges_.publish(std::move(next));
-        }};
+    acme::ChallengeHooks hooks{[this](const acme::OpenChallenge& c) { openChallenge(c, true); },
+                               [this](const acme::OpenChallenge& c) { openChallenge(c, false); }};
+    // HTTP-01 first when port 80 is ours, TLS-ALPN-01 after it fails, and so
+    // on alternating, as a validation that cannot reach one port may reach
+    // the other.
+    std::vector<std::string> types = {"tls-alpn-01"};
+    if (options_.http01) {
+      types = name.failures % 2 == 0 ? std::vector<std::string>{"http-01", "tls-alpn-01"}
+                                     : std::vector<std::string>{"tls-alpn-01", "http-01"};
+    }
     cert = acme::obtainCertificate(
-        *acme_, {name.host}, hooks, [this](Nanos d) { return sleepFor(d); }, kIssueTimeout);
+        *acme_, {name.host}, types, hooks, [this](Nanos d) { return sleepFor(d); }, kIssueTimeout);
   }
   const int64_t now = nowUnix();
   if (cert.ok()) {
@@ -177,19 +232,23 @@ void AcmeManager::attempt(Name& name) {
     }
     name.failures = 0;
     name.nextAttemptUnix = acme::renewalTime(cert->notBeforeUnix, cert->notAfterUnix, jitter());
-    logInfo("ACME: certificate for %s obtained, valid until %s; renewal from %s", name.host,
-            utc(cert->notAfterUnix), utc(name.nextAttemptUnix));
+    const int64_t notAfter = cert->notAfterUnix;
     name.cert = std::move(*cert);
     install();
+    publishStatus();
+    logInfo("ACME: certificate for %s obtained, valid until %s; renewal from %s", name.host,
+            utc(notAfter), utc(name.nextAttemptUnix));
     return;
   }
   if (absl::IsCancelled(cert.status())) return;
   tls_->acmeOrdersFailed.fetch_add(1, std::memory_order_relaxed);
   ++name.failures;
+  name.lastFailureUnix = now;
   name.nextAttemptUnix = now + acme::retryDelaySeconds(name.failures, jitter());
   std::optional<int64_t> ra = acme::retryAfterUnix(cert.status());
   if (ra.has_value() && *ra > name.nextAttemptUnix) name.nextAttemptUnix = *ra;
   if (!acme_) name.nextAttemptUnix = std::max(name.nextAttemptUnix, now + 60);
+  publishStatus();  // before the log line, which tests and operators wait for
   const std::string serving = name.cert ? absl::StrCat("; serving the current one, valid until ",
                                                        utc(name.cert->notAfterUnix))
                                         : std::string("; its handshakes keep failing until then");

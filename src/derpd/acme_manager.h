@@ -38,6 +38,9 @@ class AcmeManager {
     std::string eabKey;
     std::string serverPublicHex;  // for the meta-certificate in every chain
     bool requireSni = false;
+    // -http-port is on: HTTP-01 is tried first (then TLS-ALPN-01 after a
+    // failure, alternating); off: TLS-ALPN-01 only.
+    bool http01 = true;
   };
 
   // Reads the cache and makes the ServerTls from it: each name with a valid
@@ -53,6 +56,9 @@ class AcmeManager {
 
   // Starts obtaining and renewing on the manager's thread.
   void start();
+  // SIGHUP: names without a certificate, or whose last attempt failed, are
+  // tried again now instead of at their backoff's end.
+  void retryNow();
 
  private:
   struct Name {
@@ -60,12 +66,15 @@ class AcmeManager {
     std::optional<tls::CertifiedKey> cert;
     int64_t nextAttemptUnix = 0;
     int failures = 0;
+    int64_t lastFailureUnix = 0;
   };
 
   explicit AcmeManager(Options options) : options_(std::move(options)) {}
   void run();
   void attempt(Name& name);
   void install();
+  void publishStatus();
+  void openChallenge(const acme::OpenChallenge& c, bool open);
   // Sleeps up to `delay`; false once stopping.
   bool sleepFor(int64_t delayNanos);
   double jitter();
@@ -74,13 +83,15 @@ class AcmeManager {
   std::unique_ptr<tls::ServerTls> ownedTls_;  // until takeTls()
   tls::ServerTls* tls_ = nullptr;
   http::AcmeChallengeStore challenges_;
+  tls::ServerTls::AlpnChallenges alpnChallenges_;  // the manager's thread only
   bssl::UniquePtr<CRYPTO_BUFFER> metaCert_;
   std::vector<Name> names_;             // the manager's thread only (after start)
   std::unique_ptr<acme::Client> acme_;  // the account, once registered
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ = false;   // guarded by mu_
+  bool retry_ = false;  // guarded by mu_
   std::thread thread_;
 };
 

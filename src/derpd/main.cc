@@ -32,8 +32,15 @@ constexpr int kExitUsage = 2;
 
 // Reloads the manual certificates (SIGHUP, or a change in -certdir): a good
 // new pair is used by new handshakes; a bad one is refused and the old kept.
+// With ACME, SIGHUP retries at once the names that have no certificate or
+// whose last attempt failed.
 void reloadCertificates(derpd::TlsSetup& t, const char* why) {
   using namespace derpd;
+  if (t.acme) {
+    logInfo("%s: ACME: trying again now for names without a certificate or after a failure", why);
+    t.acme->retryNow();
+    return;
+  }
   if (!t.manual) {
     logInfo("%s: no certificate files to reload", why);
     return;

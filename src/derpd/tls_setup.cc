@@ -69,6 +69,7 @@ absl::StatusOr<TlsSetup> acmeTls(const Config& cfg, const tls::ManualCerts::Opti
   o.eabKey = cfg.acmeEabKey;
   o.serverPublicHex = opts.serverPublicHex;
   o.requireSni = cfg.requireSni;
+  o.http01 = cfg.httpPort >= 0;
   TlsSetup out;
   auto manager = AcmeManager::create(std::move(o), &out.notices);
   if (!manager.ok()) return manager.status();

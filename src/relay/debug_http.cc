@@ -55,6 +55,29 @@ void appendTlsMetrics(std::string& out, const tls::ServerTls& t) {
                   t.acmeOrdersOk.load(std::memory_order_relaxed), "\n",
                   "derpd_acme_orders_total{result=\"error\"} ",
                   t.acmeOrdersFailed.load(std::memory_order_relaxed), "\n");
+  // Per name the ACME manager keeps (bounded by -hostname): nothing without ACME.
+  const std::vector<tls::ServerTls::AcmeNameStatus> acme = t.acmeStatus();
+  if (acme.empty()) return;
+  const struct {
+    const char* name;
+    const char* help;
+    int64_t (*value)(const tls::ServerTls::AcmeNameStatus&);
+  } gauges[] = {
+      {"derpd_acme_consecutive_failures", "failed ACME attempts in a row, by name",
+       [](const tls::ServerTls::AcmeNameStatus& a) -> int64_t { return a.consecutiveFailures; }},
+      {"derpd_acme_last_failure_timestamp_seconds",
+       "when the last ACME attempt for a name failed (0: never)",
+       [](const tls::ServerTls::AcmeNameStatus& a) { return a.lastFailureUnix; }},
+      {"derpd_acme_next_attempt_timestamp_seconds",
+       "when a name's certificate is next sought (renewal or retry)",
+       [](const tls::ServerTls::AcmeNameStatus& a) { return a.nextAttemptUnix; }},
+  };
+  for (const auto& g : gauges) {
+    absl::StrAppend(&out, "# HELP ", g.name, " ", g.help, "\n# TYPE ", g.name, " gauge\n");
+    for (const tls::ServerTls::AcmeNameStatus& a : acme) {
+      absl::StrAppend(&out, g.name, "{name=\"", promLabelValue(a.name), "\"} ", g.value(a), "\n");
+    }
+  }
 }
 
 std::string debugIndex() {

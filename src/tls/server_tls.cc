@@ -1,5 +1,7 @@
 #include "tls/server_tls.h"
 
+#include "absl/strings/ascii.h"
+
 #include <openssl/err.h>
 #include <openssl/pool.h>
 #include <openssl/rand.h>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -55,26 +58,80 @@ int64_t earliestNotAfter(const CertSet& set) {
   return set.certs.empty() ? 0 : earliest;
 }
 
-// Only HTTP/1.1 is spoken (DERP upgrades from it). A client offering just h2
-// gets no ALPN rather than a protocol we would then not speak.
-int selectAlpn(SSL*, const uint8_t** out, uint8_t* outLen, const uint8_t* in, unsigned inLen,
-               void*) {
-  unsigned i = 0;
+constexpr std::string_view kAcmeTls1 = "acme-tls/1";
+
+// Where `proto` is in an ALPN list (length-prefixed names), or nullptr.
+const uint8_t* findProtocol(const uint8_t* in, size_t inLen, std::string_view proto) {
+  size_t i = 0;
   while (i < inLen) {
-    const unsigned len = in[i];
+    const size_t len = in[i];
     if (len > inLen - i - 1) break;  // BoringSSL validates the list; be safe anyway
-    const std::string_view proto(reinterpret_cast<const char*>(in + i + 1), len);
-    if (proto == kHttp11) {
-      *out = in + i + 1;
-      *outLen = static_cast<uint8_t>(len);
-      return SSL_TLSEXT_ERR_OK;
+    if (std::string_view(reinterpret_cast<const char*>(in + i + 1), len) == proto) {
+      return in + i + 1;
     }
     i += 1 + len;
   }
-  return SSL_TLSEXT_ERR_NOACK;
+  return nullptr;
+}
+
+// Marks a connection whose handshake answers a TLS-ALPN-01 challenge.
+int acmeExIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
 }
 
 }  // namespace
+
+// Only HTTP/1.1 is spoken (DERP upgrades from it), and acme-tls/1 to an ACME
+// validation. A client offering just h2 gets no ALPN rather than a protocol
+// we would then not speak.
+int ServerTls::selectAlpn(SSL* ssl, const uint8_t** out, uint8_t* outLen, const uint8_t* in,
+                          unsigned inLen, void*) {
+  const bool acme = SSL_get_ex_data(ssl, acmeExIndex()) != nullptr;
+  const std::string_view want = acme ? kAcmeTls1 : kHttp11;
+  const uint8_t* found = findProtocol(in, inLen, want);
+  if (found == nullptr) return SSL_TLSEXT_ERR_NOACK;
+  *out = found;
+  *outLen = static_cast<uint8_t>(want.size());
+  return SSL_TLSEXT_ERR_OK;
+}
+
+// Before the rest of the ClientHello is processed: a validation of an open
+// TLS-ALPN-01 challenge (SNI a name with one, ALPN offering acme-tls/1) gets
+// the challenge certificate; everything else goes on to selectCertificate.
+ssl_select_cert_result_t ServerTls::selectEarly(const SSL_CLIENT_HELLO* hello) {
+  SSL* ssl = hello->ssl;
+  const auto* self = static_cast<const ServerTls*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  const uint8_t* alpn = nullptr;
+  size_t alpnLen = 0;
+  if (self == nullptr ||
+      !SSL_early_callback_ctx_extension_get(
+          hello, TLSEXT_TYPE_application_layer_protocol_negotiation, &alpn, &alpnLen) ||
+      alpnLen < 2 || findProtocol(alpn + 2, alpnLen - 2, kAcmeTls1) == nullptr) {
+    return ssl_select_cert_success;
+  }
+  const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  std::shared_ptr<const AlpnChallenges> challenges;
+  {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    challenges = self->alpnChallenges_;
+  }
+  if (sni == nullptr || !challenges) return ssl_select_cert_success;
+  auto it = challenges->find(absl::AsciiStrToLower(sni));
+  if (it == challenges->end()) return ssl_select_cert_success;
+  std::vector<CRYPTO_BUFFER*> chain;
+  for (const auto& der : it->second.chain) chain.push_back(der.get());
+  if (SSL_set_chain_and_key(ssl, chain.data(), chain.size(), it->second.key.get(), nullptr) != 1) {
+    return ssl_select_cert_error;
+  }
+  SSL_set_ex_data(ssl, acmeExIndex(), const_cast<ServerTls*>(self));
+  return ssl_select_cert_success;
+}
+
+void ServerTls::setAlpnChallenges(std::shared_ptr<const AlpnChallenges> challenges) {
+  std::lock_guard<std::mutex> lock(mu_);
+  alpnChallenges_ = std::move(challenges);
+}
 
 const CertifiedKey* CertSet::match(std::string_view serverName) const {
   if (serverName.empty()) return nullptr;
@@ -116,7 +173,9 @@ absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::create(std::shared_ptr<con
   SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_current_time_cb(ctx, randomTime);
-  SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
+  SSL_CTX_set_alpn_select_cb(ctx, &ServerTls::selectAlpn, nullptr);
+  SSL_CTX_set_app_data(ctx, tls.get());
+  SSL_CTX_set_select_certificate_cb(ctx, &ServerTls::selectEarly);
   // The certificate is chosen per handshake (after SNI is parsed), so a
   // reload never has to touch the shared SSL_CTX.
   SSL_CTX_set_cert_cb(ctx, &ServerTls::selectCertificate, tls.get());
@@ -143,6 +202,16 @@ void ServerTls::replaceCerts(std::shared_ptr<const CertSet> certs) {
   notAfter_.store(notAfter, std::memory_order_relaxed);
 }
 
+void ServerTls::setAcmeStatus(std::vector<AcmeNameStatus> status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  acmeStatus_ = std::move(status);
+}
+
+std::vector<ServerTls::AcmeNameStatus> ServerTls::acmeStatus() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return acmeStatus_;
+}
+
 std::shared_ptr<const CertSet> ServerTls::certs() const {
   std::lock_guard<std::mutex> lock(mu_);
   return certs_;
@@ -152,6 +221,8 @@ int ServerTls::selectCertificate(SSL* ssl, void* arg) {
   const auto* self = static_cast<const ServerTls*>(arg);
   // The copy keeps this set alive for the rest of the callback even if a
   // reload swaps it meanwhile; SSL_set_chain_and_key takes its own references.
+  // A TLS-ALPN-01 validation has its certificate already (selectEarly).
+  if (SSL_get_ex_data(ssl, acmeExIndex()) != nullptr) return 1;
   const std::shared_ptr<const CertSet> set = self->certs();
   if (!set) return 0;
   const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);

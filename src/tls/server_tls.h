@@ -10,6 +10,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -66,6 +68,22 @@ class ServerTls {
   // Certificate reloads, counted by whoever reloads (for metrics).
   std::atomic<uint64_t> reloadsOk{0};
   std::atomic<uint64_t> reloadsFailed{0};
+  // TLS-ALPN-01 (RFC 8737): while the ACME manager has one open for a name,
+  // a handshake for that name offering ALPN "acme-tls/1" gets this
+  // certificate (alone, no meta-cert) and that protocol. Any thread.
+  using AlpnChallenges = std::map<std::string, CertifiedKey, std::less<>>;
+  void setAlpnChallenges(std::shared_ptr<const AlpnChallenges> challenges);
+
+  // What the ACME manager reports about each name it keeps, for /metrics.
+  struct AcmeNameStatus {
+    std::string name;
+    int consecutiveFailures = 0;
+    int64_t lastFailureUnix = 0;  // 0: never failed
+    int64_t nextAttemptUnix = 0;
+  };
+  void setAcmeStatus(std::vector<AcmeNameStatus> status);
+  std::vector<AcmeNameStatus> acmeStatus() const;
+
   // ACME issuances (orders to download), counted by the ACME manager.
   std::atomic<uint64_t> acmeOrdersOk{0};
   std::atomic<uint64_t> acmeOrdersFailed{0};
@@ -75,10 +93,15 @@ class ServerTls {
  private:
   ServerTls() = default;
   static int selectCertificate(SSL* ssl, void* arg);
+  static ssl_select_cert_result_t selectEarly(const SSL_CLIENT_HELLO* hello);
+  static int selectAlpn(SSL* ssl, const uint8_t** out, uint8_t* outLen, const uint8_t* in,
+                        unsigned inLen, void* arg);
 
   bssl::UniquePtr<SSL_CTX> ctx_;
   mutable std::mutex mu_;
   std::shared_ptr<const CertSet> certs_;  // guarded by mu_
+  std::vector<AcmeNameStatus> acmeStatus_;                // guarded by mu_
+  std::shared_ptr<const AlpnChallenges> alpnChallenges_;  // guarded by mu_
   std::atomic<int64_t> notAfter_{0};
   bool requireSni_ = false;
 };

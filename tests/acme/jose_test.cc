@@ -8,8 +8,11 @@
 
 #include "acme/client.h"
 #include "acme/renewal.h"
+#include "tls/certificate.h"
 
 #include <gtest/gtest.h>
+
+#include <cctype>
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
@@ -251,6 +254,37 @@ TEST(AcmeClient, CsrNamesEveryHostAndIsSignedByTheKey) {
       sh("openssl req -inform DER -in " + s.file("csr.der") + " -noout -pubkey");
   EXPECT_EQ(csrPub, readFile(s.file("pub.pem")));
   EXPECT_FALSE(makeCsr(key.get(), {}).ok());
+}
+
+TEST(AcmeClient, TlsAlpnCertificateCarriesTheCriticalAcmeIdentifier) {
+  Scratch s;
+  const std::string keyAuth = "token.thumbprint";
+  absl::StatusOr<tls::CertifiedKey> cert = tlsAlpnCertificate("derp.example.com", keyAuth);
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  std::span<const uint8_t> der = cert->leafDer();
+  writeFile(s.file("alpn.der"), std::string(der.begin(), der.end()));
+  writeFile(s.file("keyauth"), keyAuth);
+  const std::string text =
+      sh("openssl x509 -inform DER -in " + s.file("alpn.der") + " -noout -text -certopt ext_dump");
+  EXPECT_NE(text.find("DNS:derp.example.com"), std::string::npos) << text;
+  EXPECT_NE(text.find("1.3.6.1.5.5.7.1.31: critical"), std::string::npos) << text;
+  // The extension's value is the DER OCTET STRING (04 20) of SHA-256(keyAuth).
+  std::string digest = sh("openssl dgst -sha256 -r " + s.file("keyauth"));
+  digest = digest.substr(0, 64);
+  // The dump's lines: "0000 - 04 20 eb 5a ...-9c 76 ...   . .Z.g..."; the
+  // bytes are between " - " and the three spaces before the characters.
+  std::string dumped;
+  std::istringstream lines(text.substr(text.find("1.3.6.1.5.5.7.1.31: critical")));
+  std::string line;
+  std::getline(lines, line);
+  while (std::getline(lines, line)) {
+    const size_t dash = line.find(" - ");
+    if (dash == std::string::npos) break;
+    for (char c : line.substr(dash + 3, line.find("   ", dash + 3) - dash - 3)) {
+      if (std::isxdigit(static_cast<unsigned char>(c))) dumped += c;
+    }
+  }
+  EXPECT_NE(dumped.find("0420" + digest), std::string::npos) << text << "\n" << digest;
 }
 
 TEST(AcmeClient, RetryAfterIsSecondsOrAnHttpDate) {

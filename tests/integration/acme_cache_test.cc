@@ -138,6 +138,15 @@ TEST_F(AcmeCacheTest, ANameWithoutACertificateFailsFastUntilItHasOne) {
   ASSERT_OK_AND_ASSIGN(double failed,
                        metricTls(port_, "derpd_acme_orders_total", {{"result", "error"}}));
   EXPECT_GE(failed, 1.0);
+  ASSERT_OK_AND_ASSIGN(
+      double inARow, metricTls(port_, "derpd_acme_consecutive_failures", {{"name", "other.test"}}));
+  EXPECT_GE(inARow, 1.0);
+  ASSERT_OK_AND_ASSIGN(double next, metricTls(port_, "derpd_acme_next_attempt_timestamp_seconds",
+                                              {{"name", "other.test"}}));
+  EXPECT_GT(next, static_cast<double>(std::time(nullptr)) + 30);  // backoff, not a busy loop
+  ASSERT_OK_AND_ASSIGN(
+      double renewal, metricTls(port_, "derpd_acme_consecutive_failures", {{"name", "derp.test"}}));
+  EXPECT_EQ(renewal, 0.0);
 }
 
 TEST_F(AcmeCacheTest, AnEntryForAnotherNameIsNotServedAndTheLogNamesTheFile) {

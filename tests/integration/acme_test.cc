@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -76,14 +77,14 @@ class ChallengeResponder {
   }
   uint16_t port() const { return port_; }
   acme::ChallengeHooks hooks() {
-    return {[this](const std::string& token, const std::string& keyAuth) {
+    return {[this](const acme::OpenChallenge& c) {
               std::lock_guard<std::mutex> lock(mu_);
-              answers_[token] = keyAuth;
+              answers_[c.token] = c.keyAuthorization;
               ++published_;
             },
-            [this](const std::string& token) {
+            [this](const acme::OpenChallenge& c) {
               std::lock_guard<std::mutex> lock(mu_);
-              answers_.erase(token);
+              answers_.erase(c.token);
             }};
   }
   int published() {
@@ -156,9 +157,11 @@ class AcmeClientTest : public ::testing::Test {
   // HTTP-01 validations go to httpPort (0: the test's responder).
   void startPebble(PebbleOptions opts, uint16_t httpPort = 0) {
     opts.httpPort = httpPort != 0 ? httpPort : responder_.port();
-    absl::StatusOr<uint16_t> tlsPort = freeLoopbackPort();
-    ASSERT_TRUE(tlsPort.ok());
-    opts.tlsPort = *tlsPort;
+    if (opts.tlsPort == 0) {
+      absl::StatusOr<uint16_t> tlsPort = freeLoopbackPort();
+      ASSERT_TRUE(tlsPort.ok());
+      opts.tlsPort = *tlsPort;
+    }
     absl::StatusOr<std::unique_ptr<Pebble>> p = Pebble::start(dir_, *pki_, opts);
     ASSERT_TRUE(p.ok()) << p.status();
     pebble_ = std::move(*p);
@@ -195,8 +198,9 @@ TEST_F(AcmeClientTest, ObtainsACertificateOverHttp01WithBadNonceRetries) {
   EXPECT_TRUE(absl::StartsWith(c.accountUrl(), "https://127.0.0.1:")) << c.accountUrl();
   const std::string first = c.accountUrl();
 
-  absl::StatusOr<tls::CertifiedKey> cert = acme::obtainCertificate(
-      c, {"derp.test", "derp-2.derp.test"}, responder_.hooks(), noWaitLimit, kIssueTimeout);
+  absl::StatusOr<tls::CertifiedKey> cert =
+      acme::obtainCertificate(c, {"derp.test", "derp-2.derp.test"}, {"http-01"}, responder_.hooks(),
+                              noWaitLimit, kIssueTimeout);
   ASSERT_TRUE(cert.ok()) << cert.status() << "\n" << pebble_->log();
   EXPECT_EQ(cert->names, (std::vector<std::string>{"derp.test", "derp-2.derp.test"}));
   EXPECT_EQ(responder_.published(), 2);
@@ -255,7 +259,7 @@ TEST_F(AcmeClientTest, ExternalAccountBinding) {
   acme::Client with = makeClient(trustTestCa());
   ASSERT_OK(with.registerAccount("ops@derp.test", "kid-1", macKey));
   absl::StatusOr<tls::CertifiedKey> cert = acme::obtainCertificate(
-      with, {"eab.derp.test"}, responder_.hooks(), noWaitLimit, kIssueTimeout);
+      with, {"eab.derp.test"}, {"http-01"}, responder_.hooks(), noWaitLimit, kIssueTimeout);
   ASSERT_TRUE(cert.ok()) << cert.status() << "\n" << pebble_->log();
 }
 
@@ -264,10 +268,9 @@ TEST_F(AcmeClientTest, AFailedValidationSaysWhy) {
   acme::Client c = makeClient(trustTestCa());
   ASSERT_OK(c.registerAccount("", "", ""));
   // Hooks that publish nothing: pebble finds 404 where the key authorization should be.
-  acme::ChallengeHooks silent{[](const std::string&, const std::string&) {},
-                              [](const std::string&) {}};
-  absl::StatusOr<tls::CertifiedKey> cert =
-      acme::obtainCertificate(c, {"nothing.derp.test"}, silent, noWaitLimit, kIssueTimeout);
+  acme::ChallengeHooks silent{[](const acme::OpenChallenge&) {}, [](const acme::OpenChallenge&) {}};
+  absl::StatusOr<tls::CertifiedKey> cert = acme::obtainCertificate(
+      c, {"nothing.derp.test"}, {"http-01"}, silent, noWaitLimit, kIssueTimeout);
   ASSERT_FALSE(cert.ok());
   EXPECT_TRUE(absl::StrContains(cert.status().message(), "did not validate nothing.derp.test"))
       << cert.status();
@@ -295,13 +298,24 @@ class DerpdAcmeTest : public AcmeClientTest {
     ASSERT_TRUE(root.ok()) << root.status();
     ASSERT_OK(replaceFileAtomically(dir_, "pebble-root.pem", *root));
   }
-  void startDerpd(const std::string& directoryUrl) {
+  // httpPort: -http-port (0: httpPort_).
+  void startDerpd(const std::string& directoryUrl, int httpPort = 0) {
     DerpdOptions o;
     o.keyPath = dir_ + "/derper.key";
-    o.extraArgs = {"-a",          "127.0.0.1:443", "-http-port",       std::to_string(httpPort_),
-                   "-hostname",   "derp.test",     "-certdir",         certDir_,
-                   "-certmode",   "letsencrypt",   "--acme-directory", directoryUrl,
-                   "-acme-email", "ops@derp.test"};
+    o.extraArgs = {"-a",
+                   "127.0.0.1:443",
+                   "-http-port",
+                   std::to_string(httpPort != 0 ? httpPort : httpPort_),
+                   "-hostname",
+                   "derp.test",
+                   "-certdir",
+                   certDir_,
+                   "-certmode",
+                   "letsencrypt",
+                   "--acme-directory",
+                   directoryUrl,
+                   "-acme-email",
+                   "ops@derp.test"};
     // How derpd trusts pebble's HTTPS endpoint, as OpenSSL-based tools do.
     o.env = {{"SSL_CERT_FILE", pki_->caCrt()}};
     absl::StatusOr<std::unique_ptr<DerpdProcess>> d = DerpdProcess::start(o);
@@ -332,6 +346,15 @@ class DerpdAcmeTest : public AcmeClientTest {
     cachedNotAfter_ = cached->notAfterUnix;
   }
   void expectServedByPebbleAndRelays() {
+    // openssl, trusting only pebble's root, verifies the chain and the name.
+    absl::StatusOr<CommandResult> v = runCommand(
+        {"/bin/sh", "-c",
+         absl::StrCat(gOpenssl, " s_client -connect 127.0.0.1:443 -servername derp.test ",
+                      "-verify_hostname derp.test -verify_return_error -brief -CAfile ", dir_,
+                      "/pebble-root.pem </dev/null")},
+        {}, 10 * kSecond);
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_TRUE(absl::StrContains(v->out + v->err, "Verification: OK")) << v->out << v->err;
     absl::StatusOr<std::unique_ptr<client::DerpClient>> a = connect();
     ASSERT_TRUE(a.ok()) << a.status() << "\n" << derpd_->logText();
     absl::StatusOr<std::unique_ptr<client::DerpClient>> b = connect();
@@ -376,9 +399,9 @@ TEST_F(DerpdAcmeTest, ObtainsItsCertificateAtStartCachesItAndServesTheCacheAfter
   EXPECT_FALSE(derpd_->findLog("ACME: obtaining").has_value()) << derpd_->logText();
 }
 
-// A 6-day certificate (the short-lived kind) issued 5 days ago, in derper's
-// layout, self-signed for derp.test: past two thirds of its life.
-void cacheAgingCertificate(const std::string& certDir) {
+// A self-signed certificate for derp.test valid from now + notBefore to
+// now + notAfter (seconds), in derper's layout.
+void cacheSelfSigned(const std::string& certDir, long notBefore, long notAfter) {
   bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
   ASSERT_TRUE(ec && EC_KEY_generate_key(ec.get()));
   bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
@@ -386,8 +409,8 @@ void cacheAgingCertificate(const std::string& certDir) {
   bssl::UniquePtr<X509> x(X509_new());
   ASSERT_TRUE(X509_set_version(x.get(), X509_VERSION_3));
   ASSERT_TRUE(ASN1_INTEGER_set(X509_get_serialNumber(x.get()), 7));
-  ASSERT_TRUE(X509_gmtime_adj(X509_getm_notBefore(x.get()), -5 * 86400));
-  ASSERT_TRUE(X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400));
+  ASSERT_TRUE(X509_gmtime_adj(X509_getm_notBefore(x.get()), notBefore));
+  ASSERT_TRUE(X509_gmtime_adj(X509_getm_notAfter(x.get()), notAfter));
   X509_NAME* name = X509_get_subject_name(x.get());
   ASSERT_TRUE(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
                                          reinterpret_cast<const uint8_t*>("derp.test"), -1, -1, 0));
@@ -410,18 +433,94 @@ void cacheAgingCertificate(const std::string& certDir) {
   ASSERT_OK(tls::autocert::storeCert(certDir, "derp.test", *cert));
 }
 
-TEST_F(DerpdAcmeTest, RenewsAShortLivedCertificateInItsLastThird) {
-  ASSERT_NO_FATAL_FAILURE(cacheAgingCertificate(certDir_));
+TEST_F(DerpdAcmeTest, ObtainsOverTlsAlpn01WithoutPort80) {
+  // No -http-port: pebble can only validate on 443, with ALPN acme-tls/1.
+  absl::StatusOr<uint16_t> nowhere = freeLoopbackPort();
+  ASSERT_TRUE(nowhere.ok());
+  PebbleOptions opts;
+  opts.tlsPort = 443;
+  ASSERT_NO_FATAL_FAILURE(startPebble(opts, *nowhere));
+  absl::StatusOr<std::string> root = pebble_->issuingRootPem();
+  ASSERT_TRUE(root.ok()) << root.status();
+  ASSERT_OK(replaceFileAtomically(dir_, "pebble-root.pem", *root));
+  startDerpd(pebble_->directoryUrl(), -1);
+  ASSERT_NO_FATAL_FAILURE(expectObtainedServedAndCached());
+  EXPECT_FALSE(absl::StrContains(pebble_->log(), "validate w/ HTTP")) << pebble_->log();
+}
+
+TEST_F(DerpdAcmeTest, RenewsInTheLastThirdWhileAClientStaysConnected) {
+  // 30 s of life, 17 behind it: renewal is due 3 s after start (up to 1 s
+  // earlier by jitter), soon enough for a client to connect first.
+  ASSERT_NO_FATAL_FAILURE(cacheSelfSigned(certDir_, -17, 13));
   startPebbleForDerpd();
   startDerpd(pebble_->directoryUrl());
-  // Served from the cache at once, renewed in the background.
   EXPECT_TRUE(derpd_->findLog("TLS for derp.test: the certificate in").has_value())
       << derpd_->logText();
+  client::ClientOptions old;
+  old.port = 443;
+  old.tls = true;
+  old.serverName = "derp.test";
+  old.insecure = true;  // the cached certificate is self-signed
+  absl::StatusOr<std::unique_ptr<client::DerpClient>> a = client::DerpClient::connect(old);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_FALSE(derpd_->findLog("ACME: certificate for derp.test obtained").has_value())
+      << "renewed before the client connected: " << derpd_->logText();
   ASSERT_TRUE(derpd_->waitForLog("ACME: renewing a certificate for derp.test", kIssueTimeout))
       << derpd_->logText();
   // New handshakes get pebble's certificate; the cache holds it too.
   ASSERT_NO_FATAL_FAILURE(expectObtainedServedAndCached());
-  EXPECT_GT(cachedNotAfter_, static_cast<int64_t>(std::time(nullptr)) + 5 * 86400);
+  EXPECT_GT(cachedNotAfter_, static_cast<int64_t>(std::time(nullptr)) + 86400);
+  // The client from before the swap keeps its connection and its certificate.
+  absl::StatusOr<std::unique_ptr<client::DerpClient>> b = connect();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_NE((*a)->peerCertChainDer().front(), (*b)->peerCertChainDer().front());
+  const std::vector<uint8_t> payload{4, 5, 6};
+  ASSERT_OK((*a)->sendPacket((*b)->publicKey(), payload));
+  absl::StatusOr<client::DerpClient::Packet> got = (*b)->recvPacket(5 * kSecond);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_OK((*b)->sendPacket((*a)->publicKey(), payload));
+  got = (*a)->recvPacket(5 * kSecond);
+  ASSERT_TRUE(got.ok()) << got.status();
+}
+
+TEST_F(DerpdAcmeTest, KeepsTryingWhileTheCaIsDownAndRecoversWhenItIsUp) {
+  absl::StatusOr<uint16_t> acmePort = freeLoopbackPort();
+  ASSERT_TRUE(acmePort.ok());
+  startDerpd(absl::StrCat("https://127.0.0.1:", *acmePort, "/dir"));
+  ASSERT_TRUE(derpd_->waitForLog("ACME: no certificate for derp.test (attempt 1)", kIssueTimeout))
+      << derpd_->logText();
+  // Nothing is served for the name meanwhile; the rest of derpd works.
+  EXPECT_FALSE(connect().ok());
+  absl::StatusOr<HttpResponse> r = httpGet(httpPort_, "/generate_204");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 204);
+  // The CA comes up; SIGHUP asks for the next attempt now rather than after
+  // the backoff.
+  // The attempt after a failure tries TLS-ALPN-01 first: pebble checks 443.
+  PebbleOptions opts;
+  opts.acmePort = *acmePort;
+  opts.tlsPort = 443;
+  ASSERT_NO_FATAL_FAILURE(startPebble(opts, httpPort_));
+  absl::StatusOr<std::string> root = pebble_->issuingRootPem();
+  ASSERT_TRUE(root.ok()) << root.status();
+  ASSERT_OK(replaceFileAtomically(dir_, "pebble-root.pem", *root));
+  ASSERT_OK(derpd_->sendSignal(SIGHUP));
+  ASSERT_NO_FATAL_FAILURE(expectObtainedServedAndCached());
+}
+
+TEST_F(DerpdAcmeTest, AFailedValidationIsRetriedNotFatal) {
+  // pebble checks HTTP-01 on a port where nothing answers.
+  absl::StatusOr<uint16_t> nowhere = freeLoopbackPort();
+  ASSERT_TRUE(nowhere.ok());
+  ASSERT_NO_FATAL_FAILURE(startPebble({}, *nowhere));
+  startDerpd(pebble_->directoryUrl());
+  ASSERT_TRUE(derpd_->waitForLog("ACME: no certificate for derp.test (attempt 1)", kIssueTimeout))
+      << derpd_->logText();
+  EXPECT_TRUE(derpd_->findLog("did not validate derp.test").has_value()) << derpd_->logText();
+  ASSERT_OK(derpd_->sendSignal(SIGHUP));
+  ASSERT_TRUE(derpd_->waitForLog("ACME: no certificate for derp.test (attempt 2)", kIssueTimeout))
+      << derpd_->logText();
+  EXPECT_TRUE(derpd_->running());
 }
 
 }  // namespace

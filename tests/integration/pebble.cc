@@ -85,7 +85,8 @@ absl::StatusOr<std::unique_ptr<Pebble>> Pebble::start(const std::string& dir, Te
   absl::StatusOr<LeafFiles> leaf =
       pki.issue("pebble", "pebble", "IP:127.0.0.1,DNS:localhost", KeyType::kEcdsaP256);
   if (!leaf.ok()) return leaf.status();
-  absl::StatusOr<uint16_t> acme = freeLoopbackPort();
+  absl::StatusOr<uint16_t> acme =
+      options.acmePort != 0 ? absl::StatusOr<uint16_t>(options.acmePort) : freeLoopbackPort();
   absl::StatusOr<uint16_t> mgmt = freeLoopbackPort();
   absl::StatusOr<uint16_t> dns = freeLoopbackPort();
   absl::StatusOr<uint16_t> dnsMgmt = freeLoopbackPort();

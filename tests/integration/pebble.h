@@ -26,6 +26,9 @@ struct PebbleOptions {
   std::map<std::string, std::string> eabKeys;
   // The share of good nonces pebble rejects as bad (its default is 5).
   int nonceRejectPercent = 5;
+  // The ACME API's port (0: a free one), for a directory URL known before
+  // pebble starts.
+  uint16_t acmePort = 0;
 };
 
 // A free TCP port on 127.0.0.1 (bound, read, closed: free a moment ago).
