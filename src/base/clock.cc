@@ -1,5 +1,7 @@
 #include "base/clock.h"
 
+#include "absl/time/time.h"
+
 #include <time.h>
 
 namespace derpd {
@@ -8,6 +10,11 @@ Nanos RealClock::now() const {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<Nanos>(ts.tv_sec) * kSecond + ts.tv_nsec;
+}
+
+std::string formatUtc(int64_t unixSeconds) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(unixSeconds),
+                          absl::UTCTimeZone());
 }
 
 }  // namespace derpd

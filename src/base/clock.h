@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace derpd {
 
@@ -38,5 +39,9 @@ class ManualClock final : public Clock {
  private:
   Nanos now_;
 };
+
+// "2026-12-07 14:03:05 UTC": how log lines and errors give a wall-clock time
+// (certificate validity, the next ACME attempt).
+std::string formatUtc(int64_t unixSeconds);
 
 }  // namespace derpd

@@ -22,4 +22,9 @@ absl::Status makePrivateParentDirs(const std::string& path) {
   return absl::OkStatus();
 }
 
+std::string joinPath(const std::string& dir, const std::string& name) {
+  if (dir.empty()) return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
 }  // namespace derpd

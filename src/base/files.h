@@ -1,4 +1,5 @@
-// Small file-system helpers shared by the modules that write secrets.
+// Small file-system helpers shared by the modules that read and write
+// certificates, keys and other secrets.
 #pragma once
 
 #include <string>
@@ -11,5 +12,8 @@ namespace derpd {
 // with mode 0700, since what goes there is private. The error names the
 // directory that could not be made.
 absl::Status makePrivateParentDirs(const std::string& path);
+
+// dir + "/" + name (no doubled slash; name alone when dir is empty).
+std::string joinPath(const std::string& dir, const std::string& name);
 
 }  // namespace derpd

@@ -6,8 +6,8 @@
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/time.h"
 #include "acme/renewal.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "tls/autocert_cache.h"
 
@@ -18,11 +18,6 @@ namespace {
 constexpr Nanos kIssueTimeout = 5 * 60 * kSecond;
 
 int64_t nowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
-
-std::string utc(int64_t unix) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(unix),
-                          absl::UTCTimeZone());
-}
 
 }  // namespace
 
@@ -38,9 +33,10 @@ absl::StatusOr<std::unique_ptr<AcmeManager>> AcmeManager::create(
     if (cert.ok()) {
       name.nextAttemptUnix =
           acme::renewalTime(cert->notBeforeUnix, cert->notAfterUnix, m->jitter());
-      notices->push_back(absl::StrCat(
-          "TLS for ", host, ": the certificate in ", m->options_.certDir, ", valid until ",
-          utc(cert->notAfterUnix), "; renewed over ACME from ", utc(name.nextAttemptUnix)));
+      notices->push_back(absl::StrCat("TLS for ", host, ": the certificate in ",
+                                      m->options_.certDir, ", valid until ",
+                                      formatUtc(cert->notAfterUnix), "; renewed over ACME from ",
+                                      formatUtc(name.nextAttemptUnix)));
       name.cert = std::move(*cert);
     } else {
       name.nextAttemptUnix = now;
@@ -237,7 +233,7 @@ void AcmeManager::attempt(Name& name) {
     install();
     publishStatus();
     logInfo("ACME: certificate for %s obtained, valid until %s; renewal from %s", name.host,
-            utc(notAfter), utc(name.nextAttemptUnix));
+            formatUtc(notAfter), formatUtc(name.nextAttemptUnix));
     return;
   }
   if (absl::IsCancelled(cert.status())) return;
@@ -250,12 +246,12 @@ void AcmeManager::attempt(Name& name) {
   if (!acme_) name.nextAttemptUnix = std::max(name.nextAttemptUnix, now + 60);
   publishStatus();  // before the log line, which tests and operators wait for
   const std::string serving = name.cert ? absl::StrCat("; serving the current one, valid until ",
-                                                       utc(name.cert->notAfterUnix))
+                                                       formatUtc(name.cert->notAfterUnix))
                                         : std::string("; its handshakes keep failing until then");
   logWarn("ACME: no certificate for %s (attempt %d): %s%s; next attempt at %s%s", name.host,
           name.failures, cert.status().message(),
           absl::IsResourceExhausted(cert.status()) ? " [rate limited by the CA]" : "",
-          utc(name.nextAttemptUnix), serving);
+          formatUtc(name.nextAttemptUnix), serving);
 }
 
 }  // namespace derpd

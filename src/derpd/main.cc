@@ -204,8 +204,8 @@ int runServer(const derpd::Config& cfg) {
             server.stunAddress()->toString());
   }
   if (server.httpAddress()) {
-    logInfo("derpd %s: plain HTTP (redirects, /generate_204) on http://%s", DERPD_VERSION,
-            server.httpAddress()->toString());
+    logInfo("derpd %s: plain HTTP (redirects, /generate_204%s) on http://%s", DERPD_VERSION,
+            tlsSetup.acme ? ", ACME HTTP-01" : "", server.httpAddress()->toString());
   }
   if (server.metricsAddress()) {
     logInfo("derpd %s: /metrics and /debug/ on http://%s", DERPD_VERSION,

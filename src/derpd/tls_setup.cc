@@ -1,15 +1,13 @@
 #include "derpd/tls_setup.h"
 
-#include <arpa/inet.h>
-
 #include <cstdlib>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/time.h"
 #include "acme/client.h"
 #include "tls/autocert_cache.h"
+#include "tls/client_context.h"
 
 namespace derpd {
 namespace {
@@ -38,11 +36,7 @@ absl::StatusOr<TlsSetup> devTls(const std::string& serverPublicHex) {
   return out;
 }
 
-bool isIpLiteral(const std::string& h) {
-  in6_addr ip6;
-  in_addr ip4;
-  return inet_pton(AF_INET, h.c_str(), &ip4) == 1 || inet_pton(AF_INET6, h.c_str(), &ip6) == 1;
-}
+bool isIpLiteral(const std::string& h) { return !tls::ipLiteral(h).empty(); }
 
 // -certmode letsencrypt and gcp: the ACME manager serves what -certdir's
 // cache holds (derper's layout) and obtains and renews over ACME.

@@ -14,15 +14,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/time.h"
+#include "base/clock.h"
+#include "base/files.h"
 
 namespace derpd::tls::autocert {
 namespace {
-
-std::string join(const std::string& dir, absl::string_view name) {
-  if (dir.empty()) return std::string(name);
-  return dir.back() == '/' ? absl::StrCat(dir, name) : absl::StrCat(dir, "/", name);
-}
 
 // NotFound when the file does not exist.
 absl::StatusOr<std::string> readCacheFile(const std::string& path) {
@@ -36,11 +32,6 @@ absl::StatusOr<std::string> readCacheFile(const std::string& path) {
   return text.str();
 }
 
-std::string utc(int64_t unix) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(unix),
-                          absl::UTCTimeZone());
-}
-
 absl::Status makeDir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::ErrnoToStatus(errno, absl::StrCat("create certificate directory ", dir));
@@ -51,11 +42,13 @@ absl::Status makeDir(const std::string& dir) {
 }  // namespace
 
 std::string certPath(const std::string& dir, absl::string_view host, bool rsa) {
-  return join(dir, rsa ? absl::StrCat(host, "+rsa") : std::string(host));
+  return joinPath(dir, rsa ? absl::StrCat(host, "+rsa") : std::string(host));
 }
 
-std::string accountKeyPath(const std::string& dir) { return join(dir, "acme_account+key"); }
-std::string legacyAccountKeyPath(const std::string& dir) { return join(dir, "acme_account.key"); }
+std::string accountKeyPath(const std::string& dir) { return joinPath(dir, "acme_account+key"); }
+std::string legacyAccountKeyPath(const std::string& dir) {
+  return joinPath(dir, "acme_account.key");
+}
 
 absl::Status checkHostName(absl::string_view host) {
   if (host.empty() || host.size() > 253) {
@@ -118,11 +111,11 @@ absl::StatusOr<CertifiedKey> loadCert(const std::string& dir, absl::string_view 
   }
   if (cert->notBeforeUnix > nowUnix) {
     return absl::FailedPreconditionError(
-        absl::StrCat(path, ": not valid before ", utc(cert->notBeforeUnix)));
+        absl::StrCat(path, ": not valid before ", formatUtc(cert->notBeforeUnix)));
   }
   if (cert->notAfterUnix <= nowUnix) {
     return absl::FailedPreconditionError(
-        absl::StrCat(path, ": expired at ", utc(cert->notAfterUnix)));
+        absl::StrCat(path, ": expired at ", formatUtc(cert->notAfterUnix)));
   }
   return cert;
 }

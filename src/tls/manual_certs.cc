@@ -1,6 +1,5 @@
 #include "tls/manual_certs.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/mem.h>
 #include <openssl/pool.h>
@@ -14,10 +13,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/files.h"
+#include "tls/client_context.h"
 
 namespace derpd::tls {
 namespace {
-
 
 constexpr uint32_t kWatchMask =
     IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB;
@@ -35,17 +35,7 @@ std::string fileStem(const std::string& hostname) {
   return out;
 }
 
-std::string joinPath(const std::string& dir, const std::string& name) {
-  if (dir.empty()) return name;
-  if (dir.back() == '/') return dir + name;
-  return absl::StrCat(dir, "/", name);
-}
-
-bool isIpLiteral(const std::string& host) {
-  uint8_t addr[16];
-  return inet_pton(AF_INET, host.c_str(), addr) == 1 ||
-         inet_pton(AF_INET6, host.c_str(), addr) == 1;
-}
+bool isIpLiteral(const std::string& host) { return !ipLiteral(host).empty(); }
 
 bool missing(const std::string& path) {
   return ::access(path.c_str(), F_OK) != 0 && errno == ENOENT;

@@ -380,6 +380,9 @@ TEST_F(DerpdAcmeTest, ObtainsItsCertificateAtStartCachesItAndServesTheCacheAfter
           .has_value())
       << derpd_->logText();
   ASSERT_NO_FATAL_FAILURE(expectObtainedServedAndCached());
+  EXPECT_TRUE(
+      derpd_->findLog("plain HTTP (redirects, /generate_204, ACME HTTP-01) on http://").has_value())
+      << derpd_->logText();
 
   // derper's layout: the key first, then the chain; and the account key.
   absl::StatusOr<std::string> entry = readFile(certDir_ + "/derp.test");

@@ -519,7 +519,8 @@ TEST_F(TlsTest, SighupReloadsFilesTheWatcherCannotSee) {
 TEST_F(TlsTest, PlainPortServesGenerate204AndRedirectsToHttps) {
   install(gFix->derp1, "derp.test");
   start("derp.test", {"-http-port", "0"});
-  std::optional<std::string> line = derpd_->findLog("plain HTTP (redirects, /generate_204) on ");
+  std::optional<std::string> line =
+      derpd_->findLog("plain HTTP (redirects, /generate_204) on ");  // manual mode: no ACME
   ASSERT_TRUE(line.has_value()) << derpd_->logText();
   const uint16_t plain = static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
   ASSERT_NE(plain, 0);
