@@ -50,7 +50,6 @@ class AcmeManager {
                                                              std::vector<std::string>* notices);
   ~AcmeManager();  // stops the thread (an ACME request in flight ends first)
 
-  tls::ServerTls& tls() { return *tls_; }
   std::unique_ptr<tls::ServerTls> takeTls() { return std::move(ownedTls_); }
   const http::AcmeChallengeStore& challenges() const { return challenges_; }
 
