@@ -1,10 +1,7 @@
 #include "acme/client.h"
 
-#include <openssl/ec_key.h>
 #include <openssl/obj.h>
 #include <openssl/sha.h>
-#include <openssl/rand.h>
-#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/mem.h>
 #include <openssl/nid.h>
@@ -24,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "acme/jose.h"
+#include "base/clock.h"
 #include "client/fd_wait.h"
 #include "tls/ssl_error.h"
 
@@ -33,8 +31,6 @@ namespace {
 constexpr const char* kRetryAfterPayload = "type.derpd/acme.retry-after";
 constexpr int kBadNonceRetries = 10;
 constexpr size_t kMaxAnswerBytes = 1 << 20;
-
-int64_t nowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
 
 using Json = nlohmann::json;
 
@@ -201,7 +197,7 @@ absl::StatusOr<client::HttpResponse> Client::post(const std::string& url,
     if (const std::string* n = r->header("replay-nonce")) nonce_ = *n;
     lastRetryAfter_.reset();
     if (const std::string* ra = r->header("retry-after")) {
-      lastRetryAfter_ = parseRetryAfter(*ra, nowUnix());
+      lastRetryAfter_ = parseRetryAfter(*ra, unixNow());
     }
     if (r->status < 400) return r;
     Json j = Json::parse(r->body, nullptr, false);
@@ -319,27 +315,10 @@ bssl::UniquePtr<X509_EXTENSION> dnsSubjectAltNames(const std::vector<std::string
   return bssl::UniquePtr<X509_EXTENSION>(X509V3_EXT_i2d(NID_subject_alt_name, 0, names.get()));
 }
 
-bssl::UniquePtr<EVP_PKEY> newP256Key() {
-  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
-  if (!ec || !EC_KEY_generate_key(ec.get()) || !key ||
-      !EVP_PKEY_assign_EC_KEY(key.get(), ec.release())) {
-    return nullptr;
-  }
-  return key;
-}
-
 }  // namespace
 
 absl::StatusOr<tls::CertifiedKey> tlsAlpnCertificate(const std::string& dnsName,
                                                      absl::string_view keyAuthorization) {
-  auto fail = [](absl::string_view what) {
-    return absl::InternalError(
-        absl::StrCat("making the TLS-ALPN-01 certificate: ", what, ": ", tls::drainSslErrors()));
-  };
-  bssl::UniquePtr<EVP_PKEY> key = newP256Key();
-  if (!key) return fail("key");
-  bssl::UniquePtr<X509> x(X509_new());
   uint8_t digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const uint8_t*>(keyAuthorization.data()), keyAuthorization.size(),
          digest);
@@ -348,38 +327,19 @@ absl::StatusOr<tls::CertifiedKey> tlsAlpnCertificate(const std::string& dnsName,
   std::copy(digest, digest + SHA256_DIGEST_LENGTH, value + 2);
   bssl::UniquePtr<ASN1_OCTET_STRING> octets(ASN1_OCTET_STRING_new());
   bssl::UniquePtr<ASN1_OBJECT> oid(OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1));
-  if (!x || !octets || !oid || !ASN1_OCTET_STRING_set(octets.get(), value, sizeof(value))) {
-    return fail("acmeIdentifier");
+  if (!octets || !oid || !ASN1_OCTET_STRING_set(octets.get(), value, sizeof(value))) {
+    return absl::InternalError(
+        absl::StrCat("making the TLS-ALPN-01 certificate: ", tls::drainSslErrors()));
   }
-  bssl::UniquePtr<X509_EXTENSION> acmeId(
-      X509_EXTENSION_create_by_OBJ(nullptr, oid.get(), 1, octets.get()));
-  bssl::UniquePtr<X509_EXTENSION> san = dnsSubjectAltNames({dnsName});
-  uint8_t serial[8];
-  RAND_bytes(serial, sizeof(serial));
-  serial[0] &= 0x7f;
-  bssl::UniquePtr<BIGNUM> serialBn(BN_bin2bn(serial, sizeof(serial), nullptr));
-  X509_NAME* subject = X509_get_subject_name(x.get());
-  if (!acmeId || !san || !serialBn || !X509_set_version(x.get(), X509_VERSION_3) ||
-      !BN_to_ASN1_INTEGER(serialBn.get(), X509_get_serialNumber(x.get())) ||
-      !X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600) ||
-      !X509_gmtime_adj(X509_getm_notAfter(x.get()), 7 * 86400) ||
-      !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
-                                  reinterpret_cast<const uint8_t*>("derpd ACME challenge"), -1, -1,
-                                  0) ||
-      !X509_set_issuer_name(x.get(), subject) || !X509_add_ext(x.get(), san.get(), -1) ||
-      !X509_add_ext(x.get(), acmeId.get(), -1) || !X509_set_pubkey(x.get(), key.get()) ||
-      !X509_sign(x.get(), key.get(), EVP_sha256())) {
-    return fail("signing");
-  }
-  uint8_t* der = nullptr;
-  const int len = i2d_X509(x.get(), &der);
-  if (len <= 0) return fail("encoding");
-  tls::CertifiedKey out;
-  out.chain.emplace_back(CRYPTO_BUFFER_new(der, static_cast<size_t>(len), nullptr));
-  OPENSSL_free(der);
-  out.key = std::move(key);
-  out.names = {dnsName};
-  return out;
+  const int64_t now = unixNow();
+  return tls::generateSelfSigned(
+      "derpd ACME challenge", now - 3600, now + 7 * 86400, [&](X509* x509) {
+        bssl::UniquePtr<X509_EXTENSION> acmeId(
+            X509_EXTENSION_create_by_OBJ(nullptr, oid.get(), /*crit=*/1, octets.get()));
+        bssl::UniquePtr<X509_EXTENSION> san = dnsSubjectAltNames({dnsName});
+        return acmeId && san && X509_add_ext(x509, san.get(), -1) &&
+               X509_add_ext(x509, acmeId.get(), -1);
+      });
 }
 
 absl::StatusOr<std::vector<uint8_t>> makeCsr(EVP_PKEY* key,
@@ -425,7 +385,7 @@ absl::StatusOr<tls::CertifiedKey> obtainCertificate(Client& client,
   auto pause = [&](absl::string_view waitingFor) -> absl::Status {
     Nanos delay = kSecond;
     if (std::optional<int64_t> ra = client.lastRetryAfterUnix()) {
-      delay = std::clamp<Nanos>((*ra - nowUnix()) * kSecond, kSecond, 10 * kSecond);
+      delay = std::clamp<Nanos>((*ra - unixNow()) * kSecond, kSecond, 10 * kSecond);
     }
     if (client::monotonicNow() + delay > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
@@ -487,7 +447,7 @@ absl::StatusOr<tls::CertifiedKey> obtainCertificate(Client& client,
   std::move(withdraw).Invoke();
   published.clear();
 
-  bssl::UniquePtr<EVP_PKEY> key = newP256Key();
+  bssl::UniquePtr<EVP_PKEY> key = tls::newP256Key();
   if (!key) return absl::InternalError("generating the certificate's key failed");
   absl::StatusOr<std::vector<uint8_t>> csr = makeCsr(key.get(), dnsNames);
   if (!csr.ok()) return csr.status();

@@ -1,5 +1,7 @@
 #include "base/clock.h"
 
+#include <ctime>
+
 #include "absl/time/time.h"
 
 #include <time.h>
@@ -11,6 +13,8 @@ Nanos RealClock::now() const {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<Nanos>(ts.tv_sec) * kSecond + ts.tv_nsec;
 }
+
+int64_t unixNow() { return static_cast<int64_t>(std::time(nullptr)); }
 
 std::string formatUtc(int64_t unixSeconds) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(unixSeconds),

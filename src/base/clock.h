@@ -40,6 +40,10 @@ class ManualClock final : public Clock {
   Nanos now_;
 };
 
+// The wall clock in seconds since the epoch (certificate validity, ACME
+// schedules); the Clock above is monotonic.
+int64_t unixNow();
+
 // "2026-12-07 14:03:05 UTC": how log lines and errors give a wall-clock time
 // (certificate validity, the next ACME attempt).
 std::string formatUtc(int64_t unixSeconds);

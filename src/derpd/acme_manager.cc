@@ -17,14 +17,12 @@ namespace {
 // One issuance, from the order to the download, before it counts as failed.
 constexpr Nanos kIssueTimeout = 5 * 60 * kSecond;
 
-int64_t nowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<AcmeManager>> AcmeManager::create(
     Options options, std::vector<std::string>* notices) {
   std::unique_ptr<AcmeManager> m(new AcmeManager(std::move(options)));
-  const int64_t now = nowUnix();
+  const int64_t now = unixNow();
   for (const std::string& host : m->options_.hostnames) {
     Name name;
     name.host = host;
@@ -153,7 +151,7 @@ void AcmeManager::install() {
 
 void AcmeManager::run() {
   for (;;) {
-    const int64_t now = nowUnix();
+    const int64_t now = unixNow();
     bool retry = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -177,48 +175,47 @@ void AcmeManager::run() {
     }
     publishStatus();
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(std::max<int64_t>(next - nowUnix(), 0)),
+    cv_.wait_for(lock, std::chrono::seconds(std::max<int64_t>(next - unixNow(), 0)),
                  [this] { return stop_ || retry_; });
     if (stop_) return;
   }
 }
 
+absl::Status AcmeManager::ensureAccount() {
+  if (acme_) return absl::OkStatus();
+  absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key =
+      tls::autocert::loadOrCreateAccountKey(options_.certDir);
+  if (!key.ok()) return key.status();
+  acme::Client::Options o;
+  o.directoryUrl = options_.directoryUrl;
+  auto client = std::make_unique<acme::Client>(std::move(o), std::move(*key));
+  absl::Status st = client->registerAccount(options_.email, options_.eabKid, options_.eabKey);
+  if (!st.ok()) return st;
+  logInfo("ACME: account %s", client->accountUrl());
+  acme_ = std::move(client);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<tls::CertifiedKey> AcmeManager::obtain(const Name& name) {
+  logInfo("ACME: %s a certificate for %s", name.cert ? "renewing" : "obtaining", name.host);
+  acme::ChallengeHooks hooks{[this](const acme::OpenChallenge& c) { openChallenge(c, true); },
+                             [this](const acme::OpenChallenge& c) { openChallenge(c, false); }};
+  // HTTP-01 first when port 80 is ours, TLS-ALPN-01 after it fails, and so
+  // on alternating, as a validation that cannot reach one port may reach the
+  // other.
+  std::vector<std::string> types = {"tls-alpn-01"};
+  if (options_.http01) {
+    types = name.failures % 2 == 0 ? std::vector<std::string>{"http-01", "tls-alpn-01"}
+                                   : std::vector<std::string>{"tls-alpn-01", "http-01"};
+  }
+  return acme::obtainCertificate(
+      *acme_, {name.host}, types, hooks, [this](Nanos d) { return sleepFor(d); }, kIssueTimeout);
+}
+
 void AcmeManager::attempt(Name& name) {
-  absl::Status st;
-  if (!acme_) {
-    absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key =
-        tls::autocert::loadOrCreateAccountKey(options_.certDir);
-    if (!key.ok()) {
-      st = key.status();
-    } else {
-      acme::Client::Options o;
-      o.directoryUrl = options_.directoryUrl;
-      auto a = std::make_unique<acme::Client>(std::move(o), std::move(*key));
-      st = a->registerAccount(options_.email, options_.eabKid, options_.eabKey);
-      if (st.ok()) {
-        logInfo("ACME: account %s", a->accountUrl());
-        acme_ = std::move(a);
-      }
-    }
-  }
-  absl::StatusOr<tls::CertifiedKey> cert =
-      st.ok() ? absl::StatusOr<tls::CertifiedKey>(absl::UnknownError("not tried")) : st;
-  if (st.ok()) {
-    logInfo("ACME: %s a certificate for %s", name.cert ? "renewing" : "obtaining", name.host);
-    acme::ChallengeHooks hooks{[this](const acme::OpenChallenge& c) { openChallenge(c, true); },
-                               [this](const acme::OpenChallenge& c) { openChallenge(c, false); }};
-    // HTTP-01 first when port 80 is ours, TLS-ALPN-01 after it fails, and so
-    // on alternating, as a validation that cannot reach one port may reach
-    // the other.
-    std::vector<std::string> types = {"tls-alpn-01"};
-    if (options_.http01) {
-      types = name.failures % 2 == 0 ? std::vector<std::string>{"http-01", "tls-alpn-01"}
-                                     : std::vector<std::string>{"tls-alpn-01", "http-01"};
-    }
-    cert = acme::obtainCertificate(
-        *acme_, {name.host}, types, hooks, [this](Nanos d) { return sleepFor(d); }, kIssueTimeout);
-  }
-  const int64_t now = nowUnix();
+  const absl::Status account = ensureAccount();
+  absl::StatusOr<tls::CertifiedKey> cert = account.ok() ? obtain(name) : account;
+  const int64_t now = unixNow();
   if (cert.ok()) {
     tls_->acmeOrdersOk.fetch_add(1, std::memory_order_relaxed);
     if (absl::Status stored = tls::autocert::storeCert(options_.certDir, name.host, *cert);

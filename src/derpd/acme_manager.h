@@ -71,6 +71,9 @@ class AcmeManager {
   explicit AcmeManager(Options options) : options_(std::move(options)) {}
   void run();
   void attempt(Name& name);
+  // Registers the account (the cached key, or a new one) once.
+  absl::Status ensureAccount();
+  absl::StatusOr<tls::CertifiedKey> obtain(const Name& name);
   void install();
   void publishStatus();
   void openChallenge(const acme::OpenChallenge& c, bool open);

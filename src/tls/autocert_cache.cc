@@ -143,11 +143,8 @@ absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> loadOrCreateAccountKey(const std::stri
     }
     return key;
   }
-  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
-  if (!ec || !key || !EC_KEY_generate_key(ec.get()) || !EVP_PKEY_set1_EC_KEY(key.get(), ec.get())) {
-    return absl::InternalError("generating the ACME account key failed");
-  }
+  bssl::UniquePtr<EVP_PKEY> key = newP256Key();
+  if (!key) return absl::InternalError("generating the ACME account key failed");
   absl::StatusOr<std::string> pem = keyToPem(key.get());
   if (!pem.ok()) return pem.status();
   if (absl::Status s = makeDir(dir); !s.ok()) return s;

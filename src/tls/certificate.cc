@@ -472,13 +472,25 @@ absl::StatusOr<CertifiedKey> generateSelfSignedIp(std::string_view ip, int64_t n
     return absl::InvalidArgumentError(
         absl::StrCat("not an IP address: ", absl::string_view(ip.data(), ip.size())));
   }
-  ERR_clear_error();
+  return generateSelfSigned(ip, nowUnix, nowUnix + kSelfSignedLifetimeSeconds,
+                            [&](X509* x509) { return addServerExtensions(x509, *addr); });
+}
 
+bssl::UniquePtr<EVP_PKEY> newP256Key() {
   bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
   bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
   if (!ec || !key || !EC_KEY_generate_key(ec.get()) || !EVP_PKEY_set1_EC_KEY(key.get(), ec.get())) {
-    return internalSslError("generate P-256 key");
+    return nullptr;
   }
+  return key;
+}
+
+absl::StatusOr<CertifiedKey> generateSelfSigned(std::string_view commonName, int64_t notBeforeUnix,
+                                                int64_t notAfterUnix,
+                                                const std::function<bool(X509*)>& addExtensions) {
+  ERR_clear_error();
+  bssl::UniquePtr<EVP_PKEY> key = newP256Key();
+  if (!key) return internalSslError("generate P-256 key");
   // A uniformly random serial below 2^128, as derper draws it; zero is not a
   // valid serial (RFC 5280), so draw again in that 2^-128 case.
   bssl::UniquePtr<BIGNUM> serialBn(BN_new());
@@ -492,10 +504,9 @@ absl::StatusOr<CertifiedKey> generateSelfSignedIp(std::string_view ip, int64_t n
   if (!serial) return internalSslError("serial");
 
   bssl::UniquePtr<X509> x509 =
-      newSelfIssued(serial.get(), absl::string_view(ip.data(), ip.size()), nowUnix,
-                    nowUnix + kSelfSignedLifetimeSeconds, key.get());
-  if (!x509 || !addServerExtensions(x509.get(), *addr) ||
-      !X509_sign(x509.get(), key.get(), EVP_sha256())) {
+      newSelfIssued(serial.get(), absl::string_view(commonName.data(), commonName.size()),
+                    notBeforeUnix, notAfterUnix, key.get());
+  if (!x509 || !addExtensions(x509.get()) || !X509_sign(x509.get(), key.get(), EVP_sha256())) {
     return internalSslError("build self-signed certificate");
   }
   CertifiedKey cert;

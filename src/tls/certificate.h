@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,6 +50,17 @@ absl::StatusOr<CertifiedKey> parsePem(std::string_view crtPem, std::string_view 
 // DNS name matches a DNS SAN (case-insensitive, "*.example.com" matches one
 // label), as TLS clients check.
 bool matchesHost(const CertifiedKey& cert, std::string_view host);
+
+// A fresh ECDSA P-256 key (certificates, the ACME account); nullptr when
+// BoringSSL fails.
+bssl::UniquePtr<EVP_PKEY> newP256Key();
+
+// A self-signed certificate under a fresh P-256 key: a random 128-bit serial,
+// CN commonName, valid from notBeforeUnix to notAfterUnix, with the
+// extensions addExtensions adds (false: it failed).
+absl::StatusOr<CertifiedKey> generateSelfSigned(std::string_view commonName, int64_t notBeforeUnix,
+                                                int64_t notAfterUnix,
+                                                const std::function<bool(X509*)>& addExtensions);
 
 // derper's self-signed certificate for an IP hostname: fresh ECDSA P-256 key,
 // random 128-bit serial, CN and IP SAN = ip, valid from now for one year,
