@@ -134,7 +134,7 @@ absl::StatusOr<HttpResponse> fetch(const HttpRequest& request, const TrustStore&
   if (absl::Status st = stream.writeAll(head, deadline); !st.ok()) return where(st);
   if (absl::Status st = stream.writeAll(request.body, deadline); !st.ok()) return where(st);
 
-  HttpResponseParser parser(request.method == "HEAD", request.maxBodyBytes);
+  HttpResponseParser parser(request.method == "HEAD", request.maxBodyBytes, request.truncateBody);
   char buf[16 * 1024];
   while (!parser.done()) {
     absl::StatusOr<size_t> n = stream.read(buf, sizeof(buf), deadline);

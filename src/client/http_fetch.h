@@ -35,6 +35,9 @@ struct HttpRequest {
   std::string unixSocket;
   Nanos timeout = 30 * kSecond;  // connect, TLS, request and response together
   size_t maxBodyBytes = 1 << 20;
+  // A longer body is not an error: its first maxBodyBytes are read, the rest
+  // is not (HttpResponse::truncated).
+  bool truncateBody = false;
 };
 
 // The CAs an https request verifies the server against: the files named by

@@ -157,7 +157,7 @@ absl::Status HttpResponseParser::parseHead(absl::string_view head) {
   } else if (chunked) {
     state_ = State::kChunkSize;
   } else if (haveLength) {
-    if (length > maxBody_) {
+    if (length > maxBody_ && !truncate_) {
       return absl::ResourceExhaustedError(
           absl::StrCat("HTTP response body of ", length, " bytes is over the limit of ", maxBody_));
     }
@@ -172,7 +172,7 @@ absl::Status HttpResponseParser::parseHead(absl::string_view head) {
 absl::Status HttpResponseParser::step(bool* progressed) {
   *progressed = false;
   auto appendBody = [&](absl::string_view bytes) -> absl::Status {
-    if (response_.body.size() + bytes.size() > maxBody_) {
+    if (response_.body.size() + bytes.size() > maxBody_ && !truncate_) {
       return absl::ResourceExhaustedError(
           absl::StrCat("HTTP response body over the limit of ", maxBody_, " bytes"));
     }
@@ -230,7 +230,7 @@ absl::Status HttpResponseParser::step(bool* progressed) {
                                                  ? c - '0'
                                                  : absl::ascii_tolower(c) - 'a' + 10);
         }
-        if (response_.body.size() + n > maxBody_) {
+        if (response_.body.size() + n > maxBody_ && !truncate_) {
           return absl::ResourceExhaustedError(
               absl::StrCat("HTTP response body over the limit of ", maxBody_, " bytes"));
         }
@@ -270,6 +270,14 @@ absl::Status HttpResponseParser::feed(absl::string_view bytes) {
   pending_.append(bytes.data(), bytes.size());
   for (bool progressed = true; progressed && state_ != State::kDone;) {
     if (absl::Status st = step(&progressed); !st.ok()) return st;
+    // Truncating: done once the body has its fill (whatever may follow).
+    const bool full = response_.body.size() > maxBody_ ||
+                      (response_.body.size() == maxBody_ && state_ != State::kDone);
+    if (truncate_ && state_ != State::kHead && full) {
+      response_.truncated = true;
+      response_.body.resize(maxBody_);
+      state_ = State::kDone;
+    }
   }
   return absl::OkStatus();
 }

@@ -32,6 +32,7 @@ struct HttpResponse {
   // In the order received; names lower-cased, values trimmed.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  bool truncated = false;  // the body is the first part only (HttpRequest::truncateBody)
 
   // The first header of that (lower-case) name, or nullptr.
   const std::string* header(absl::string_view lowerName) const;
@@ -45,8 +46,11 @@ struct HttpResponse {
 class HttpResponseParser {
  public:
   // headRequest: the response to HEAD has no body whatever its headers say.
-  HttpResponseParser(bool headRequest, size_t maxBodyBytes)
-      : headRequest_(headRequest), maxBody_(maxBodyBytes) {}
+  // truncate: a body over maxBodyBytes is not an error: its first
+  // maxBodyBytes are the response's body (truncated set) and the rest is
+  // never read.
+  HttpResponseParser(bool headRequest, size_t maxBodyBytes, bool truncate = false)
+      : headRequest_(headRequest), truncate_(truncate), maxBody_(maxBodyBytes) {}
 
   // Takes the next bytes. An error is final and says what is malformed.
   absl::Status feed(absl::string_view bytes);
@@ -71,6 +75,7 @@ class HttpResponseParser {
   absl::Status step(bool* progressed);
 
   bool headRequest_;
+  bool truncate_;
   size_t maxBody_;
   State state_ = State::kHead;
   std::string pending_;  // bytes received and not yet consumed

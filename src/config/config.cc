@@ -239,6 +239,37 @@ const std::vector<FlagSpec>& flagSpecs() {
          if (v == "false") return notYet("-derp=false (STUN-only mode)");
          return std::string();
        }},
+      {"verify-clients", Kind::kBool, "who may connect", "false",
+       "admit only clients the local tailscaled knows (asks its LocalAPI WhoIs for the node "
+       "key over -socket); fail closed",
+       [](Config& c, absl::string_view v) {
+         c.verifyClients = v == "true";
+         return std::string();
+       }},
+      {"socket", Kind::kString, "who may connect", "",
+       "tailscaled's LocalAPI socket for -verify-clients (empty: "
+       "/var/run/tailscale/tailscaled.sock)",
+       [](Config& c, absl::string_view v) {
+         c.socket = std::string(v);
+         return std::string();
+       }},
+      {"verify-client-url", Kind::kString, "who may connect", "",
+       "admission URL: each client's node key and address are POSTed to it and it answers "
+       "{\"Allow\": true} to admit; answers cached briefly",
+       [](Config& c, absl::string_view v) {
+         if (!v.empty() && v.substr(0, 7) != "http://" && v.substr(0, 8) != "https://") {
+           return std::string("want an http:// or https:// URL");
+         }
+         c.verifyClientUrl = std::string(v);
+         return std::string();
+       }},
+      {"verify-client-url-fail-open", Kind::kBool, "who may connect", "true",
+       "admit clients when -verify-client-url cannot be reached (no answer at all; a bad "
+       "answer always rejects)",
+       [](Config& c, absl::string_view v) {
+         c.verifyClientUrlFailOpen = v == "true";
+         return std::string();
+       }},
       {"mesh-with", Kind::kString, "mesh", "",
        "comma-separated DERP servers of this region to mesh with: host, host:port, [v6]:port "
        "or http(s)://host[:port]; a bare host uses this server's own scheme and port; this "
@@ -344,9 +375,8 @@ const std::vector<FlagSpec>& flagSpecs() {
 
 // derper flags whose features are not built yet: accepted names, rejected use.
 constexpr absl::string_view kNotYetFlags[] = {
-    "verify-clients",          "socket",
-    "verify-client-url",       "verify-client-url-fail-open",
-    "accept-connection-limit", "accept-connection-burst",
+    "accept-connection-limit",
+    "accept-connection-burst",
 };
 
 bool isNotYetFlag(absl::string_view name) {
@@ -359,16 +389,8 @@ bool isNotYetFlag(absl::string_view name) {
 // Whether `value` for a flag of a feature not built asks for nothing: derper's
 // default or off value, or a setting that only matters once a refused flag is on.
 bool notYetValueIsOff(absl::string_view name, const std::string& value) {
-  if (name == "verify-clients") return value == "false" || value == "0" || value == "f" ||
-                                       value == "F" || value == "FALSE" || value == "False";
-  if (name == "verify-client-url-fail-open" || name == "socket" ||
-      name == "accept-connection-burst") {
-    return true;
-  }
-  if (name == "accept-connection-limit") {
-    return value == "+Inf" || value == "Inf" || value == "inf" || value == "+inf";
-  }
-  return value.empty();  // verify-client-url
+  if (name == "accept-connection-burst") return true;
+  return value == "+Inf" || value == "Inf" || value == "inf" || value == "+inf";
 }
 
 constexpr absl::string_view kNotYetGroup = "not built yet (rejected when given)";
@@ -481,12 +503,6 @@ absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string
         continue;
       }
       std::string value(kv.substr(e.var.size() + 1));
-      // Images set these to their off values by default; off is derpd's
-      // default too, so only turning a missing feature on is refused.
-      if ((e.flag == "verify-clients" && normalizeBool(value) == "false") ||
-          (e.flag == "verify-client-url" && value.empty())) {
-        continue;
-      }
       absl::Status st = applyFlags({absl::StrCat("-", e.flag, "=", value)}, out);
       if (!st.ok()) {
         return absl::InvalidArgumentError(
@@ -591,8 +607,7 @@ absl::Status scanFlags(const std::vector<std::string>& args, CommandLineAction& 
     if (isNotYetFlag(name)) {
       // derper command lines often spell out the off value (-verify-clients=false):
       // that asks for nothing missing, so it is accepted and ignored.
-      const bool isBool = name == "verify-clients" || name == "verify-client-url-fail-open";
-      if (!value && !isBool && i + 1 < args.size()) value = args[++i];
+      if (!value && i + 1 < args.size()) value = args[++i];
       if (!value || !notYetValueIsOff(name, *value)) {
         return absl::InvalidArgumentError(
             absl::StrCat("flag -", name, ": ", notYet(absl::StrCat("-", name))));

@@ -45,6 +45,11 @@ struct Config {
   // --metrics-addr: a loopback host:port serving /metrics and /debug/ over
   // plain HTTP ("" = off). main checks that the address is loopback.
   std::string metricsAddr;
+  // Who may connect.
+  bool verifyClients = false;           // -verify-clients
+  std::string socket;                   // -socket ("": tailscaled's default)
+  std::string verifyClientUrl;          // -verify-client-url
+  bool verifyClientUrlFailOpen = true;  // -verify-client-url-fail-open
   // Regional mesh. -mesh-with: the items of the comma-separated list, trimmed,
   // empty ones dropped, each accepted by parseMeshEntry. Given together with
   // -mesh-psk-file or not at all.

@@ -25,10 +25,15 @@
 #include "relay/mesh_targets.h"
 #include "relay/server.h"
 #include "tls/client_context.h"
+#include "verify/client_verifier.h"
+#include "client/http_response.h"
+#include "absl/strings/str_cat.h"
 
 namespace {
 
 constexpr int kExitUsage = 2;
+// tailscaled's LocalAPI socket on Linux (derper's -socket default).
+constexpr const char* kTailscaledSocket = "/var/run/tailscale/tailscaled.sock";
 
 // Reloads the manual certificates (SIGHUP, or a change in -certdir): a good
 // new pair is used by new handshakes; a bad one is refused and the old kept.
@@ -176,7 +181,39 @@ int runServer(const derpd::Config& cfg) {
     opts.mesh = &mesh;
     meshEntries = std::move(entries);
   }
+  // Who may connect: asked off the shards, answers posted back to them.
+  relay::Server* running = nullptr;
+  std::unique_ptr<verify::ClientVerifier> verifier;
+  if (cfg.verifyClients || !cfg.verifyClientUrl.empty()) {
+    verify::VerifierOptions vo;
+    if (cfg.verifyClients)
+      vo.tailscaledSocket = cfg.socket.empty() ? kTailscaledSocket : cfg.socket;
+    if (!cfg.verifyClientUrl.empty()) {
+      if (auto url = client::parseHttpUrl(cfg.verifyClientUrl); !url.ok()) {
+        logError("flag -verify-client-url: %s", url.status().message());
+        return kExitUsage;
+      }
+      vo.url = cfg.verifyClientUrl;
+    }
+    vo.failOpen = cfg.verifyClientUrlFailOpen;
+    logInfo("verifying clients:%s%s; answers cached %llds (admitted), %llds (rejected)",
+            vo.tailscaledSocket.empty() ? ""
+                                        : absl::StrCat(" tailscaled at ", vo.tailscaledSocket,
+                                                       vo.url.empty() ? "" : " and"),
+            vo.url.empty() ? ""
+                           : absl::StrCat(" admission URL ", vo.url,
+                                          vo.failOpen ? " (fail open)" : " (fail closed)"),
+            static_cast<long long>(vo.admitTtl / kSecond),
+            static_cast<long long>(vo.rejectTtl / kSecond));
+    verifier = std::make_unique<verify::ClientVerifier>(
+        vo, [&running](const relay::CheckRequest& r, relay::Verdict v) {
+          running->postVerdict(r, std::move(v));
+        });
+    opts.checker = verifier.get();
+  }
   relay::Server server(opts);
+  running = &server;
+  if (verifier) verifier->start();
   if (absl::Status st = server.start(); !st.ok()) {
     logError("start: %s", st.message());
     return 1;
@@ -281,6 +318,7 @@ int runServer(const derpd::Config& cfg) {
     draining = true;
   }
   notify.stopping("stopping: closing connections");
+  if (verifier) verifier->stop();  // before the shards it posts to are gone
   server.stop();
   if (stats) logInfo("%s", stats->lineNow(clock.now()));
   logInfo("stopped");

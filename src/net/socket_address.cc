@@ -98,4 +98,14 @@ absl::StatusOr<SocketAddress> parseListenAddress(absl::string_view text) {
       absl::StrCat("address \"", text, "\": host must be an IP address or localhost"));
 }
 
+std::string formatIp(const std::array<uint8_t, 16>& ip) {
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  char buf[INET6_ADDRSTRLEN];
+  const bool v4 = std::memcmp(ip.data(), kMapped, sizeof(kMapped)) == 0;
+  if (inet_ntop(v4 ? AF_INET : AF_INET6, ip.data() + (v4 ? 12 : 0), buf, sizeof(buf)) == nullptr) {
+    return "?";
+  }
+  return buf;
+}
+
 }  // namespace derpd::net

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -27,6 +28,10 @@ struct SocketAddress {
 
   static SocketAddress fromSockaddr(const sockaddr* sa, socklen_t len);
 };
+
+// An address as the relay keeps it (IPv4 mapped into IPv6), as text:
+// "192.0.2.1" for a mapped IPv4 address, "2001:db8::1" otherwise.
+std::string formatIp(const std::array<uint8_t, 16>& ip);
 
 // Parses "host:port", "[v6]:port" or ":port" (all addresses, IPv6 dual-stack).
 // The host must be an IP literal or "localhost"; names are not resolved.

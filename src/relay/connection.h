@@ -84,6 +84,11 @@ struct Connection {
   bool holdsSocketBudget = false;  // counted in SharedState::acceptedSockets until reaped
   bool fromLoopback = false;   // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
+  // Reading stopped (ShardServer::pauseInput): while its client is verified.
+  // The receive is cancelled so the socket's buffer fills and TCP pushes back;
+  // plaintext that was already on its way waits in heldInput.
+  bool inputPaused = false;
+  std::vector<uint8_t> heldInput;
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
   CloseReason closeReason = CloseReason::kEof;  // once kClosing: why
   bool tornDown = false;  // kClosing and its second phase done (ShardServer::finishCloses)

@@ -17,6 +17,10 @@ namespace {
 // Mesh peers may be slower to drain than clients (derper's 30 s).
 constexpr Nanos kMeshWriteTimeout = 30 * kSecond;
 
+// What a paused connection may hold: the receives already under way when its
+// read was cancelled. More is a peer that keeps sending past the cancel.
+constexpr size_t kMaxHeldInput = 1 << 20;
+
 // A RecvPacket frame has left for its destination: written to a plain socket
 // (TLS records count theirs with a SealTally).
 void countSent(ShardCounters& counters, const PacketBuf* b) {
@@ -28,6 +32,10 @@ void countSent(ShardCounters& counters, const PacketBuf* b) {
 }  // namespace
 
 void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
+  if (c.inputPaused) {
+    holdInput(c, data, n);
+    return;
+  }
   if (c.state == Connection::State::kHttp) {
     size_t used = c.session->onHttpBytes(c, data, n);
     data += used;
@@ -43,6 +51,7 @@ void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
 // there directly): a header's missing bytes, a body's (into its buffer; a
 // skipped body's anywhere, up to its end), or, before the upgrade, anything.
 ReadTarget ShardServer::readTarget(Connection& c) {
+  if (c.inputPaused) return {};  // into the scratch, then held (onBytes)
   if (c.state != Connection::State::kDerpHandshake && c.state != Connection::State::kDerp) {
     return {};
   }
@@ -77,6 +86,10 @@ void ShardServer::onTransportReady(Connection& c) {
 void ShardServer::onDerpBytes(Connection& c, const uint8_t* data, size_t n) {
   while (n > 0 && (c.state == Connection::State::kDerpHandshake ||
                    c.state == Connection::State::kDerp)) {
+    if (c.inputPaused) {
+      holdInput(c, data, n);
+      return;
+    }
     if (c.reader.hdrHave < derp::kFrameHeaderLen) {
       size_t take = std::min(n, derp::kFrameHeaderLen - c.reader.hdrHave);
       std::memcpy(c.reader.hdr + c.reader.hdrHave, data, take);
@@ -99,6 +112,44 @@ void ShardServer::onDerpBytes(Connection& c, const uint8_t* data, size_t n) {
     n -= take;
     if (c.reader.bodyHave == c.reader.curLen) finishFrame(c);
   }
+}
+
+// Stops reading: the multishot receive is cancelled (its last completion,
+// -ECANCELED, is not re-armed while paused), so what the peer sends next
+// stays in the socket and TCP's window closes.
+void ShardServer::pauseInput(Connection& c) {
+  if (c.inputPaused) return;
+  c.inputPaused = true;
+  if (c.recvArmed) {
+    io_uring_sqe* s = loop_.ring().sqe();
+    io_uring_prep_cancel(s, &c.recvOp, 0);
+    io_uring_sqe_set_data64(s, 0);
+  }
+}
+
+void ShardServer::holdInput(Connection& c, const uint8_t* data, size_t n) {
+  if (c.heldInput.size() + n > kMaxHeldInput) {
+    close(c, CloseReason::kHeldInput);
+    return;
+  }
+  c.heldInput.insert(c.heldInput.end(), data, data + n);
+}
+
+// Feeds what was held to the reader (which may pause again part-way: the rest
+// is held anew), then reads from the socket again.
+void ShardServer::resumeInput(Connection& c) {
+  if (!c.inputPaused || c.state == Connection::State::kClosing) return;
+  c.inputPaused = false;
+  if (!c.heldInput.empty()) {
+    std::vector<uint8_t> held;
+    held.swap(c.heldInput);
+    onBytes(c, held.data(), held.size());
+    if (c.heldInput.empty()) {  // keep the capacity for the next pause
+      held.clear();
+      c.heldInput.swap(held);
+    }
+  }
+  if (c.state != Connection::State::kClosing && !c.inputPaused && !c.recvArmed) armRecv(c);
 }
 
 // A frame header is complete: check it against the limits before any of its

@@ -34,7 +34,35 @@ const char* closeReasonName(CloseReason r) {
     case CloseReason::kReadTimeout: return "read_timeout";
     case CloseReason::kNoMemory: return "no_memory";
     case CloseReason::kPreAuthMemory: return "preauth_memory";
+    case CloseReason::kRejected:
+      return "client_rejected";
+    case CloseReason::kHeldInput:
+      return "held_input_overflow";
     case CloseReason::kCount: break;
+  }
+  return "unknown";
+}
+
+const char* rejectReasonName(RejectReason r) {
+  switch (r) {
+    case RejectReason::kNotInTailnet:
+      return "not_in_tailnet";
+    case RejectReason::kTailscaledError:
+      return "tailscaled_error";
+    case RejectReason::kTailscaledTooOld:
+      return "tailscaled_too_old";
+    case RejectReason::kUrlDenied:
+      return "url_denied";
+    case RejectReason::kUrlStatus:
+      return "url_status";
+    case RejectReason::kUrlBadReply:
+      return "url_bad_reply";
+    case RejectReason::kUrlUnreachable:
+      return "url_unreachable";
+    case RejectReason::kBusy:
+      return "verifier_busy";
+    case RejectReason::kCount:
+      break;
   }
   return "unknown";
 }
@@ -257,6 +285,12 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   byReason<CloseReason>(out, shards, "derpd_connections_closed_total",
                         "connections closed, by reason", &ShardCounters::closed,
                         closeReasonName);
+  total(out, shards, "derpd_clients_verified_total", "counter",
+        "clients admitted by -verify-clients / -verify-client-url",
+        [](const ShardCounters& c) { return c.clientsVerified.get(); });
+  byReason<RejectReason>(out, shards, "derpd_clients_rejected_total",
+                         "clients refused by -verify-clients / -verify-client-url, by reason",
+                         &ShardCounters::rejected, rejectReasonName);
   family(out, "derpd_packets_dropped_total", "counter", "packets dropped, by reason and kind");
   for (size_t r = 0; r < static_cast<size_t>(DropReason::kCount); r++) {
     for (int k = 0; k < 2; k++) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "relay/client_check.h"
 #include "runtime/packet_pool.h"
 #include "stun/stun.h"
 
@@ -33,8 +34,8 @@ enum class CloseReason : uint8_t {
   kMeshFrameDenied,
   kShutdown,
   kHttpDone,
-  kTlsHandshake,  // the TLS handshake failed (garbage, no shared version/cipher, ...)
-  kTlsError,      // a TLS record could not be opened, or an alert arrived
+  kTlsHandshake,     // the TLS handshake failed (garbage, no shared version/cipher, ...)
+  kTlsError,         // a TLS record could not be opened, or an alert arrived
   kClosePeer,        // a mesh peer's ClosePeer named this client
   kWatcherOverflow,  // a mesh watcher fell too far behind to keep its view exact
   kMeshConnect,      // a mesh link could not connect
@@ -43,8 +44,10 @@ enum class CloseReason : uint8_t {
   kMeshRemoved,      // a mesh peer left -mesh-with (or its name's addresses)
   kMeshRestarting,   // a mesh peer said it is restarting
   kReadTimeout,      // a mesh peer sent nothing, not even a keep-alive, for too long
-  kPreAuthMemory,    // a large request head or ClientInfo while the shard's budget for them was spent
-  kNoMemory,         // a control frame for it found the pool and its reserve spent
+  kPreAuthMemory,  // a large request head or ClientInfo while the shard's budget for them was spent
+  kNoMemory,       // a control frame for it found the pool and its reserve spent
+  kRejected,       // -verify-clients / -verify-client-url refused the client
+  kHeldInput,      // more arrived while its reading was paused than the shard holds for it
   kCount,
 };
 const char* closeReasonName(CloseReason r);
@@ -130,11 +133,14 @@ struct alignas(64) ShardCounters {
   Counter stunSendErrors;
   std::array<Counter, static_cast<size_t>(stun::DropReason::kCount)> stunDropped;
   std::array<Counter, static_cast<size_t>(CloseReason::kCount)> closed;
+  Counter clientsVerified;  // admitted by the client checker
+  std::array<Counter, static_cast<size_t>(RejectReason::kCount)> rejected;
   // [reason][0: other, 1: disco]
   std::array<std::array<Counter, 2>, static_cast<size_t>(DropReason::kCount)> dropped;
 
   void drop(DropReason r, bool disco) { dropped[static_cast<size_t>(r)][disco ? 1 : 0].add(); }
   void close(CloseReason r) { closed[static_cast<size_t>(r)].add(); }
+  void reject(RejectReason r) { rejected[static_cast<size_t>(r)].add(); }
   void stunDrop(stun::DropReason r) { stunDropped[static_cast<size_t>(r)].add(); }
 };
 

@@ -126,6 +126,7 @@ absl::Status Server::start() {
   shared_->bootstrapDns = opts_.bootstrapDns;
   shared_->acmeChallenges = opts_.acmeChallenges;
   shared_->mesh = opts_.mesh;
+  shared_->checker = opts_.checker;
   shared_->startUnixSeconds = static_cast<int64_t>(::time(nullptr));
   shared_->ringFds = std::vector<std::atomic<int>>(n);
   shared_->clientSockets = std::vector<std::atomic<size_t>>(n);
@@ -193,6 +194,11 @@ absl::Status Server::start() {
 
 void Server::meshTargetsChanged() {
   for (auto& s : shards_) s->wake();
+}
+
+void Server::postVerdict(const CheckRequest& request, Verdict verdict) {
+  if (request.shard < shards_.size())
+    shards_[request.shard]->postVerdict(request, std::move(verdict));
 }
 
 void Server::requestDrain(Nanos timeout) {

@@ -43,6 +43,9 @@ class Server {
     const http::AcmeChallengeStore* acmeChallenges = nullptr;
     // The regional mesh (nullptr: none). It must outlive the server.
     MeshState* mesh = nullptr;
+    // -verify-clients / -verify-client-url (nullptr: admit everyone). It must
+    // outlive the server, and post its answers through postVerdict.
+    ClientChecker* checker = nullptr;
   };
 
   explicit Server(Options opts);
@@ -59,6 +62,8 @@ class Server {
   bool finished() const;
   // Any thread: the mesh target store has a new set; every shard takes up its share.
   void meshTargetsChanged();
+  // Any thread, between start() and stop(): the checker's answer to a shard's request.
+  void postVerdict(const CheckRequest& request, Verdict verdict);
 
   const net::SocketAddress& boundAddress() const { return bound_; }
   const std::optional<net::SocketAddress>& stunAddress() const { return stunBound_; }

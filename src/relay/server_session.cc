@@ -135,19 +135,41 @@ void ServerSession::onClientInfo(Connection& c, std::span<const uint8_t> body) {
     return;
   }
   client.key = ci.key;
-  s_.setState(c, Connection::State::kDerp);
-  client.registered = true;
+  client.boxKey = *boxKey;
   client.canMesh = s_.shared_.mesh != nullptr && isMeshKey(info->meshKey, s_.shared_.mesh->meshKey);
   // As derper: "regular" only when no other flag applies.
   client.peer.flags = static_cast<uint8_t>((client.canMesh ? derp::kPeerPresentIsMeshPeer : 0) |
                                            (info->isProber ? derp::kPeerPresentIsProber : 0) |
                                            (client.notIdeal ? derp::kPeerPresentNotIdeal : 0));
   if (client.peer.flags == 0) client.peer.flags = derp::kPeerPresentIsRegular;
+  // -verify-clients / -verify-client-url: mesh peers are trusted by their key
+  // (tailscaled and the admission URL would not know them). Anyone else waits,
+  // reading nothing more, until the checker answers (ShardServer::onVerdict),
+  // with the handshake deadline still running.
+  if (s_.shared_.checker != nullptr && !client.canMesh) {
+    client.verifying = true;
+    std::optional<Verdict> now =
+        s_.shared_.checker->check(CheckRequest{client.key, client.peer.ip, s_.id_, c.idx, c.gen});
+    if (now) {
+      s_.onVerdict(c, *now);  // a cached answer
+    } else {
+      s_.pauseInput(c);  // the answer comes on this thread, later (takeVerdicts)
+    }
+    return;
+  }
+  admit(c);
+}
+
+void ServerSession::admit(Connection& c) {
+  client.verifying = false;
+  s_.setState(c, Connection::State::kDerp);
+  client.registered = true;
   if (client.canMesh) client.meshStats = s_.shared_.mesh->stats.forIncoming(client.key);
   s_.loop_.timers().cancel(c.deadline);
   s_.counters_.handshakes.add();
   s_.counters_.currentConnections.add();
-  queueServerInfo(c, *boxKey);
+  queueServerInfo(c, client.boxKey);
+  client.boxKey = {};  // needed for nothing else
 
   const uint64_t stamp = static_cast<uint64_t>(s_.clock_.now());
   s_.replica_.registerLocal(client.key, c.idx, c.gen, client.peer, stamp);

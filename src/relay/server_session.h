@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "derp/handshake.h"
 #include "derp/key.h"
+#include "relay/client_check.h"
 #include "relay/connection.h"
 #include "relay/key_directory.h"
 #include "relay/session.h"
@@ -38,6 +39,10 @@ struct ClientState {
   bool canMesh = false;    // its ClientInfo carried this node's mesh key
   bool watcher = false;    // it sent WatchConns
   bool haveLastDst = false;
+  // Its ClientInfo is open and a ClientChecker is deciding whether it may
+  // stay (client_check.h); boxKey waits to seal its ServerInfo.
+  bool verifying = false;
+  derp::BoxKey boxKey;
   MeshLinkStats* meshStats = nullptr;  // a mesh peer's: what it forwards is counted there
   derp::NodeKey lastDst;
   derp::NodeKey lastFwdSrc;                   // a mesh peer's last forwarded (source, lastDst)
@@ -73,6 +78,8 @@ class ServerSession final : public Session {
 
   // Every other shard has applied the registration: ServerInfo may go.
   void onRegistered(Connection& c);
+  // The client was being verified and may stay: it is registered now.
+  void admit(Connection& c);
 
  private:
   void onClientInfo(Connection& c, std::span<const uint8_t> body);

@@ -131,8 +131,9 @@ void ShardServer::run() {
   loop_.ring().runOnce(0);
 }
 
-// The eventfd: a stop, a drain, or new mesh targets to take up.
+// The eventfd: a stop, a drain, new mesh targets to take up, or verdicts.
 bool ShardServer::onSignal() {
+  if (verdictsPosted_.load(std::memory_order_acquire)) takeVerdicts();
   if (stopRequested_.load(std::memory_order_acquire) && !stopping_) {
     beginShutdown();
   } else if (drainRequested_.load(std::memory_order_acquire) && !draining_) {
@@ -213,13 +214,13 @@ void ShardServer::onRecv(Connection& c, int res, uint32_t flags) {
       close(c, CloseReason::kEof);
     } else if (res == -ENOBUFS) {
       counters_.recvNoBuffers.add();
-    } else if (res < 0) {
+    } else if (res < 0 && res != -ECANCELED) {  // cancelled: pauseInput's
       close(c, CloseReason::kReadError);
     }
   }
   if (c.state == Connection::State::kClosing) return;
   // Out of provided buffers (or the kernel ended the multishot): ask again.
-  if (!c.recvArmed) armRecv(c);
+  if (!c.recvArmed && !c.inputPaused) armRecv(c);
 }
 
 // Accepted sockets inherit their TCP options from the listener (Server::start).

@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
@@ -28,6 +29,7 @@
 #include "http/request_parser.h"
 #include "http/routes.h"
 #include "net/listener.h"
+#include "relay/client_check.h"
 #include "relay/connection.h"
 #include "relay/counters.h"
 #include "relay/directory_replica.h"
@@ -101,6 +103,8 @@ struct SharedState {
   int64_t startUnixSeconds = 0;  // for /debug/varz uptime
   // The regional mesh (-mesh-with), or nullptr when this node has no peers.
   MeshState* mesh = nullptr;
+  // -verify-clients / -verify-client-url, or nullptr: everyone is admitted.
+  ClientChecker* checker = nullptr;
   // Accepted sockets open on every shard, and how many the open-file limit
   // lets them hold: the rest of the limit is kept for what derpd itself opens
   // (mesh links, certificate reloads, the resolver, metrics). A connection
@@ -143,6 +147,9 @@ class ShardServer : private ShardLoop::Services,
   // Any thread: the mesh targets changed; the shard takes up the ones it owns.
   void wake();
 
+  // Any thread: the checker's answer about a connection of this shard.
+  void postVerdict(const CheckRequest& request, Verdict verdict);
+
   // Completion entry points (shard thread).
   void onRecv(Connection& c, int res, uint32_t flags);
   void onSendDone(Connection& c, int res);
@@ -162,6 +169,16 @@ class ShardServer : private ShardLoop::Services,
   void onAccept(AcceptOp& op, int res);
   bool takeSocketBudget();
   bool chargePreAuth(Connection& c, size_t bytes);
+
+  // Reading paused and resumed (connection_io.cc): bytes that arrive while
+  // paused are held, and fed to the reader when it resumes.
+  void pauseInput(Connection& c);
+  void resumeInput(Connection& c);
+  void holdInput(Connection& c, const uint8_t* data, size_t n);
+  // Client verification (verification.cc): the answers posted from the
+  // checker's threads, taken on the shard's signal.
+  void takeVerdicts();
+  void onVerdict(Connection& c, const Verdict& v);
 
   // The loop's turn (ShardLoop::Services; shard_server.cc).
   bool hasWork() override { return !dirty_.empty(); }
@@ -310,6 +327,15 @@ class ShardServer : private ShardLoop::Services,
   size_t liveConnections_ = 0;
   uint32_t exitedSeen_ = 0;  // shared_.exitedShards when mail to exited shards was last swept
   size_t preAuthBytes_ = 0;  // the sum of every connection's preAuthCharge
+
+  // The checker's answers, posted from its threads (postVerdict).
+  std::mutex verdictMu_;
+  std::vector<std::pair<CheckRequest, Verdict>> verdicts_;
+  std::vector<std::pair<CheckRequest, Verdict>> verdictsTaken_;
+  std::atomic<bool> verdictsPosted_{false};
+  Nanos rejectLogWindow_ = 0;  // rejection log lines: a few a second, the rest counted
+  uint32_t rejectLogLines_ = 0;
+  uint64_t rejectsUnlogged_ = 0;
 
   std::vector<std::unique_ptr<Connection>> conns_;  // slot index -> connection
   std::vector<uint32_t> gens_;                      // slot index -> current generation

@@ -127,6 +127,33 @@ TEST(HttpResponseParser, RefusesMalformedAndOversized) {
   EXPECT_TRUE(head.feed(std::string(70 * 1024, 'a')).code() == absl::StatusCode::kDataLoss);
 }
 
+// truncate: the first maxBodyBytes of any longer body, whatever frames it,
+// and done at once (the rest is never read).
+TEST(HttpResponseParser, TruncatingKeepsTheFirstBytes) {
+  for (const std::string& text :
+       {std::string("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"),
+        std::string("HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n0123"),
+        std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n01\r\n"
+                    "FFFFFF\r\n23456"),
+        std::string("HTTP/1.0 200 OK\r\n\r\n0123456789")}) {
+    for (bool bytewise : {false, true}) {
+      HttpResponseParser p(false, 4, /*truncate=*/true);
+      if (bytewise) {
+        for (char c : text) ASSERT_TRUE(p.feed(std::string(1, c)).ok()) << text;
+      } else {
+        ASSERT_TRUE(p.feed(text).ok()) << text;
+      }
+      EXPECT_TRUE(p.done()) << text;
+      EXPECT_EQ(p.response().body, "0123") << text;
+      EXPECT_TRUE(p.response().truncated) << text;
+    }
+  }
+  HttpResponseParser exact(false, 4, true);
+  ASSERT_TRUE(exact.feed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc").ok());
+  EXPECT_TRUE(exact.done());
+  EXPECT_FALSE(exact.response().truncated);
+}
+
 TEST(HttpResponseParser, TruncatedResponseIsAnError) {
   HttpResponseParser p(false, 1 << 20);
   ASSERT_TRUE(p.feed("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").ok());

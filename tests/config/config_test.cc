@@ -90,7 +90,8 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
       {{"-mesh-watcher-queue-kb", "8"}, "-mesh-watcher-queue-kb"},
       {{"-packet-memory-mb", "3"}, "-packet-memory-mb"},
       {{"-mesh-ca", ""}, "-mesh-ca"},
-      {{"-verify-clients"}, "-verify-clients"},
+      {{"-verify-clients=maybe"}, "-verify-clients"},
+      {{"-verify-client-url", "ftp://x/verify"}, "-verify-client-url"},
       {{"-hostname", ""}, "-hostname"},
       {{"-certmode", "bogus"}, "-certmode"},
       {{"-derp=false"}, "-derp"},
@@ -107,26 +108,44 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
 TEST(ConfigTest, OffValuesOfFeaturesNotBuiltAreAccepted) {
   // Real derper command lines spell these out; they ask for nothing missing.
   for (const auto& args :
-       std::vector<std::vector<std::string>>{{"-verify-clients=false"},
-                                             {"--verify-clients=false", "-verify-client-url", ""},
-                                             {"-verify-client-url="},
-                                             {"-verify-client-url-fail-open=true"},
-                                             {"-accept-connection-limit", "+Inf",
+       std::vector<std::vector<std::string>>{{"-accept-connection-limit", "+Inf",
                                               "-accept-connection-burst", "9223372036854775807"}}) {
     auto c = parse(args);
     EXPECT_TRUE(c.ok()) << args[0] << ": " << c.status();
   }
   for (const auto& args :
-       std::vector<std::vector<std::string>>{{"-verify-clients"},
-                                             {"-verify-clients=true"},
-                                             {"-verify-client-url", "http://127.0.0.1/verify"},
-                                             {"-accept-connection-limit", "100"}}) {
+       std::vector<std::vector<std::string>>{{"-accept-connection-limit", "100"}}) {
     auto c = parse(args);
     ASSERT_FALSE(c.ok()) << args[0];
     EXPECT_NE(std::string(c.status().message()).find(args[0].substr(0, args[0].find('='))),
               std::string::npos)
         << c.status();
   }
+}
+
+TEST(ConfigTest, VerificationFlags) {
+  auto d = parse({});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->verifyClients);
+  EXPECT_TRUE(d->verifyClientUrlFailOpen);
+  EXPECT_EQ(d->socket, "");
+  auto c = parse({"-verify-clients", "-socket", "/run/ts.sock", "-verify-client-url",
+                  "https://admit.example/check", "-verify-client-url-fail-open=false"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->verifyClients);
+  EXPECT_EQ(c->socket, "/run/ts.sock");
+  EXPECT_EQ(c->verifyClientUrl, "https://admit.example/check");
+  EXPECT_FALSE(c->verifyClientUrlFailOpen);
+  // derper command lines spell out the off values.
+  auto off = parse({"-verify-clients=false", "-verify-client-url="});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->verifyClients);
+  EXPECT_EQ(off->verifyClientUrl, "");
+  auto env = parseCommandLine(
+      {}, {"DERP_VERIFY_CLIENTS=true", "DERP_VERIFY_CLIENT_URL=http://127.0.0.1:9/verify"});
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_TRUE(env->config.verifyClients);
+  EXPECT_EQ(env->config.verifyClientUrl, "http://127.0.0.1:9/verify");
 }
 
 TEST(ConfigTest, AcmeFlags) {
@@ -192,7 +211,7 @@ TEST(ConfigTest, FlagsWinOverEnvironment) {
 
 TEST(ConfigTest, EnvironmentErrorsNameTheVariable) {
   for (const char* bad : {"DERP_HTTP_PORT=eighty", "DERP_STUN=maybe", "DERP_STUN_PORT=70000",
-                          "DERP_VERIFY_CLIENTS=true", "DERP_VERIFY_CLIENT_URL=http://x/verify",
+                          "DERP_VERIFY_CLIENTS=maybe", "DERP_VERIFY_CLIENT_URL=ftp://x/verify",
                           "DERP_CERT_MODE=selfsigned", "DERP_MESH_WITH=ftp://x"}) {
     auto r = parseCommandLine({}, {bad});
     ASSERT_FALSE(r.ok()) << bad;

@@ -210,12 +210,12 @@ TEST_P(RejectedFlagTest, ExitsTwoNamingTheFlag) {
       << log;
 }
 
-INSTANTIATE_TEST_SUITE_P(Flags, RejectedFlagTest,
-                         ::testing::Values(RejectedArgs{{"-no-such-flag"}, "no-such-flag"},
-                                           RejectedArgs{{"--no-such-flag=3"}, "no-such-flag"},
-                                           RejectedArgs{{"-mesh-with", "derp2.example.com"},
-                                                        "mesh-with"},
-                                           RejectedArgs{{"-verify-clients"}, "verify-clients"}));
+INSTANTIATE_TEST_SUITE_P(
+    Flags, RejectedFlagTest,
+    ::testing::Values(RejectedArgs{{"-no-such-flag"}, "no-such-flag"},
+                      RejectedArgs{{"--no-such-flag=3"}, "no-such-flag"},
+                      RejectedArgs{{"-mesh-with", "derp2.example.com"}, "mesh-with"},
+                      RejectedArgs{{"-verify-client-url", "http://[::1"}, "verify-client-url"}));
 
 TEST(DerpctlTest, ProbeSucceedsAgainstDerpd) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start({}));

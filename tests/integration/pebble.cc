@@ -12,44 +12,13 @@
 #include "absl/strings/str_cat.h"
 #include "client/fd_wait.h"
 #include "client/http_fetch.h"
+#include "integration/child_process.h"
 #include "integration/derpd_process.h"
 
 namespace derpd::testing {
 namespace {
 
 constexpr Nanos kStartTimeout = 15 * kSecond;
-
-// Starts argv with stdout and stderr appended to logPath.
-absl::StatusOr<pid_t> launch(const std::vector<std::string>& argv, const EnvVars& env,
-                             const std::string& logPath) {
-  int log = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log < 0) return absl::InternalError(absl::StrCat("open ", logPath));
-  pid_t pid = ::fork();
-  if (pid < 0) return absl::InternalError("fork");
-  if (pid == 0) {
-    ::dup2(log, 1);
-    ::dup2(log, 2);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(log);
-  return pid;
-}
-
-void stop(pid_t pid) {
-  if (pid <= 0) return;
-  ::kill(pid, SIGTERM);
-  for (int i = 0; i < 50; ++i) {
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
-    ::usleep(100 * 1000);
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-}
 
 }  // namespace
 
@@ -112,14 +81,14 @@ absl::StatusOr<std::unique_ptr<Pebble>> Pebble::start(const std::string& dir, Te
   }
   const std::string log = dir + "/pebble.log";
   // The DNS server only: its own HTTP-01 and TLS-ALPN-01 responders stay off.
-  absl::StatusOr<pid_t> dnsPid = launch(
+  absl::StatusOr<pid_t> dnsPid = launchLogged(
       {*findOnPath("pebble-challtestsrv"), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
        "-dns01", absl::StrCat("127.0.0.1:", *dns), "-management",
        absl::StrCat("127.0.0.1:", *dnsMgmt), "-http01", "", "-https01", "", "-tlsalpn01", ""},
       {}, log);
   if (!dnsPid.ok()) return dnsPid.status();
   p->dns_ = *dnsPid;
-  absl::StatusOr<pid_t> pebblePid = launch(
+  absl::StatusOr<pid_t> pebblePid = launchLogged(
       {*findOnPath("pebble"), "-config", cfgPath, "-dnsserver", absl::StrCat("127.0.0.1:", *dns)},
       {{"PEBBLE_VA_NOSLEEP", "1"},
        {"PEBBLE_WFE_NONCEREJECT", absl::StrCat(options.nonceRejectPercent)}},
@@ -146,8 +115,8 @@ absl::StatusOr<std::unique_ptr<Pebble>> Pebble::start(const std::string& dir, Te
 }
 
 Pebble::~Pebble() {
-  stop(pebble_);
-  stop(dns_);
+  stopChild(pebble_);
+  stopChild(dns_);
 }
 
 std::string Pebble::directoryUrl() const {

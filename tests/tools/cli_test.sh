@@ -33,7 +33,8 @@ expect_usage_error -no-such-flag -no-such-flag
 expect_usage_error -http-port -http-port eighty
 expect_usage_error -tcp-user-timeout -tcp-user-timeout=15
 expect_usage_error -mesh-with -mesh-with derp2.example.com
-expect_usage_error -verify-clients --verify-clients
+expect_usage_error -verify-client-url --verify-client-url=ftp://admit.example/check
+expect_usage_error -verify-clients -verify-clients=maybe
 expect_usage_error -acme-email -acme-email=ops.example.com
 expect_usage_error -acme-eab-key -acme-eab-kid=kid-1
 expect_usage_error "-certmode gcp needs" -certmode gcp -acme-email ops@example.com
