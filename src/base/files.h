@@ -5,6 +5,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace derpd {
 
@@ -12,6 +14,11 @@ namespace derpd {
 // with mode 0700, since what goes there is private. The error names the
 // directory that could not be made.
 absl::Status makePrivateParentDirs(const std::string& path);
+
+// The whole of a small file (a key, a certificate, a config), at most
+// maxBytes. Errors start with "<what> <path>: " (open, read, too large).
+absl::StatusOr<std::string> readSmallFile(const std::string& path, size_t maxBytes,
+                                          absl::string_view what);
 
 // dir + "/" + name (no doubled slash; name alone when dir is empty).
 std::string joinPath(const std::string& dir, const std::string& name);

@@ -16,7 +16,7 @@
 namespace derpd {
 namespace {
 
-enum class Kind { kString, kBool, kInt, kDuration };
+enum class Kind { kString, kBool, kInt, kFloat, kDuration };
 
 struct FlagSpec {
   absl::string_view name;
@@ -38,6 +38,30 @@ std::string setInt(int& out, absl::string_view v, int lo, int hi) {
     return absl::StrCat("want an integer from ", lo, " to ", hi);
   }
   out = n;
+  return "";
+}
+
+std::string setInt64(int64_t& out, absl::string_view v, int64_t lo) {
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size() || n < lo) {
+    return absl::StrCat("want an integer from ", lo, " to 9223372036854775807");
+  }
+  out = n;
+  return "";
+}
+
+// Go's strconv.ParseFloat forms derper's float flags take: "10", "0.5",
+// "1e3", "+Inf"; here positive only.
+std::string setRate(double& out, absl::string_view v) {
+  absl::string_view t = v;
+  if (!t.empty() && t[0] == '+') t.remove_prefix(1);
+  double d = 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), d);
+  if (t.empty() || ec != std::errc() || end != t.data() + t.size() || !(d > 0)) {
+    return "want a positive number per second, or +Inf for no limit";
+  }
+  out = d;
   return "";
 }
 
@@ -270,6 +294,23 @@ const std::vector<FlagSpec>& flagSpecs() {
          c.verifyClientUrlFailOpen = v == "true";
          return std::string();
        }},
+      {"accept-connection-limit", Kind::kFloat, "limits", "+Inf",
+       "TCP connections accepted per second on the main listener, all clients together; over "
+       "it a connection is closed at once (counted)",
+       [](Config& c, absl::string_view v) { return setRate(c.acceptConnectionLimit, v); }},
+      {"accept-connection-burst", Kind::kInt, "limits", "9223372036854775807",
+       "how many accepts -accept-connection-limit lets through at once",
+       [](Config& c, absl::string_view v) { return setInt64(c.acceptConnectionBurst, v, 1); }},
+      {"max-conns-per-ip", Kind::kInt, "limits", "1024",
+       "open connections one source address may hold; more are closed at once (counted); 0: "
+       "no cap (raise it when many nodes share an address, or behind a local proxy)",
+       [](Config& c, absl::string_view v) { return setInt(c.maxConnsPerIp, v, 0, 1 << 30); }},
+      {"max-handshakes-per-shard", Kind::kInt, "limits", "4096",
+       "connections each shard holds before they finish their handshake (HTTP and DERP); "
+       "more are closed at once (counted); 0: no cap",
+       [](Config& c, absl::string_view v) {
+         return setInt(c.maxHandshakesPerShard, v, 0, 1 << 30);
+       }},
       {"mesh-with", Kind::kString, "mesh", "",
        "comma-separated DERP servers of this region to mesh with: host, host:port, [v6]:port "
        "or http(s)://host[:port]; a bare host uses this server's own scheme and port; this "
@@ -373,28 +414,6 @@ const std::vector<FlagSpec>& flagSpecs() {
   return specs;
 }
 
-// derper flags whose features are not built yet: accepted names, rejected use.
-constexpr absl::string_view kNotYetFlags[] = {
-    "accept-connection-limit",
-    "accept-connection-burst",
-};
-
-bool isNotYetFlag(absl::string_view name) {
-  for (absl::string_view nf : kNotYetFlags) {
-    if (name == nf) return true;
-  }
-  return false;
-}
-
-// Whether `value` for a flag of a feature not built asks for nothing: derper's
-// default or off value, or a setting that only matters once a refused flag is on.
-bool notYetValueIsOff(absl::string_view name, const std::string& value) {
-  if (name == "accept-connection-burst") return true;
-  return value == "+Inf" || value == "Inf" || value == "inf" || value == "+inf";
-}
-
-constexpr absl::string_view kNotYetGroup = "not built yet (rejected when given)";
-
 // The type word Go's flag package prints after a flag's name in -help.
 absl::string_view typeName(Kind kind) {
   switch (kind) {
@@ -402,6 +421,8 @@ absl::string_view typeName(Kind kind) {
       return "";
     case Kind::kInt:
       return "int";
+    case Kind::kFloat:
+      return "float";
     case Kind::kDuration:
       return "duration";
     case Kind::kString:
@@ -604,16 +625,6 @@ absl::Status scanFlags(const std::vector<std::string>& args, CommandLineAction& 
       action = CommandLineAction::kVersion;
       return absl::OkStatus();
     }
-    if (isNotYetFlag(name)) {
-      // derper command lines often spell out the off value (-verify-clients=false):
-      // that asks for nothing missing, so it is accepted and ignored.
-      if (!value && i + 1 < args.size()) value = args[++i];
-      if (!value || !notYetValueIsOff(name, *value)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("flag -", name, ": ", notYet(absl::StrCat("-", name))));
-      }
-      continue;
-    }
     const FlagSpec* spec = nullptr;
     for (const FlagSpec& s : flagSpecs()) {
       if (s.name == name) spec = &s;
@@ -671,18 +682,18 @@ absl::Status applyConfigFile(const std::string& path, Config& config) {
     if (s.key == "config") {
       return fail("a config file cannot name another; give --config on the command line");
     }
-    for (absl::string_view nf : kNotYetFlags) {
-      if (s.key == nf) return fail(notYet(s.key));
-    }
     const FlagSpec* spec = nullptr;
     for (const FlagSpec& f : flagSpecs()) {
       if (f.name == s.key) spec = &f;
     }
     if (spec == nullptr) return fail("unknown key (keys are the flag names, as in -help)");
-    const absl::string_view want = spec->kind == Kind::kBool  ? "boolean"
-                                   : spec->kind == Kind::kInt ? "integer"
-                                                              : "string";
-    if (s.type != want) {
+    const absl::string_view want = spec->kind == Kind::kBool    ? "boolean"
+                                   : spec->kind == Kind::kInt   ? "integer"
+                                   : spec->kind == Kind::kFloat ? "float"
+                                                                : "string";
+    // A float setting may be written as an integer, or as "+Inf".
+    const bool floatOk = spec->kind == Kind::kFloat && (s.type == "integer" || s.type == "string");
+    if (s.type != want && !floatOk) {
       return fail(absl::StrCat("wants ", want == "integer" ? "an " : "a ", want,
                                spec->kind == Kind::kDuration ? " (a Go duration such as \"2s\")"
                                                              : "",
@@ -720,9 +731,7 @@ std::string usageText() {
     }
     absl::StrAppend(&text, "\n");
   }
-  absl::StrAppend(&text, "\n", kNotYetGroup, ":\n ");
-  for (absl::string_view nf : kNotYetFlags) absl::StrAppend(&text, " -", nf);
-  absl::StrAppend(&text, "\n\nother:\n  -help\n  -version\n");
+  absl::StrAppend(&text, "\nother:\n  -help\n  -version\n");
   return text;
 }
 
@@ -731,9 +740,6 @@ std::vector<FlagInfo> flagTable() {
   for (const FlagSpec& s : flagSpecs()) {
     table.push_back({std::string(s.name), std::string(s.group), std::string(typeName(s.kind)),
                      std::string(s.defaultText), std::string(s.help), true});
-  }
-  for (absl::string_view nf : kNotYetFlags) {
-    table.push_back({std::string(nf), std::string(kNotYetGroup), "", "", "", false});
   }
   return table;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,12 @@ struct Config {
   std::string socket;                   // -socket ("": tailscaled's default)
   std::string verifyClientUrl;          // -verify-client-url
   bool verifyClientUrlFailOpen = true;  // -verify-client-url-fail-open
+  // Admission limits.
+  double acceptConnectionLimit =
+      std::numeric_limits<double>::infinity();                          // -accept-connection-limit
+  int64_t acceptConnectionBurst = std::numeric_limits<int64_t>::max();  // -accept-connection-burst
+  int maxConnsPerIp = 1024;          // --max-conns-per-ip (0: no cap)
+  int maxHandshakesPerShard = 4096;  // --max-handshakes-per-shard (0: no cap)
   // Regional mesh. -mesh-with: the items of the comma-separated list, trimmed,
   // empty ones dropped, each accepted by parseMeshEntry. Given together with
   // -mesh-psk-file or not at all.

@@ -115,6 +115,10 @@ int runServer(const derpd::Config& cfg) {
   opts.relay.writeTimeout = cfg.tcpWriteTimeout;
   opts.relay.watcherQueueBytes = static_cast<size_t>(cfg.meshWatcherQueueKb) * 1024;
   opts.relay.poolBytes = static_cast<size_t>(cfg.packetMemoryMb) << 20;
+  opts.relay.maxConnsPerIp = static_cast<uint32_t>(cfg.maxConnsPerIp);
+  opts.relay.maxHandshakesPerShard = static_cast<size_t>(cfg.maxHandshakesPerShard);
+  opts.relay.acceptPerSecond = cfg.acceptConnectionLimit;
+  opts.relay.acceptBurst = cfg.acceptConnectionBurst;
   opts.relay.tcp.keepAliveSeconds = static_cast<int>(cfg.tcpKeepAliveTime / kSecond);
   opts.relay.tcp.userTimeoutMs = static_cast<int>(cfg.tcpUserTimeout / kMillisecond);
   opts.listen = *addr;

@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "net/socket_address.h"
 #include "relay/http_session.h"
 #include "relay/shard_server.h"
 
@@ -65,8 +67,8 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
                 id_, shared_.maxAcceptedSockets);
       }
     } else {
-      counters_.accepts.add();
-      // Once per connection, for /debug/ and PeerPresent (the accept asks for no address).
+      // Once per connection, for /debug/, PeerPresent and the per-address
+      // count (the accept asks for no address).
       net::SocketAddress peer;
       peer.length = sizeof(peer.storage);
       PeerInfo info;
@@ -83,15 +85,27 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
           std::memcpy(info.ip.data(), &v6->sin6_addr, 16);
         }
       }
-      Connection& c = newConnection(res, op.kind, std::make_unique<HttpSession>(*this, info));
-      c.fromLoopback = havePeer && peer.isLoopback();
-      c.holdsSocketBudget = op.kind != ListenerKind::kMetrics;
-      if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {
-        c.tls = tlsEngine_.accept(c, *shared_.tls);
-        c.transport = c.tls.get();
+      std::optional<AcceptLimit> refused = refuseByLimits(info.ip, op.kind);
+      if (refused) {
+        ::close(res);
+        if (op.kind != ListenerKind::kMetrics) {
+          shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
+        }
+        counters_.acceptsLimited[static_cast<size_t>(*refused)].add();
+      } else {
+        counters_.accepts.add();
+        Connection& c = newConnection(res, op.kind, std::make_unique<HttpSession>(*this, info));
+        c.fromLoopback = havePeer && peer.isLoopback();
+        c.holdsSocketBudget = op.kind != ListenerKind::kMetrics;
+        c.peerIp = info.ip;
+        c.holdsIpSlot = op.kind != ListenerKind::kMetrics && shared_.config.maxConnsPerIp > 0;
+        if (shared_.tls != nullptr && op.kind == ListenerKind::kMain) {
+          c.tls = tlsEngine_.accept(c, *shared_.tls);
+          c.transport = c.tls.get();
+        }
+        loop_.timers().arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
+        armRecv(c);
       }
-      loop_.timers().arm(c.deadline, clock_.now() + shared_.config.headerTimeout);
-      armRecv(c);
     }
   }
   if (!stopping_ && !draining_) {
@@ -104,6 +118,40 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
       armAcceptOn(listenerFd(op.kind), op);
     }
   }
+}
+
+// The metrics listener (loopback only) is exempt: an operator can watch a flood.
+std::optional<AcceptLimit> ShardServer::refuseByLimits(const Connection::Ip& ip,
+                                                       ListenerKind kind) {
+  if (kind == ListenerKind::kMetrics) return std::nullopt;
+  const RelayConfig& cfg = shared_.config;
+  if (kind == ListenerKind::kMain && !shared_.acceptRate.allow(clock_.now())) {
+    warnRefusing("-accept-connection-limit", "accepts over the rate are closed");
+    return AcceptLimit::kRate;
+  }
+  if (cfg.maxHandshakesPerShard > 0) {
+    const size_t handshaking =
+        counters_.connectionsByState[static_cast<size_t>(Connection::State::kHttp)].get() +
+        counters_.connectionsByState[static_cast<size_t>(Connection::State::kDerpHandshake)].get();
+    if (handshaking >= cfg.maxHandshakesPerShard) {
+      warnRefusing("--max-handshakes-per-shard",
+                   absl::StrCat(handshaking, " connections are still in their handshake"));
+      return AcceptLimit::kHandshakes;
+    }
+  }
+  if (cfg.maxConnsPerIp > 0 && !shared_.perIp.acquire(ip, cfg.maxConnsPerIp)) {
+    warnRefusing("--max-conns-per-ip",
+                 absl::StrCat(net::formatIp(ip), " has ", cfg.maxConnsPerIp, " connections open"));
+    return AcceptLimit::kPerIp;
+  }
+  return std::nullopt;
+}
+
+void ShardServer::warnRefusing(const char* what, const std::string& detail) {
+  if (clock_.now() - limitWarnedAt_ < kSecond) return;
+  limitWarnedAt_ = clock_.now();
+  logWarn("shard %d: refusing connections (%s): %s; counted in derpd_accepts_limited_total", id_,
+          what, detail);
 }
 
 bool ShardServer::takeSocketBudget() {

@@ -12,6 +12,7 @@
 
 #include <sys/uio.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -65,6 +66,7 @@ struct FrameReader {
 };
 
 struct Connection {
+  using Ip = std::array<uint8_t, 16>;
   // kConnecting: an outgoing mesh link waiting for its TCP connect.
   enum class State : uint8_t { kConnecting, kHttp, kDerpHandshake, kDerp, kClosing };
   static constexpr size_t kMaxIov = 32;
@@ -82,6 +84,8 @@ struct Connection {
   bool inDirtyList = false;
   ListenerKind listener = ListenerKind::kMain;  // which listener accepted it
   bool holdsSocketBudget = false;  // counted in SharedState::acceptedSockets until reaped
+  bool holdsIpSlot = false;        // counted in SharedState::perIp under peerIp until reaped
+  Ip peerIp{};                     // the peer's address (IPv4 mapped), for holdsIpSlot
   bool fromLoopback = false;   // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   // Reading stopped (ShardServer::pauseInput): while its client is verified.

@@ -43,6 +43,20 @@ const char* closeReasonName(CloseReason r) {
   return "unknown";
 }
 
+const char* acceptLimitName(AcceptLimit r) {
+  switch (r) {
+    case AcceptLimit::kRate:
+      return "rate";
+    case AcceptLimit::kPerIp:
+      return "per_ip";
+    case AcceptLimit::kHandshakes:
+      return "handshakes";
+    case AcceptLimit::kCount:
+      break;
+  }
+  return "unknown";
+}
+
 const char* rejectReasonName(RejectReason r) {
   switch (r) {
     case RejectReason::kNotInTailnet:
@@ -174,6 +188,11 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   total(out, shards, "derpd_accepts_refused_total", "counter",
         "TCP connections closed as soon as accepted: the open-file limit's budget was full",
         [](const ShardCounters& c) { return c.acceptsRefusedFdLimit.get(); });
+  byReason<AcceptLimit>(out, shards, "derpd_accepts_limited_total",
+                        "TCP connections closed as soon as accepted by an admission limit, by "
+                        "limit (rate: -accept-connection-limit, per_ip: --max-conns-per-ip, "
+                        "handshakes: --max-handshakes-per-shard)",
+                        &ShardCounters::acceptsLimited, acceptLimitName);
   perShard(out, shards, "derpd_current_connections", "gauge", "handshaken DERP clients",
            [](const ShardCounters& c) { return c.currentConnections.get(); });
   perShard(out, shards, "derpd_open_sockets", "gauge", "accepted sockets still open",

@@ -68,6 +68,16 @@ enum class DropReason : uint8_t {
 };
 const char* dropReasonName(DropReason r);
 
+// Why an accepted connection was closed at once by an admission limit
+// (derpd_accepts_limited_total{reason}).
+enum class AcceptLimit : uint8_t {
+  kRate,        // -accept-connection-limit/-burst
+  kPerIp,       // --max-conns-per-ip
+  kHandshakes,  // --max-handshakes-per-shard
+  kCount,
+};
+const char* acceptLimitName(AcceptLimit r);
+
 class Counter {
  public:
   void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
@@ -82,6 +92,7 @@ class Counter {
 struct alignas(64) ShardCounters {
   Counter accepts;
   Counter acceptsRefusedFdLimit;  // accepted and closed at once: the fd budget was full
+  std::array<Counter, static_cast<size_t>(AcceptLimit::kCount)> acceptsLimited;
   Counter currentConnections;  // handshaken DERP clients
   Counter openSockets;         // every accepted socket still open
   Counter relayedLocal;

@@ -141,6 +141,7 @@ absl::Status Server::start() {
   // What is open now, plus each shard's ring and the accepted fds its
   // accepts may be holding before it sees them, is held for the server's life.
   shared_->maxAcceptedSockets = acceptedSocketBudget(openFds() + n * (1 + 3 * kAcceptsInFlight));
+  shared_->acceptRate.configure(opts_.relay.acceptPerSecond, opts_.relay.acceptBurst);
   if (shared_->maxAcceptedSockets < 64) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the open-file limit (ulimit -n) leaves ", shared_->maxAcceptedSockets,

@@ -321,6 +321,7 @@ void ShardServer::reapClosed() {
     counters_.openSockets.sub();
     c.session->onReaped(c);
     if (c.holdsSocketBudget) shared_.acceptedSockets.fetch_sub(1, std::memory_order_relaxed);
+    if (c.holdsIpSlot) shared_.perIp.release(c.peerIp);
     counters_.connectionsByState[static_cast<size_t>(c.state)].sub();
     gens_[idx]++;  // any ConnRef to the old connection is now stale
     conns_[idx].reset();

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <atomic>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,6 +30,7 @@
 #include "http/request_parser.h"
 #include "http/routes.h"
 #include "net/listener.h"
+#include "relay/accept_limits.h"
 #include "relay/client_check.h"
 #include "relay/connection.h"
 #include "relay/counters.h"
@@ -74,6 +76,14 @@ struct RelayConfig {
   size_t watcherQueueBytes = 64 << 20;
   // The slab memory each shard's packet pool may hold (--packet-memory-mb).
   size_t poolBytes = 256 << 20;
+  // Admission limits (0: none): open connections per source address
+  // (--max-conns-per-ip), connections still in their HTTP phase or DERP
+  // handshake per shard (--max-handshakes-per-shard), and derper's accept
+  // rate on the main listener (-accept-connection-limit/-burst).
+  uint32_t maxConnsPerIp = 0;
+  size_t maxHandshakesPerShard = 0;
+  double acceptPerSecond = std::numeric_limits<double>::infinity();
+  int64_t acceptBurst = std::numeric_limits<int64_t>::max();
 };
 
 // What all shards share, fixed before any shard runs.
@@ -114,6 +124,8 @@ struct SharedState {
   // can watch an fd flood while it lasts.
   std::atomic<size_t> acceptedSockets{0};
   size_t maxAcceptedSockets = SIZE_MAX;
+  AcceptRate acceptRate;  // from config.acceptPerSecond/acceptBurst
+  PerIpCounts perIp;      // when config.maxConnsPerIp > 0
 };
 
 class ShardServer : private ShardLoop::Services,
@@ -168,6 +180,10 @@ class ShardServer : private ShardLoop::Services,
   int listenerFd(ListenerKind kind) const;
   void onAccept(AcceptOp& op, int res);
   bool takeSocketBudget();
+  // The admission limits' verdict on an accepted socket: nullopt admits it
+  // (holding its per-address slot, if counted), else what refused it.
+  std::optional<AcceptLimit> refuseByLimits(const Connection::Ip& ip, ListenerKind kind);
+  void warnRefusing(const char* what, const std::string& detail);
   bool chargePreAuth(Connection& c, size_t bytes);
 
   // Reading paused and resumed (connection_io.cc): bytes that arrive while
@@ -317,6 +333,7 @@ class ShardServer : private ShardLoop::Services,
 
   Timer acceptRetry_;
   Nanos fdLimitWarnedAt_ = -kSecond;  // the last "fd budget full" warning
+  Nanos limitWarnedAt_ = -kSecond;    // the last "refusing: admission limit" warning
   std::atomic<bool> stopRequested_{false};
   std::atomic<bool> drainRequested_{false};
   std::atomic<Nanos> drainTimeout_{0};

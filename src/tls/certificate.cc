@@ -71,22 +71,7 @@ absl::Status internalSslError(absl::string_view what) {
 }
 
 absl::StatusOr<std::string> readFile(const std::string& path, absl::string_view what) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat(what, " ", path, ": open"));
-  std::string content;
-  char buf[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::ErrnoToStatus(errno, absl::StrCat(what, " ", path, ": read"));
-    if (n == 0) break;
-    content.append(buf, static_cast<size_t>(n));
-    if (content.size() > kMaxPemFileLen) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " ", path, ": larger than ", kMaxPemFileLen, " bytes"));
-    }
-  }
-  return content;
+  return readSmallFile(path, kMaxPemFileLen, what);
 }
 
 bssl::UniquePtr<BIO> memBio(std::string_view data) {

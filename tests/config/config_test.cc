@@ -105,21 +105,39 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
   }
 }
 
-TEST(ConfigTest, OffValuesOfFeaturesNotBuiltAreAccepted) {
-  // Real derper command lines spell these out; they ask for nothing missing.
-  for (const auto& args :
-       std::vector<std::vector<std::string>>{{"-accept-connection-limit", "+Inf",
-                                              "-accept-connection-burst", "9223372036854775807"}}) {
-    auto c = parse(args);
-    EXPECT_TRUE(c.ok()) << args[0] << ": " << c.status();
+TEST(ConfigTest, AdmissionLimitFlags) {
+  auto d = parse({});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->acceptConnectionLimit, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(d->acceptConnectionBurst, std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(d->maxConnsPerIp, 1024);
+  EXPECT_EQ(d->maxHandshakesPerShard, 4096);
+  // derper's spellings of its defaults.
+  for (const char* inf : {"+Inf", "Inf", "inf", "infinity"}) {
+    auto c =
+        parse({"-accept-connection-limit", inf, "-accept-connection-burst", "9223372036854775807"});
+    ASSERT_TRUE(c.ok()) << inf << ": " << c.status();
+    EXPECT_EQ(c->acceptConnectionLimit, std::numeric_limits<double>::infinity());
   }
+  auto c = parse({"-accept-connection-limit", "12.5", "-accept-connection-burst", "30",
+                  "--max-conns-per-ip", "0", "--max-handshakes-per-shard", "100"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->acceptConnectionLimit, 12.5);
+  EXPECT_EQ(c->acceptConnectionBurst, 30);
+  EXPECT_EQ(c->maxConnsPerIp, 0);
+  EXPECT_EQ(c->maxHandshakesPerShard, 100);
   for (const auto& args :
-       std::vector<std::vector<std::string>>{{"-accept-connection-limit", "100"}}) {
-    auto c = parse(args);
-    ASSERT_FALSE(c.ok()) << args[0];
-    EXPECT_NE(std::string(c.status().message()).find(args[0].substr(0, args[0].find('='))),
-              std::string::npos)
-        << c.status();
+       std::vector<std::vector<std::string>>{{"-accept-connection-limit", "0"},
+                                             {"-accept-connection-limit", "-1"},
+                                             {"-accept-connection-limit", "NaN"},
+                                             {"-accept-connection-limit", "10/s"},
+                                             {"-accept-connection-burst", "0"},
+                                             {"-accept-connection-burst", "99999999999999999999"},
+                                             {"-max-conns-per-ip", "-1"},
+                                             {"-max-handshakes-per-shard", "lots"}}) {
+    auto bad = parse(args);
+    ASSERT_FALSE(bad.ok()) << args[0] << " " << args[1];
+    EXPECT_NE(std::string(bad.status().message()).find(args[0]), std::string::npos) << bad.status();
   }
 }
 

@@ -63,8 +63,12 @@ class HostileTest : public ::testing::Test {
   // derpd (2 shards, metrics on their own listener) with a pair of honest
   // clients and kHonestReceivers slow receivers (small socket buffers) that
   // are sent to throughout.
+  // The floods come from 127.0.0.1, as the honest clients do: without the
+  // per-address cap (limits_test covers it), which would refuse them before
+  // the defence each test is about.
   void start(DerpdOptions opts) {
-    opts.extraArgs.insert(opts.extraArgs.end(), {"--metrics-addr", "127.0.0.1:0"});
+    opts.extraArgs.insert(opts.extraArgs.end(),
+                          {"--metrics-addr", "127.0.0.1:0", "--max-conns-per-ip", "0"});
     ASSERT_OK_AND_ASSIGN(MetricsNode node, startWithMetrics(std::move(opts)));
     derpd_ = std::move(node.process);
     metricsPort_ = node.metricsPort;

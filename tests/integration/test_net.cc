@@ -88,7 +88,8 @@ std::span<const uint8_t> asBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-absl::StatusOr<TcpConn> TcpConn::connect(uint16_t port, int receiveBufferBytes) {
+absl::StatusOr<TcpConn> TcpConn::connect(uint16_t port, int receiveBufferBytes,
+                                         const char* sourceIp) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return absl::InternalError(absl::StrCat("socket: ", errnoText(errno)));
   if (receiveBufferBytes > 0) {
@@ -96,6 +97,14 @@ absl::StatusOr<TcpConn> TcpConn::connect(uint16_t port, int receiveBufferBytes) 
   }
   int one = 1;
   ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (sourceIp != nullptr) {
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, sourceIp, &src.sin_addr) != 1 ||
+        ::bind(fd.get(), reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) {
+      return absl::InternalError(absl::StrCat("bind ", sourceIp, ": ", errnoText(errno)));
+    }
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);

@@ -23,8 +23,10 @@ constexpr Nanos kIoTimeout = 5 * kSecond;
 
 class TcpConn {
  public:
-  // Connects to 127.0.0.1:port. receiveBufferBytes > 0 sets SO_RCVBUF first.
-  static absl::StatusOr<TcpConn> connect(uint16_t port, int receiveBufferBytes = 0);
+  // Connects to 127.0.0.1:port (from sourceIp, e.g. "127.0.0.2", when given).
+  // receiveBufferBytes > 0 sets SO_RCVBUF first.
+  static absl::StatusOr<TcpConn> connect(uint16_t port, int receiveBufferBytes = 0,
+                                         const char* sourceIp = nullptr);
 
   int fd() const { return fd_.get(); }
 

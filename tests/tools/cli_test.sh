@@ -18,7 +18,6 @@ for flag in -help --help -h; do
 done
 grep -qx '  -tcp-keepalive-time duration' <<<"$help" || fail "-help: no '-tcp-keepalive-time duration'"
 grep -q '(default ":443")$' <<<"$help" || fail "-help: -a shows no default"
-grep -qx 'not built yet (rejected when given):' <<<"$help" || fail "-help: no not-built group"
 echo "ok: -version and -help"
 
 # Each case: the flag the message must name, then derpd's arguments.
@@ -35,6 +34,8 @@ expect_usage_error -tcp-user-timeout -tcp-user-timeout=15
 expect_usage_error -mesh-with -mesh-with derp2.example.com
 expect_usage_error -verify-client-url --verify-client-url=ftp://admit.example/check
 expect_usage_error -verify-clients -verify-clients=maybe
+expect_usage_error -accept-connection-limit -accept-connection-limit 0
+expect_usage_error -max-conns-per-ip --max-conns-per-ip=-5
 expect_usage_error -acme-email -acme-email=ops.example.com
 expect_usage_error -acme-eab-key -acme-eab-kid=kid-1
 expect_usage_error "-certmode gcp needs" -certmode gcp -acme-email ops@example.com
