@@ -294,6 +294,13 @@ const std::vector<FlagSpec>& flagSpecs() {
          c.verifyClientUrlFailOpen = v == "true";
          return std::string();
        }},
+      {"rate-config", Kind::kString, "limits", "",
+       "JSON file of derper's per-client receive limit ({\"PerClientRateLimitBytesPerSec\": N, "
+       "\"PerClientRateBurstBytes\": N}); reloaded on SIGHUP; mesh peers are exempt",
+       [](Config& c, absl::string_view v) {
+         c.rateConfig = std::string(v);
+         return std::string();
+       }},
       {"accept-connection-limit", Kind::kFloat, "limits", "+Inf",
        "TCP connections accepted per second on the main listener, all clients together; over "
        "it a connection is closed at once (counted)",

@@ -52,6 +52,7 @@ struct Config {
   std::string verifyClientUrl;          // -verify-client-url
   bool verifyClientUrlFailOpen = true;  // -verify-client-url-fail-open
   // Admission limits.
+  std::string rateConfig;  // -rate-config: derper's RateConfig JSON ("": no limit)
   double acceptConnectionLimit =
       std::numeric_limits<double>::infinity();                          // -accept-connection-limit
   int64_t acceptConnectionBurst = std::numeric_limits<int64_t>::max();  // -accept-connection-burst

@@ -23,6 +23,7 @@
 #include "relay/periodic_stats.h"
 #include "relay/mesh_state.h"
 #include "relay/mesh_targets.h"
+#include "relay/rate_limit.h"
 #include "relay/server.h"
 #include "tls/client_context.h"
 #include "verify/client_verifier.h"
@@ -39,6 +40,13 @@ constexpr const char* kTailscaledSocket = "/var/run/tailscale/tailscaled.sock";
 // new pair is used by new handshakes; a bad one is refused and the old kept.
 // With ACME, SIGHUP retries at once the names that have no certificate or
 // whose last attempt failed.
+void applyRateConfig(derpd::relay::RateLimitSetting& setting, const derpd::relay::RateConfig& c) {
+  setting.set(c);
+  derpd::logInfo("rate config applied: client-rate=%llu bytes/sec, client-burst=%llu bytes",
+                 static_cast<unsigned long long>(c.bytesPerSecond),
+                 static_cast<unsigned long long>(c.burst));
+}
+
 void reloadCertificates(derpd::TlsSetup& t, const char* why) {
   using namespace derpd;
   if (t.acme) {
@@ -185,6 +193,17 @@ int runServer(const derpd::Config& cfg) {
     opts.mesh = &mesh;
     meshEntries = std::move(entries);
   }
+  // -rate-config: read now (a bad file stops startup) and again on SIGHUP.
+  relay::RateLimitSetting rateLimit;
+  if (!cfg.rateConfig.empty()) {
+    absl::StatusOr<relay::RateConfig> rc = relay::loadRateConfig(cfg.rateConfig);
+    if (!rc.ok()) {
+      logError("flag -rate-config: %s", rc.status().message());
+      return kExitUsage;
+    }
+    applyRateConfig(rateLimit, *rc);
+    opts.rateLimit = &rateLimit;
+  }
   // Who may connect: asked off the shards, answers posted back to them.
   relay::Server* running = nullptr;
   std::unique_ptr<verify::ClientVerifier> verifier;
@@ -302,6 +321,15 @@ int runServer(const derpd::Config& cfg) {
     if (sig == SIGHUP) {
       notify.reloading();
       reloadCertificates(tlsSetup, "SIGHUP");
+      if (opts.rateLimit != nullptr) {
+        absl::StatusOr<relay::RateConfig> rc = relay::loadRateConfig(cfg.rateConfig);
+        if (rc.ok()) {
+          applyRateConfig(rateLimit, *rc);
+        } else {
+          logError("SIGHUP: -rate-config not reloaded, keeping the current limit: %s",
+                   rc.status().message());
+        }
+      }
       notify.reloaded();
       continue;
     }

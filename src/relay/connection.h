@@ -72,7 +72,8 @@ struct Connection {
   static constexpr size_t kMaxIov = 32;
 
   Connection(ShardServer* s, uint32_t index, uint32_t generation, int socket,
-             const RelayConfig& config, Timer::Callback deadlineCb, Timer::Callback keepAliveCb, Timer::Callback writeCb);
+             const RelayConfig& config, Timer::Callback deadlineCb, Timer::Callback keepAliveCb,
+             Timer::Callback writeCb, Timer::Callback resumeCb);
 
   uint32_t idx;
   uint32_t gen;
@@ -132,6 +133,7 @@ struct Connection {
   Timer deadline;   // HTTP header / DERP handshake deadline
   Timer keepAlive;
   Timer writeTimeout;
+  Timer resume;  // a rate-limited client's reading resumes (-rate-config)
   ConnOp recvOp;
   ConnOp sendOp;
 };

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "derp/frame.h"
+#include "relay/server_session.h"
 #include "relay/shard_server.h"
 #include "relay/writer.h"
 
@@ -150,6 +151,28 @@ void ShardServer::resumeInput(Connection& c) {
     }
   }
   if (c.state != Connection::State::kClosing && !c.inputPaused && !c.recvArmed) armRecv(c);
+}
+
+void ShardServer::takeRateLimit(ClientState& client) {
+  client.rateGen = shared_.rateLimit->generation();
+  client.bucket.reset(shared_.rateLimit->get(), clock_.now());
+}
+
+void ShardServer::limitRate(Connection& c, ClientState& client, uint32_t length) {
+  // A changed -rate-config (SIGHUP) applies to connected clients too, with a
+  // full bucket, as derper's UpdateRateLimits.
+  if (shared_.rateLimit->generation() != client.rateGen) takeRateLimit(client);
+  const Nanos now = clock_.now();
+  const Nanos wait = client.bucket.take(length, now);
+  if (wait == 0) return;
+  counters_.rateLimitWaits.add();
+  pauseInput(c);
+  loop_.timers().arm(c.resume, now + wait);
+}
+
+void ShardServer::onResume(Timer*, void* ctx) {
+  Connection& c = *static_cast<Connection*>(ctx);
+  c.recvOp.server->resumeInput(c);
 }
 
 // A frame header is complete: check it against the limits before any of its

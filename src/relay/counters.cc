@@ -307,6 +307,10 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   total(out, shards, "derpd_clients_verified_total", "counter",
         "clients admitted by -verify-clients / -verify-client-url",
         [](const ShardCounters& c) { return c.clientsVerified.get(); });
+  total(out, shards, "derpd_rate_limit_waits_total", "counter",
+        "frames whose body was read only after a wait for -rate-config's tokens (derper's "
+        "rate_limit_per_client_waited)",
+        [](const ShardCounters& c) { return c.rateLimitWaits.get(); });
   byReason<RejectReason>(out, shards, "derpd_clients_rejected_total",
                          "clients refused by -verify-clients / -verify-client-url, by reason",
                          &ShardCounters::rejected, rejectReasonName);

@@ -145,6 +145,7 @@ struct alignas(64) ShardCounters {
   std::array<Counter, static_cast<size_t>(stun::DropReason::kCount)> stunDropped;
   std::array<Counter, static_cast<size_t>(CloseReason::kCount)> closed;
   Counter clientsVerified;  // admitted by the client checker
+  Counter rateLimitWaits;   // frames a -rate-config limit made wait before their body was read
   std::array<Counter, static_cast<size_t>(RejectReason::kCount)> rejected;
   // [reason][0: other, 1: disco]
   std::array<std::array<Counter, 2>, static_cast<size_t>(DropReason::kCount)> dropped;

@@ -127,6 +127,7 @@ absl::Status Server::start() {
   shared_->acmeChallenges = opts_.acmeChallenges;
   shared_->mesh = opts_.mesh;
   shared_->checker = opts_.checker;
+  shared_->rateLimit = opts_.rateLimit;
   shared_->startUnixSeconds = static_cast<int64_t>(::time(nullptr));
   shared_->ringFds = std::vector<std::atomic<int>>(n);
   shared_->clientSockets = std::vector<std::atomic<size_t>>(n);

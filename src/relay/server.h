@@ -46,6 +46,9 @@ class Server {
     // -verify-clients / -verify-client-url (nullptr: admit everyone). It must
     // outlive the server, and post its answers through postVerdict.
     ClientChecker* checker = nullptr;
+    // -rate-config (nullptr: no limit). It must outlive the server; set() on it
+    // applies to every client, connected ones included.
+    const RateLimitSetting* rateLimit = nullptr;
   };
 
   explicit Server(Options opts);

@@ -63,6 +63,9 @@ bool ServerSession::startFrame(Connection& c) {
       return false;
     }
   } else {
+    // derper's order: the frame is charged before its body is read.
+    if (s_.shared_.rateLimit != nullptr && !client.canMesh)
+      s_.limitRate(c, client, c.reader.curLen);
     switch (type) {
       case FrameType::kSendPacket:
         if (c.reader.curLen > derp::kKeyLen + derp::kMaxPacketSize) {
@@ -168,6 +171,7 @@ void ServerSession::admit(Connection& c) {
   s_.loop_.timers().cancel(c.deadline);
   s_.counters_.handshakes.add();
   s_.counters_.currentConnections.add();
+  if (s_.shared_.rateLimit != nullptr && !client.canMesh) s_.takeRateLimit(client);
   queueServerInfo(c, client.boxKey);
   client.boxKey = {};  // needed for nothing else
 
@@ -183,6 +187,11 @@ void ServerSession::admit(Connection& c) {
 // shard has acknowledged the registration.
 void ServerSession::queueServerInfo(Connection& c, const derp::BoxKey& boxKey) {
   derp::ServerInfo si;
+  // As derper advertises a limit: a client may pace itself to it.
+  if (client.bucket.config.bytesPerSecond > 0) {
+    si.tokenBucketBytesPerSecond = static_cast<int64_t>(client.bucket.config.bytesPerSecond);
+    si.tokenBucketBytesBurst = static_cast<int64_t>(client.bucket.config.burst);
+  }
   std::string json = derp::serverInfoJson(si);
   std::vector<uint8_t> sealed =
       derp::sealBox(boxKey, {reinterpret_cast<const uint8_t*>(json.data()), json.size()});

@@ -18,6 +18,7 @@
 #include "relay/client_check.h"
 #include "relay/connection.h"
 #include "relay/key_directory.h"
+#include "relay/rate_limit.h"
 #include "relay/session.h"
 
 namespace derpd::relay {
@@ -43,6 +44,9 @@ struct ClientState {
   // stay (client_check.h); boxKey waits to seal its ServerInfo.
   bool verifying = false;
   derp::BoxKey boxKey;
+  // -rate-config: what it may send, and the setting's generation it follows.
+  TokenBucket bucket;
+  uint32_t rateGen = 0;
   MeshLinkStats* meshStats = nullptr;  // a mesh peer's: what it forwards is counted there
   derp::NodeKey lastDst;
   derp::NodeKey lastFwdSrc;                   // a mesh peer's last forwarded (source, lastDst)

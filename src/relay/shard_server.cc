@@ -45,7 +45,8 @@ void ConnOp::complete(int res, uint32_t flags) {
 
 Connection::Connection(ShardServer* s, uint32_t index, uint32_t generation, int socket,
                        const RelayConfig& config, Timer::Callback deadlineCb,
-                       Timer::Callback keepAliveCb, Timer::Callback writeCb)
+                       Timer::Callback keepAliveCb, Timer::Callback writeCb,
+                       Timer::Callback resumeCb)
     : idx(index),
       gen(generation),
       fd(socket),
@@ -54,6 +55,7 @@ Connection::Connection(ShardServer* s, uint32_t index, uint32_t generation, int 
       deadline(deadlineCb, this),
       keepAlive(keepAliveCb, this),
       writeTimeout(writeCb, this),
+      resume(resumeCb, this),
       recvOp(s, this, ConnOp::kRecv),
       sendOp(s, this, ConnOp::kSend) {}
 
@@ -97,6 +99,7 @@ ShardServer::~ShardServer() {
       loop_.timers().cancel(c->deadline);
       loop_.timers().cancel(c->keepAlive);
       loop_.timers().cancel(c->writeTimeout);
+      loop_.timers().cancel(c->resume);
     }
   }
   loop_.timers().cancel(acceptRetry_);
@@ -239,7 +242,7 @@ Connection& ShardServer::newConnection(int fd, ListenerKind kind,
   uint32_t gen = ++gens_[idx];
   conns_[idx] = std::make_unique<Connection>(this, idx, gen, fd, shared_.config,
                                              &ShardServer::onDeadline, &ShardServer::onKeepAlive,
-                                             &ShardServer::onWriteTimeout);
+                                             &ShardServer::onWriteTimeout, &ShardServer::onResume);
   Connection& c = *conns_[idx];
   c.listener = kind;
   c.transport = &plain_;  // TLS, if any, is set up by the caller
@@ -272,6 +275,7 @@ void ShardServer::close(Connection& c, CloseReason reason) {
   loop_.timers().cancel(c.deadline);
   loop_.timers().cancel(c.keepAlive);
   loop_.timers().cancel(c.writeTimeout);
+  loop_.timers().cancel(c.resume);
   if (c.reader.body) {
     releaseBuf(c.reader.body);
     c.reader.body = nullptr;

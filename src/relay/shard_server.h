@@ -38,6 +38,7 @@
 #include "relay/key_directory.h"
 #include "relay/mail.h"
 #include "relay/mesh_state.h"
+#include "relay/rate_limit.h"
 #include "relay/session.h"
 #include "relay/shard_loop.h"
 #include "relay/stun_server.h"
@@ -115,6 +116,8 @@ struct SharedState {
   MeshState* mesh = nullptr;
   // -verify-clients / -verify-client-url, or nullptr: everyone is admitted.
   ClientChecker* checker = nullptr;
+  // -rate-config's current limit, or nullptr: clients are not limited.
+  const RateLimitSetting* rateLimit = nullptr;
   // Accepted sockets open on every shard, and how many the open-file limit
   // lets them hold: the rest of the limit is kept for what derpd itself opens
   // (mesh links, certificate reloads, the resolver, metrics). A connection
@@ -191,6 +194,12 @@ class ShardServer : private ShardLoop::Services,
   void pauseInput(Connection& c);
   void resumeInput(Connection& c);
   void holdInput(Connection& c, const uint8_t* data, size_t n);
+  // -rate-config: charges a client's frame of `length` bytes to its bucket;
+  // one that runs out stops being read until its tokens are back.
+  void limitRate(Connection& c, ClientState& client, uint32_t length);
+  // The client's bucket at the current -rate-config (admit, and reloads).
+  void takeRateLimit(ClientState& client);
+  static void onResume(Timer* t, void* ctx);
   // Client verification (verification.cc): the answers posted from the
   // checker's threads, taken on the shard's signal.
   void takeVerdicts();

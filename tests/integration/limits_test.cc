@@ -5,12 +5,16 @@
 // handshake). Every refusal is counted in derpd_accepts_limited_total.
 #include <unistd.h>
 
+#include <csignal>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/fd_wait.h"
 #include "integration/derpd_process.h"
+#include "integration/mesh_cluster.h"
+#include "integration/test_pki.h"
 #include "integration/metrics_text.h"
 #include "integration/test_net.h"
 #include "integration/test_support.h"
@@ -156,6 +160,81 @@ TEST(LimitsTest, ConnectionsStuckInTheirHandshakeAreCappedPerShard) {
   ASSERT_OK(clients[0]->sendPacket(clients[29]->publicKey(), payload));
   ASSERT_OK_AND_ASSIGN(DerpClient::Packet p, clients[29]->recvPacket(5 * kSecond));
   EXPECT_EQ(p.payload, payload);
+}
+
+// -rate-config: a client sending as fast as it can is read at the limit
+// (its socket pushes back), loses nothing, and is told the limit in
+// ServerInfo; mesh peers are exempt; SIGHUP applies a new file to connected
+// clients. The lower bound on the time is the limiter working, not a speed.
+TEST(LimitsTest, RateConfigPacesReadsLosesNothingAndReloads) {
+  ASSERT_OK_AND_ASSIGN(std::string dir, makeTempDir());
+  const std::string psk = randomMeshKey();
+  ASSERT_OK(replaceFileAtomically(dir, "mesh.psk", psk));
+  ASSERT_OK(
+      replaceFileAtomically(dir, "rate.json", R"({"PerClientRateLimitBytesPerSec": 200000})"));
+  ASSERT_OK_AND_ASSIGN(MetricsNode node, startDerpd({"-rate-config", dir + "/rate.json",
+                                                     "-mesh-psk-file", dir + "/mesh.psk"}));
+  const uint16_t port = node.process->port();
+  ASSERT_TRUE(node.process
+                  ->findLog("rate config applied: client-rate=200000 bytes/sec, "
+                            "client-burst=65568 bytes")
+                  .has_value())
+      << node.process->logText();
+  ASSERT_OK_AND_ASSIGN(auto sender, connectClient(port));
+  ASSERT_OK_AND_ASSIGN(auto receiver, connectClient(port));
+  EXPECT_EQ(sender->serverInfo().tokenBucketBytesPerSecond, 200000);
+  EXPECT_EQ(sender->serverInfo().tokenBucketBytesBurst, 65568);
+
+  constexpr uint32_t kPackets = 150;
+  constexpr size_t kSize = 4000;
+  const Nanos start = client::monotonicNow();
+  absl::Status sent;
+  std::thread writer([&] {
+    for (uint32_t i = 0; i < kPackets && sent.ok(); i++) {
+      sent = sender->sendPacket(receiver->publicKey(), taggedPayload(i, 5, kSize));
+    }
+  });
+  for (uint32_t i = 0; i < kPackets; i++) {
+    absl::StatusOr<DerpClient::Packet> p = receiver->recvPacket(10 * kSecond);
+    ASSERT_TRUE(p.ok()) << "packet " << i << ": " << p.status();
+    ASSERT_EQ(p->payload, taggedPayload(i, 5, kSize)) << "packet " << i;
+  }
+  writer.join();
+  ASSERT_OK(sent);
+  const double seconds = static_cast<double>(client::monotonicNow() - start) / kSecond;
+  const double charged = kPackets * (kSize + 32.0);
+  EXPECT_GE(seconds, 0.8 * (charged - 65568) / 200000) << "read faster than the limit";
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetrics(node.metricsPort));
+  const double waits = sumMetric(m, "derpd_rate_limit_waits_total");
+  EXPECT_GT(waits, 0);
+  EXPECT_EQ(sumMetric(m, "derpd_packets_dropped_total"), 0);
+
+  // A mesh peer is not limited and is told no limit.
+  client::ClientOptions peerOpts = clientOptions(port);
+  peerOpts.meshKey = psk;
+  ASSERT_OK_AND_ASSIGN(auto peer, DerpClient::connect(peerOpts));
+  EXPECT_FALSE(peer->serverInfo().tokenBucketBytesPerSecond.has_value());
+  const derp::NodeKey nobody = derp::PrivateKey::generate().publicKey();
+  for (uint32_t i = 0; i < kPackets; i++) {
+    ASSERT_OK(peer->sendPacket(nobody, taggedPayload(i, 6, kSize)));
+  }
+  ASSERT_OK(peer->ping(5 * kSecond).status());
+  EXPECT_EQ(*scrapeMetric(node.metricsPort, "derpd_rate_limit_waits_total"), waits);
+
+  // SIGHUP: a bad file keeps the limit; a zero rate lifts it for the
+  // connected sender too.
+  ASSERT_OK(replaceFileAtomically(dir, "rate.json", "{not json"));
+  ASSERT_OK(node.process->sendSignal(SIGHUP));
+  ASSERT_TRUE(node.process->waitForLog("-rate-config not reloaded", kWait));
+  ASSERT_OK(replaceFileAtomically(dir, "rate.json", R"({"PerClientRateLimitBytesPerSec": 0})"));
+  ASSERT_OK(node.process->sendSignal(SIGHUP));
+  ASSERT_TRUE(node.process->waitForLog("rate config applied: client-rate=0", kWait));
+  for (uint32_t i = 0; i < kPackets; i++) {
+    ASSERT_OK(sender->sendPacket(nobody, taggedPayload(i, 7, kSize)));
+  }
+  ASSERT_OK(sender->ping(5 * kSecond).status());
+  EXPECT_EQ(*scrapeMetric(node.metricsPort, "derpd_rate_limit_waits_total"), waits);
+  removeTree(dir);
 }
 
 }  // namespace
