@@ -128,6 +128,8 @@ struct Settings {
   double connectSeconds = 180;  // bound on connecting one batch
   // stun
   bool stunReference = true;
+  // ratelimit
+  size_t floodBytes = 10'000'000;
 };
 
 struct BenchContext {
@@ -181,6 +183,7 @@ std::string checkFileLimits(const BenchContext& ctx, int fds);
 
 void runOneway(BenchContext& ctx);
 void runEcho(BenchContext& ctx);
+void runRateLimit(BenchContext& ctx);
 void runIdle(BenchContext& ctx);
 void runStorm(BenchContext& ctx);
 void runStun(BenchContext& ctx);

@@ -33,7 +33,8 @@ constexpr const char* kUsage = R"(usage: derp-bench --url http[s]://HOST:PORT [o
   --stun HOST:PORT     the server's STUN address (the stun scenario needs it)
   --server-cpus LIST   pin every thread of --server-pid to these CPUs (e.g. 0 or 0-1)
   --load-cpus LIST     pin the harness to these CPUs (e.g. 1)
-  --scenarios LIST     comma-separated, from oneway,echo,idle,storm,stun (default: all)
+  --scenarios LIST     comma-separated, from oneway,echo,idle,storm,stun (default: all) and
+                       ratelimit (only when asked: against a server with a receive limit)
   --quick              a smoke run of every scenario in a few seconds
   --seconds S          length of one measured step (default 2; --quick 0.25)
   --pairs N            oneway sender/receiver pairs (default 2)
@@ -48,6 +49,7 @@ constexpr const char* kUsage = R"(usage: derp-bench --url http[s]://HOST:PORT [o
   --storm-counts LIST  storm sizes (default 1000,5000)
   --connect-threads N  threads that connect for idle and storm (default 4)
   --no-stun-reference  skip the in-process UDP echo reference
+  --flood-bytes N      ratelimit: bytes the flooder sends (default 10000000)
   --markdown FILE      also write the table as markdown to FILE
 Exit status: 0 when every row is sane (nonzero delivery, all connected), 1 otherwise.
 )";
@@ -128,7 +130,7 @@ std::string parseArgs(int argc, char** argv, BenchContext& ctx, Options& opt) {
         const size_t comma = std::min(v.find(',', pos), v.size());
         const std::string name = v.substr(pos, comma - pos);
         if (name != "oneway" && name != "echo" && name != "idle" && name != "storm" &&
-            name != "stun") {
+            name != "ratelimit" && name != "stun") {
           return format("unknown scenario '%s'", name.c_str());
         }
         opt.scenarios.push_back(name);
@@ -166,7 +168,11 @@ std::string parseArgs(int argc, char** argv, BenchContext& ctx, Options& opt) {
     } else if (k == "--connect-threads") {
       s.connectThreads = std::atoi(v.c_str());
       good = s.connectThreads > 0 && s.connectThreads <= 256;
-    } else if (k == "--markdown") opt.markdown = v;
+    } else if (k == "--flood-bytes") {
+      s.floodBytes = static_cast<size_t>(std::atoll(v.c_str()));
+      good = s.floodBytes >= 16384 && s.floodBytes <= (size_t{1} << 34);
+    } else if (k == "--markdown")
+      opt.markdown = v;
     else return format("unknown option %s", k.c_str());
     if (!good) return format("bad value for %s: %s", k.c_str(), v.c_str());
   }
@@ -271,7 +277,7 @@ int main(int argc, char** argv) {
   measureReferences(ctx);
   const std::vector<std::pair<std::string, std::function<void(BenchContext&)>>> all = {
       {"oneway", runOneway}, {"echo", runEcho}, {"idle", runIdle},
-      {"storm", runStorm},   {"stun", runStun},
+      {"storm", runStorm},   {"stun", runStun}, {"ratelimit", runRateLimit},
   };
   for (auto& [name, run] : all) {
     if (std::find(opt.scenarios.begin(), opt.scenarios.end(), name) != opt.scenarios.end()) {

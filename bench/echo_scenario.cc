@@ -10,20 +10,13 @@
 #include <vector>
 
 #include "bench_context.h"
+#include "echo_pair.h"
 #include "latency_histogram.h"
 #include "packet_stream.h"
 
 namespace derpd::bench {
-namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-struct PingerResult {
-  LatencyHistogram rtt;
-  uint64_t roundTrips = 0;
-  uint64_t lost = 0;  // given up after 500 ms without an answer
-  std::string error;
-};
 
 void pinger(client::DerpClient& c, derp::NodeKey peer, size_t size, int window,
             SteadyClock::time_point stopAt, PingerResult& out) {
@@ -99,6 +92,8 @@ void echoer(client::DerpClient& c, derp::NodeKey peer, const std::atomic<bool>& 
     }
   }
 }
+
+namespace {
 
 void runWindow(BenchContext& ctx, int window) {
   const Settings& set = ctx.settings;

@@ -46,7 +46,7 @@ start_server() {
   if [ "$bin" = "$derpd" ]; then
     # The loads come from one address and connect thousands at once.
     args=(-a 127.0.0.1:0 -stun-port 0 -http-port -1 -c "$tmp/$name.key" --shards "$shards"
-          --max-conns-per-ip 0 --max-handshakes-per-shard 0)
+          --max-conns-per-ip 0 --max-handshakes-per-shard 0 "${derpd_extra[@]}")
   else
     # derper logs the address it was given, so give it fixed free ports.
     port=$((20000 + RANDOM % 20000)) stun_port=$((40000 + RANDOM % 20000))
@@ -73,6 +73,7 @@ start_server() {
   fi
 }
 
+derpd_extra=()  # more derpd flags for one run_bench (the rate-limited run)
 rows=$tmp/rows.jsonl
 md=$tmp/summary.md
 : >"$rows"
@@ -118,6 +119,12 @@ run_mesh_bench() {
   wait "${pids[@]}" 2>/dev/null || true
 }
 
+# The per-client receive limit: 10 MB sent as fast as possible at 1 MB/s, one
+# shard, beside an echo pair (bench/README.md, ratelimit).
+echo '{"PerClientRateLimitBytesPerSec": 1000000}' >"$tmp/rate.json"
+derpd_extra=(-rate-config "$tmp/rate.json" --shards 1)
+run_bench derpd-ratelimit "$derpd" plain ratelimit
+derpd_extra=()
 run_bench derpd-tls "$derpd" tls oneway,echo,idle,storm,stun
 run_bench derpd-plain "$derpd" plain oneway,echo,idle
 run_mesh_bench

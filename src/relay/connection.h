@@ -94,6 +94,10 @@ struct Connection {
   // plaintext that was already on its way waits in heldInput.
   bool inputPaused = false;
   std::vector<uint8_t> heldInput;
+  // Receives one buffer at a time (single-shot) instead of multishot: a
+  // rate-limited client's, so that a pause holds at most one receive buffer
+  // (a multishot receive would drain its whole socket backlog first).
+  bool singleRecv = false;
   CloseReason pendingClose = CloseReason::kHttpDone;  // when closeAfterWrite
   CloseReason closeReason = CloseReason::kEof;  // once kClosing: why
   bool tornDown = false;  // kClosing and its second phase done (ShardServer::finishCloses)

@@ -121,11 +121,16 @@ void ShardServer::onDerpBytes(Connection& c, const uint8_t* data, size_t n) {
 void ShardServer::pauseInput(Connection& c) {
   if (c.inputPaused) return;
   c.inputPaused = true;
-  if (c.recvArmed) {
-    io_uring_sqe* s = loop_.ring().sqe();
-    io_uring_prep_cancel(s, &c.recvOp, 0);
-    io_uring_sqe_set_data64(s, 0);
-  }
+  cancelRecv(c);
+}
+
+// Ends the receive in flight, if any: its last completion (-ECANCELED, or
+// data that won the race) re-arms it unless the connection is paused.
+void ShardServer::cancelRecv(Connection& c) {
+  if (!c.recvArmed) return;
+  io_uring_sqe* s = loop_.ring().sqe();
+  io_uring_prep_cancel(s, &c.recvOp, 0);
+  io_uring_sqe_set_data64(s, 0);
 }
 
 void ShardServer::holdInput(Connection& c, const uint8_t* data, size_t n) {
@@ -153,15 +158,19 @@ void ShardServer::resumeInput(Connection& c) {
   if (c.state != Connection::State::kClosing && !c.inputPaused && !c.recvArmed) armRecv(c);
 }
 
-void ShardServer::takeRateLimit(ClientState& client) {
+void ShardServer::takeRateLimit(Connection& c, ClientState& client) {
   client.rateGen = shared_.rateLimit->generation();
   client.bucket.reset(shared_.rateLimit->get(), clock_.now());
+  const bool limited = client.bucket.config.bytesPerSecond > 0;
+  if (limited == c.singleRecv) return;
+  c.singleRecv = limited;
+  cancelRecv(c);  // re-armed in the new mode
 }
 
 void ShardServer::limitRate(Connection& c, ClientState& client, uint32_t length) {
   // A changed -rate-config (SIGHUP) applies to connected clients too, with a
   // full bucket, as derper's UpdateRateLimits.
-  if (shared_.rateLimit->generation() != client.rateGen) takeRateLimit(client);
+  if (shared_.rateLimit->generation() != client.rateGen) takeRateLimit(c, client);
   const Nanos now = clock_.now();
   const Nanos wait = client.bucket.take(length, now);
   if (wait == 0) return;

@@ -171,7 +171,7 @@ void ServerSession::admit(Connection& c) {
   s_.loop_.timers().cancel(c.deadline);
   s_.counters_.handshakes.add();
   s_.counters_.currentConnections.add();
-  if (s_.shared_.rateLimit != nullptr && !client.canMesh) s_.takeRateLimit(client);
+  if (s_.shared_.rateLimit != nullptr && !client.canMesh) s_.takeRateLimit(c, client);
   queueServerInfo(c, client.boxKey);
   client.boxKey = {};  // needed for nothing else
 

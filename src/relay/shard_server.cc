@@ -194,7 +194,11 @@ void ShardServer::publishLoopStats() {
 
 void ShardServer::armRecv(Connection& c) {
   io_uring_sqe* s = loop_.ring().sqe();
-  io_uring_prep_recv_multishot(s, c.fd, nullptr, 0, 0);
+  if (c.singleRecv) {
+    io_uring_prep_recv(s, c.fd, nullptr, 0, 0);
+  } else {
+    io_uring_prep_recv_multishot(s, c.fd, nullptr, 0, 0);
+  }
   s->flags |= IOSQE_BUFFER_SELECT;
   s->buf_group = loop_.buffers().groupId();
   IoRing::setCompletion(s, &c.recvOp);

@@ -192,13 +192,14 @@ class ShardServer : private ShardLoop::Services,
   // Reading paused and resumed (connection_io.cc): bytes that arrive while
   // paused are held, and fed to the reader when it resumes.
   void pauseInput(Connection& c);
+  void cancelRecv(Connection& c);
   void resumeInput(Connection& c);
   void holdInput(Connection& c, const uint8_t* data, size_t n);
   // -rate-config: charges a client's frame of `length` bytes to its bucket;
   // one that runs out stops being read until its tokens are back.
   void limitRate(Connection& c, ClientState& client, uint32_t length);
   // The client's bucket at the current -rate-config (admit, and reloads).
-  void takeRateLimit(ClientState& client);
+  void takeRateLimit(Connection& c, ClientState& client);
   static void onResume(Timer* t, void* ctx);
   // Client verification (verification.cc): the answers posted from the
   // checker's threads, taken on the shard's signal.
