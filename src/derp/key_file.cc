@@ -30,21 +30,7 @@ absl::Status errnoError(int err, const std::string& path, absl::string_view op) 
 
 // Reads the whole file. NotFound when it does not exist.
 absl::StatusOr<std::string> readKeyFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return errnoError(errno, path, "open");
-  std::string content;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errnoError(errno, path, "read");
-    if (n == 0) break;
-    content.append(buf, static_cast<size_t>(n));
-    if (content.size() > kMaxKeyFileLen) {
-      return pathError(path, absl::StrCat("larger than ", kMaxKeyFileLen, " bytes"));
-    }
-  }
-  return content;
+  return readSmallFile(path, kMaxKeyFileLen, "key file");
 }
 
 

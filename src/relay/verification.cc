@@ -4,7 +4,6 @@
 // ServerInfo, counted by reason and logged (a few lines a second).
 #include <utility>
 
-#include "base/hex.h"
 #include "base/log.h"
 #include "net/socket_address.h"
 #include "relay/server_session.h"

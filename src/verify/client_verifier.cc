@@ -26,11 +26,6 @@ void ClientVerifier::stop() {
   threads_.clear();
 }
 
-ClientVerifier::Stats ClientVerifier::stats() const {
-  std::lock_guard lock(mu_);
-  return stats_;
-}
-
 std::optional<relay::Verdict> ClientVerifier::check(const relay::CheckRequest& request) {
   // Without an admission URL the answer does not depend on the address.
   Key key{request.key, opts_.url.empty() ? std::array<uint8_t, 16>{} : request.ip};
@@ -41,14 +36,12 @@ std::optional<relay::Verdict> ClientVerifier::check(const relay::CheckRequest& r
     auto it = cache->find(key);
     if (it == cache->end()) continue;
     if (it->second.expires > now) {
-      stats_.cacheHits++;
       return it->second.verdict;
     }
     cache->erase(it);
   }
   auto waiting = waiting_.find(key);
   if (waiting != waiting_.end()) {
-    stats_.joined++;
     waiting->second.push_back(request);
     return std::nullopt;
   }
@@ -105,7 +98,6 @@ ClientVerifier::Asked ClientVerifier::askTailscaled(const derp::NodeKey& key) {
       return {relay::Verdict{false, relay::RejectReason::kTailscaledError, tailscaledDownDetail_},
               false};
     }
-    stats_.whoisRequests++;
   }
   absl::StatusOr<client::HttpResponse> r =
       client::fetch(whoisRequest(key, opts_.tailscaledSocket, opts_.timeout));
@@ -132,7 +124,6 @@ ClientVerifier::Asked ClientVerifier::askUrl(const derp::NodeKey& key,
     if (down(urlDownUntil_)) {
       return {admissionVerdict(absl::UnavailableError(urlDownDetail_), opts_.failOpen), false};
     }
-    stats_.urlRequests++;
   }
   absl::StatusOr<client::HttpResponse> r =
       client::fetch(admissionRequest(opts_.url, key, ip, opts_.timeout));

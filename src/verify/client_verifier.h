@@ -57,15 +57,6 @@ class ClientVerifier final : public relay::ClientChecker {
 
   std::optional<relay::Verdict> check(const relay::CheckRequest& request) override;
 
-  // Requests made so far (for the startup line's check and tests' curiosity).
-  struct Stats {
-    uint64_t whoisRequests = 0;
-    uint64_t urlRequests = 0;
-    uint64_t cacheHits = 0;
-    uint64_t joined = 0;  // checks that waited for an answer already being asked
-  };
-  Stats stats() const;
-
  private:
   using Key = std::pair<derp::NodeKey, std::array<uint8_t, 16>>;
   struct Cached {
@@ -100,7 +91,6 @@ class ClientVerifier final : public relay::ClientChecker {
   std::string tailscaledDownDetail_;
   std::string urlDownDetail_;
   bool tooOldLogged_ = false;
-  Stats stats_;
   std::vector<std::thread> threads_;
 };
 
