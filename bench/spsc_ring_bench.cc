@@ -22,7 +22,7 @@ struct Descriptor {
 };
 
 void BM_PushPopSingleThread(benchmark::State& state) {
-  static SpscRing<Descriptor, 1024> ring;
+  static SpscRing<Descriptor> ring(1024);
   const auto batch = static_cast<size_t>(state.range(0));
   Descriptor d{};
   Descriptor out[64];
@@ -42,7 +42,7 @@ BENCHMARK(BM_PushPopSingleThread)->Arg(1)->Arg(16)->Arg(64);
 // The timed loop is the producer; a consumer thread drains with popBatch of the given size.
 // A full ring makes the producer wait, so the rate measured is the pair's throughput.
 void BM_TwoThreadThroughput(benchmark::State& state) {
-  static SpscRing<uint64_t, 4096> ring;
+  static SpscRing<uint64_t> ring(4096);
   const auto popBatch = static_cast<size_t>(state.range(0));
   std::atomic<bool> done{false};
   uint64_t received = 0;

@@ -176,7 +176,7 @@ const std::vector<FlagSpec>& flagSpecs() {
          return std::string();
        }},
       {"shards", Kind::kInt, "listening", "0",
-       "number of shards (0: one per CPU in the affinity mask)",
+       "number of shards (0: one per CPU in the affinity mask, or fewer under a cgroup CPU quota)",
        [](Config& c, absl::string_view v) { return setInt(c.shards, v, 0, 1024); }},
       {"c", Kind::kString, "identity", "/var/lib/derper/derper.key",
        "config (private key) file path; created if missing",

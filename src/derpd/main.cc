@@ -25,6 +25,7 @@
 #include "relay/mesh_targets.h"
 #include "relay/rate_limit.h"
 #include "relay/server.h"
+#include "runtime/io_uring_probe.h"
 #include "tls/client_context.h"
 #include "verify/client_verifier.h"
 #include "client/http_response.h"
@@ -69,6 +70,12 @@ void reloadCertificates(derpd::TlsSetup& t, const char* why) {
 
 int runServer(const derpd::Config& cfg) {
   using namespace derpd;
+  // Before anything else: a container whose seccomp profile refuses io_uring
+  // gets one line saying so, not a shard's error after the listeners are up.
+  if (absl::Status st = probeIoUring(); !st.ok()) {
+    logError("io_uring: %s", st.message());
+    return 1;
+  }
   std::string addrText = cfg.dev ? "127.0.0.1:3340" : cfg.addr;
   auto addr = net::parseListenAddress(addrText);
   if (!addr.ok()) {

@@ -107,10 +107,11 @@ void ShardServer::drainMailbox() {
   MailMessage batch[64];
   for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
     if (from == id_) continue;
-    auto& ring = shared_.mailbox->ring(from, id_);
+    Mailbox::Ring* ring = shared_.mailbox->incoming(from, id_);
+    if (ring == nullptr) continue;  // `from` has never written to us
     size_t taken = 0;
     for (;;) {
-      size_t n = ring.popBatch(batch, 64);
+      size_t n = ring->popBatch(batch, 64);
       for (size_t i = 0; i < n; i++) onMail(batch[i]);
       taken += n;
       if (n < 64) break;
@@ -222,8 +223,10 @@ void ShardServer::discardMailToExited() {
     if (to == id_ || !shared_.exited[to].load(std::memory_order_acquire)) continue;
     outbox_.discard(to, drop);
     MailMessage batch[64];
-    auto& ring = shared_.mailbox->ring(id_, to);
-    while (size_t n = ring.popBatch(batch, 64)) {
+    // `to` reads no more, so its ring from us has no consumer but us.
+    Mailbox::Ring* ring = shared_.mailbox->incoming(id_, to);
+    if (ring == nullptr) continue;
+    while (size_t n = ring->popBatch(batch, 64)) {
       for (size_t i = 0; i < n; i++) drop(batch[i]);
     }
   }

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/hex.h"
 #include "base/log.h"
 #include "net/listener.h"
@@ -71,9 +72,35 @@ Server::Server(Options opts) : opts_(std::move(opts)) {}
 
 Server::~Server() { stop(); }
 
+ShardPlan planShards(size_t requested, size_t affinityCpus, std::optional<CpuQuota> quota) {
+  ShardPlan plan;
+  if (requested > 0) {
+    plan.shards = requested;
+    plan.why = "--shards";
+    plan.pin = true;
+    return plan;
+  }
+  plan.shards = affinityCpus;
+  plan.why = absl::StrCat(affinityCpus, " CPUs in the affinity mask");
+  plan.pin = true;
+  if (quota && cpusForQuota(quota->cpus) < affinityCpus) {
+    // The quota lets this process use that much CPU time, spread over CPUs it
+    // shares with others: pinning would pile every shard onto the first few
+    // CPUs of the mask, so the scheduler places them.
+    plan.shards = cpusForQuota(quota->cpus);
+    plan.why = absl::StrFormat("cgroup CPU quota %.2f CPUs (%s) of %d CPUs in the affinity mask",
+                               quota->cpus, quota->file, affinityCpus);
+    plan.pin = false;
+  }
+  return plan;
+}
+
 absl::Status Server::start() {
   std::vector<int> cpus = allowedCpus();
-  size_t n = opts_.shards > 0 ? opts_.shards : cpus.size();
+  const ShardPlan plan =
+      planShards(opts_.shards, cpus.size(), opts_.shards > 0 ? std::nullopt : cgroupCpuQuota());
+  const size_t n = plan.shards;
+  logInfo("shards: %d (%s)%s", n, plan.why, plan.pin ? ", each pinned to a CPU" : ", not pinned");
   auto listeners = net::listenTcp(opts_.listen, n);
   if (!listeners.ok()) return listeners.status();
   bound_ = listeners->bound;
@@ -168,11 +195,13 @@ absl::Status Server::start() {
   };
   auto startup = std::make_shared<Startup>(n);
   for (size_t i = 0; i < n; i++) {
-    threads_.emplace_back([this, i, startup, cpu = cpus[i % cpus.size()]] {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(cpu, &set);
-      pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    threads_.emplace_back([this, i, startup, pin = plan.pin, cpu = cpus[i % cpus.size()]] {
+      if (pin) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+      }
       std::string name = absl::StrCat("derpd-shard", i);
       pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
       absl::Status st = shards_[i]->init();

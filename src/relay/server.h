@@ -6,11 +6,13 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "base/clock.h"
+#include "base/cpu_quota.h"
 #include "net/socket_address.h"
 #include "relay/shard_server.h"
 
@@ -98,5 +100,15 @@ class Server {
 
 // CPUs in this process's affinity mask, in order.
 std::vector<int> allowedCpus();
+
+// How many shards to start and whether to pin them: --shards when given, else
+// one per CPU of the affinity mask, or fewer when a cgroup CPU quota allows
+// less (then unpinned).
+struct ShardPlan {
+  size_t shards = 1;
+  bool pin = true;
+  std::string why;  // for the log line
+};
+ShardPlan planShards(size_t requested, size_t affinityCpus, std::optional<CpuQuota> quota);
 
 }  // namespace derpd::relay

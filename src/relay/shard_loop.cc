@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 
 #include "base/log.h"
@@ -24,6 +25,17 @@ constexpr uint32_t kRecvBufferSizeWhole = 4 * 1024;
 // enough that a receive flood cannot starve the writers, large enough to batch.
 constexpr size_t kCompletionsPerTurn = 32;
 
+// Submission entries per shard's ring (its completion queue holds four times
+// as many): 4096 up to 16 shards, then fewer as shards are added, down to 512
+// at 128, so that the rings' memory (about 130 bytes per entry, pinned by the
+// kernel) stays near 64Ki entries per process instead of growing with the
+// shard count. More shards means fewer connections, so fewer completions per
+// turn, on each; a full submission queue is submitted early, never refused.
+unsigned ringEntries(size_t shards) {
+  const size_t share = std::bit_floor(size_t{65536} / std::max<size_t>(shards, 1));
+  return static_cast<unsigned>(std::clamp<size_t>(share, 512, 4096));
+}
+
 }  // namespace
 
 ShardLoop::ShardLoop(uint16_t id, SharedState& shared, const Clock& clock, size_t timerSlots)
@@ -32,7 +44,7 @@ ShardLoop::ShardLoop(uint16_t id, SharedState& shared, const Clock& clock, size_
 }
 
 absl::Status ShardLoop::init() {
-  auto ring = IoRing::create(4096);
+  auto ring = IoRing::create(ringEntries(shared_.ringFds.size()));
   if (!ring.ok()) return ring.status();
   ring_ = std::move(*ring);
   auto buffers =

@@ -1,7 +1,11 @@
 // Mailbox: the only way shards talk to each other.
 //
-// One SPSC ring per ordered pair of shards, created before the shard threads
-// start and never resized. A shard pushes into its outgoing rings during a
+// One SPSC ring per ordered pair of shards that has ever exchanged mail: the
+// sender creates it at its first message to that shard and publishes it; it is
+// never resized or freed before the mailbox. The capacity shrinks as the shard
+// count grows (ringCapacity), so the rings' memory stays bounded (about 64 MiB
+// if every pair of 128 shards has talked, none before any has) instead of
+// growing with the square of the shard count. A shard pushes into its outgoing rings during a
 // loop turn and, once per turn, wakes each destination it pushed to with one
 // IORING_OP_MSG_RING. Messages are plain 64-byte values; payload buffers move
 // by pointer (ownership travels with the message, nothing is copied).
@@ -35,12 +39,37 @@ static_assert(sizeof(MailMessage) == 64);
 
 class Mailbox {
  public:
-  static constexpr size_t kRingCapacity = 2048;
-  using Ring = SpscRing<MailMessage, kRingCapacity>;
+  using Ring = SpscRing<MailMessage>;
+  static constexpr size_t kMaxRingCapacity = 2048;
+  static constexpr size_t kMinRingCapacity = 64;
+  // Slots of all pairs' rings together, once every pair has talked (64 MiB).
+  static constexpr size_t kTotalSlots = size_t{1} << 20;
+  // Each pair's ring: kTotalSlots shared by the n*(n-1) pairs, as a power of
+  // two within [kMinRingCapacity, kMaxRingCapacity]. A pair's share of a
+  // shard's traffic falls as the count grows, so smaller rings suffice; a
+  // burst that fills one waits in the sender's Outbox.
+  static size_t ringCapacity(size_t shards);
 
   explicit Mailbox(size_t shards);
+  ~Mailbox();
+  Mailbox(const Mailbox&) = delete;
+  Mailbox& operator=(const Mailbox&) = delete;
   size_t shards() const { return shards_; }
-  Ring& ring(size_t from, size_t to) { return *rings_[from * shards_ + to]; }
+  size_t ringCapacity() const { return capacity_; }
+  // Sender's side (the shard `from` only): the ring, created on first use.
+  Ring& outgoing(size_t from, size_t to) {
+    std::atomic<Ring*>& slot = rings_[from * shards_ + to];
+    Ring* r = slot.load(std::memory_order_relaxed);  // only this sender stores it
+    return r != nullptr ? *r : create(slot);
+  }
+  // Receiver's side (the shard `to` only): the ring, or null if `from` has
+  // never sent to `to`.
+  Ring* incoming(size_t from, size_t to) {
+    // acquire: pairs with create's release, so the ring's construction is seen.
+    return rings_[from * shards_ + to].load(std::memory_order_acquire);
+  }
+  // Rings created so far (a gauge for tests and the memory figure).
+  size_t ringsCreated() const { return created_.load(std::memory_order_relaxed); }
 
   // A sender whose ring to `to` was full sleeps instead of retrying every
   // turn: it raises the pair's flag, then tries once more (raiseWaiting); the
@@ -65,9 +94,13 @@ class Mailbox {
   struct alignas(64) Flag {
     std::atomic<bool> waiting{false};
   };
+  Ring& create(std::atomic<Ring*>& slot);
+
   size_t shards_;
-  std::vector<std::unique_ptr<Ring>> rings_;
+  size_t capacity_;
+  std::unique_ptr<std::atomic<Ring*>[]> rings_;
   std::unique_ptr<Flag[]> flags_;
+  std::atomic<size_t> created_{0};
 };
 
 // One shard's sending side: pushes, keeps what a full ring refused (rare; the
@@ -88,7 +121,7 @@ class Outbox {
     for (size_t to = 0; to < pending_.size(); to++) {
       auto& held = overflow_[to];
       size_t i = 0;
-      while (i < held.size() && mailbox_.ring(self_, to).tryPush(held[i])) {
+      while (i < held.size() && mailbox_.outgoing(self_, to).tryPush(held[i])) {
         i++;
         pending_[to] = true;
       }
@@ -96,7 +129,7 @@ class Outbox {
         // Still full: ask to be woken when `to` has read, then look once
         // more (it may have read before it could see the flag).
         mailbox_.raiseWaiting(self_, to);
-        while (i < held.size() && mailbox_.ring(self_, to).tryPush(held[i])) {
+        while (i < held.size() && mailbox_.outgoing(self_, to).tryPush(held[i])) {
           i++;
           pending_[to] = true;
         }

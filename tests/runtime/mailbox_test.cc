@@ -21,7 +21,8 @@ TEST(MailboxTest, OrderAndOverflowAcrossThreads) {
     MailMessage batch[64];
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (expect < kCount && std::chrono::steady_clock::now() < deadline) {
-      size_t n = mb.ring(0, 1).popBatch(batch, 64);
+      Mailbox::Ring* ring = mb.incoming(0, 1);  // null until the first send
+      size_t n = ring != nullptr ? ring->popBatch(batch, 64) : 0;
       for (size_t i = 0; i < n; i++) {
         ASSERT_EQ(batch[i].idx, expect);
         expect++;
@@ -46,6 +47,33 @@ TEST(MailboxTest, OrderAndOverflowAcrossThreads) {
   EXPECT_GT(wakes, 0u);
 }
 
+// Memory grows with the pairs that talk, not with the square of the shard
+// count: no ring exists before a first send, and the rings' size shrinks as
+// shards are added so that all of them together stay within kTotalSlots.
+TEST(MailboxTest, RingsAreCreatedByTheirFirstSendAndSizedByShardCount) {
+  Mailbox mb(128);
+  EXPECT_EQ(mb.ringsCreated(), 0u);
+  EXPECT_EQ(mb.incoming(3, 7), nullptr);
+  Outbox out(mb, 3);
+  out.send(7, MailMessage{});
+  out.send(7, MailMessage{});
+  EXPECT_EQ(mb.ringsCreated(), 1u);
+  ASSERT_NE(mb.incoming(3, 7), nullptr);
+  EXPECT_EQ(mb.incoming(3, 7)->sizeApprox(), 2u);
+  EXPECT_EQ(mb.incoming(7, 3), nullptr);
+
+  EXPECT_EQ(Mailbox::ringCapacity(1), Mailbox::kMaxRingCapacity);
+  EXPECT_EQ(Mailbox::ringCapacity(2), Mailbox::kMaxRingCapacity);
+  EXPECT_EQ(Mailbox::ringCapacity(16), Mailbox::kMaxRingCapacity);
+  EXPECT_EQ(Mailbox::ringCapacity(64), 256u);
+  EXPECT_EQ(Mailbox::ringCapacity(128), 64u);
+  EXPECT_EQ(Mailbox::ringCapacity(1024), Mailbox::kMinRingCapacity);
+  for (size_t n : {2, 8, 16, 32, 64, 100, 128}) {
+    const size_t all = n * (n - 1) * Mailbox::ringCapacity(n) * sizeof(MailMessage);
+    EXPECT_LE(all, Mailbox::kTotalSlots * sizeof(MailMessage)) << n << " shards";
+  }
+}
+
 TEST(MailboxTest, FlushWakesOnlyDestinationsThatGotMail) {
   Mailbox mb(3);
   Outbox out(mb, 0);
@@ -67,7 +95,7 @@ TEST(MailboxTest, HeldMailIsCountedAndCanBeDiscarded) {
   Mailbox mb(3);
   Outbox out(mb, 0);
   const size_t extra = 10;
-  for (uint32_t i = 0; i < Mailbox::kRingCapacity + extra; i++) {
+  for (uint32_t i = 0; i < mb.ringCapacity() + extra; i++) {
     MailMessage m;
     m.idx = i;
     out.send(1, m);
@@ -78,7 +106,7 @@ TEST(MailboxTest, HeldMailIsCountedAndCanBeDiscarded) {
   std::vector<uint32_t> dropped;
   out.discard(1, [&](const MailMessage& m) { dropped.push_back(m.idx); });
   ASSERT_EQ(dropped.size(), extra);
-  EXPECT_EQ(dropped.front(), Mailbox::kRingCapacity);  // the oldest held first
+  EXPECT_EQ(dropped.front(), mb.ringCapacity());  // the oldest held first
   EXPECT_EQ(out.held(1), 0u);
   EXPECT_FALSE(out.hasBacklog());
 }
@@ -97,7 +125,8 @@ TEST(MailboxTest, ASenderWaitingForRoomIsWokenOnceTheReceiverReads) {
     uint32_t expect = 0;
     MailMessage batch[64];
     while (expect < kCount) {
-      size_t n = mb.ring(0, 1).popBatch(batch, 64);
+      Mailbox::Ring* ring = mb.incoming(0, 1);  // null until the first send
+      size_t n = ring != nullptr ? ring->popBatch(batch, 64) : 0;
       for (size_t i = 0; i < n; i++) {
         ASSERT_EQ(batch[i].idx, expect);
         expect++;
