@@ -13,7 +13,13 @@ packages=(
   clang                # libFuzzer targets
   valgrind             # bench/callgrind.sh (valgrind.h is found at configure time)
   systemd              # systemd-analyze, for the tests of tools/systemd/derpd.service
+  libseccomp-dev       # compiles k8s/seccomp/derpd.json as runtimes do (seccomp_profile_test)
+  buildah podman runc libcap2-bin  # tools/image.sh and its test (image_test)
+  python3-kubernetes   # the API schema k8s_manifests_test checks k8s/ against
 )
+# kubectl renders k8s/ (kubectl kustomize): Debian's kubernetes-client, unless
+# a kubectl is installed already (another package's would conflict with it).
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 # --list prints the packages, one line, for scripts that install them themselves.
 if [ "${1:-}" = "--list" ]; then
   echo "${packages[*]}"

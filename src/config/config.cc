@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "config/config_file.h"
@@ -513,7 +514,9 @@ absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string
   ParsedCommandLine out;
   std::vector<FlagValue> flags;
   if (absl::Status st = scanFlags(args, out.action, flags); !st.ok()) return st;
-  if (out.action != CommandLineAction::kRun) return out;
+  if (out.action == CommandLineAction::kHelp || out.action == CommandLineAction::kVersion) {
+    return out;
+  }
   // Lowest precedence first: the config file, the environment, then the
   // command line, each overriding what came before.
   std::string configPath;
@@ -632,6 +635,10 @@ absl::Status scanFlags(const std::vector<std::string>& args, CommandLineAction& 
       action = CommandLineAction::kVersion;
       return absl::OkStatus();
     }
+    if (name == "check-config" && !value) {
+      action = CommandLineAction::kCheck;
+      continue;
+    }
     const FlagSpec* spec = nullptr;
     for (const FlagSpec& s : flagSpecs()) {
       if (s.name == name) spec = &s;
@@ -714,6 +721,26 @@ absl::Status applyConfigFile(const std::string& path, Config& config) {
 
 }  // namespace
 
+std::string describeConfig(const Config& c) {
+  std::string out;
+  auto line = [&](absl::string_view name, absl::string_view value) {
+    absl::StrAppend(&out, "  -", name, " ", value.empty() ? "\"\"" : value, "\n");
+  };
+  line("a", c.dev ? "127.0.0.1:3340 (-dev)" : c.addr);
+  line("hostname", c.hostname);
+  line("certmode", c.dev ? "self-signed (-dev)" : c.certMode);
+  line("certdir", c.certDir.empty() ? "~/.cache/tailscale/derper-certs (the default)" : c.certDir);
+  line("c", c.keyFile);
+  line("stun", c.stun ? absl::StrCat("true, port ", c.stunPort) : "false");
+  line("http-port", absl::StrCat(c.httpPort));
+  line("shards", c.shards == 0 ? "0 (one per usable CPU)" : absl::StrCat(c.shards));
+  line("mesh-with", absl::StrJoin(c.meshWith, ","));
+  line("mesh-psk-file", c.meshPskFile);
+  line("verify-clients", c.verifyClients ? absl::StrCat("true, socket ", c.socket) : "false");
+  line("verify-client-url", c.verifyClientUrl);
+  line("metrics-addr", c.metricsAddr);
+  return out;
+}
 
 std::string usageText() {
   std::string text =
@@ -738,7 +765,10 @@ std::string usageText() {
     }
     absl::StrAppend(&text, "\n");
   }
-  absl::StrAppend(&text, "\nother:\n  -help\n  -version\n");
+  absl::StrAppend(&text,
+                  "\nother:\n  -help\n  -version\n  -check-config\n"
+                  "      read the flags, DERP_* variables and --config file as for a run, print\n"
+                  "      the settings in effect and exit (0, or 2 naming what is wrong)\n");
   return text;
 }
 

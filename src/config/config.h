@@ -76,7 +76,9 @@ struct Config {
   bool operator==(const Config&) const = default;
 };
 
-enum class CommandLineAction { kRun, kHelp, kVersion };
+// kCheck (--check-config): parse everything as for a run, then print the
+// settings instead of starting (for CI of deployment manifests).
+enum class CommandLineAction { kRun, kHelp, kVersion, kCheck };
 
 struct ParsedCommandLine {
   CommandLineAction action = CommandLineAction::kRun;
@@ -97,6 +99,10 @@ struct ParsedCommandLine {
 // unreadable file, malformed TOML, unknown key, wrong type, bad value.
 absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string>& args,
                                                    const std::vector<std::string>& env = {});
+
+// The settings an operator checks first, one "  -flag value" line each
+// (--check-config prints them).
+std::string describeConfig(const Config& config);
 
 // One -mesh-with item, parsed: host, host:port, [v6]:port, a bare IPv6
 // address, or http://host[:port] / https://host[:port] with an optional /derp

@@ -387,6 +387,9 @@ int main(int argc, char** argv) {
     case derpd::CommandLineAction::kVersion:
       std::printf("derpd %s\n", DERPD_VERSION);
       return 0;
+    case derpd::CommandLineAction::kCheck:
+      std::printf("derpd: configuration ok:\n%s", derpd::describeConfig(parsed->config).c_str());
+      return 0;
     case derpd::CommandLineAction::kRun:
       break;
   }

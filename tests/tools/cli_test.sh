@@ -40,3 +40,16 @@ expect_usage_error -acme-email -acme-email=ops.example.com
 expect_usage_error -acme-eab-key -acme-eab-kid=kid-1
 expect_usage_error "-certmode gcp needs" -certmode gcp -acme-email ops@example.com
 echo "ok: usage errors exit 2 naming the flag"
+
+# -check-config parses as for a run (flags over DERP_* variables) and prints
+# the settings without starting; errors are the run's.
+out=$(DERP_DOMAIN=n1.derp.example.com DERP_HTTP_PORT=8080 "$DERPD_BINARY" -check-config \
+  -http-port 8081 -mesh-with a.example.com -mesh-psk-file /etc/derp/mesh.key) ||
+  fail "-check-config exited $?"
+grep -qx "  -hostname n1.derp.example.com" <<<"$out" || fail "-check-config hostname: $out"
+grep -qx "  -http-port 8081" <<<"$out" || fail "-check-config: the flag must win: $out"
+grep -qx "  -mesh-with a.example.com" <<<"$out" || fail "-check-config mesh: $out"
+rc=0
+err=$(DERP_HTTP_PORT=eighty "$DERPD_BINARY" -check-config 2>&1) || rc=$?
+[ "$rc" = 2 ] && grep -q "DERP_HTTP_PORT" <<<"$err" || fail "-check-config with a bad variable: $rc $err"
+echo "ok: -check-config"
