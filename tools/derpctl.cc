@@ -5,6 +5,9 @@
 //                                connect two clients, relay a packet each way,
 //                                ping, print each step's latency and the TLS
 //                                version/fast start used
+//   derpctl derpmap [--region-id N] [--region-code C] NODE...
+//                                the derpMap for Tailscale's policy file and
+//                                headscale's derp.paths file
 //
 // Flags use Go's syntax (-c X, -c=X, --c X) like derper's.
 #include <sodium.h>
@@ -33,6 +36,7 @@
 #include "derp/key.h"
 #include "derp/key_file.h"
 #include "derpd_config.h"
+#include "derpmap.h"
 
 namespace derpd {
 namespace {
@@ -65,6 +69,15 @@ constexpr const char* kUsage =
     "                                                    /etc/ssl/certs/ca-certificates.crt)\n"
     "                                --server-name NAME  SNI and name to verify (default: the\n"
     "                                                    URL's host; an IP gets no SNI)\n"
+    "  derpmap [--region-id N] [--region-code CODE] [--region-name NAME]\n"
+    "          [--format tailscale|headscale|both] NODE...\n"
+    "                              print the DERP map that makes clients use these nodes as one\n"
+    "                              region: the \"derpMap\" of Tailscale's policy file (JSON)\n"
+    "                              and/or headscale's derp.paths file (YAML). Region 900, code\n"
+    "                              \"home\" by default. NODE is HOST[:DERPPORT] with options\n"
+    "                              ,stun=PORT|off ,certname=sha256-raw:HEX (IP certificates:\n"
+    "                              derpd logs it) ,ipv4=ADDR ,ipv6=ADDR. Then check it from a\n"
+    "                              client with `tailscale netcheck`.\n"
     "  help, --help                this text\n"
     "\n"
     "Flags take Go's forms: -c X, -c=X, --c X; switches: --insecure, --insecure=false.\n";
@@ -401,6 +414,47 @@ int runProbe(const std::vector<std::string>& args) {
   return 0;
 }
 
+int runDerpmap(const std::vector<std::string>& args) {
+  absl::StatusOr<CommandLine> cl =
+      parseArgs(args, {"region-id", "region-code", "region-name", "format"});
+  if (!cl.ok()) return usageError(cl.status().message());
+  derpmap::Region region;
+  if (std::optional<std::string> id = flagValue(*cl, "region-id"); id.has_value()) {
+    if (!absl::SimpleAtoi(*id, &region.id)) {
+      return usageError(absl::StrCat("invalid value for -region-id: ", *id));
+    }
+  }
+  region.code = flagValue(*cl, "region-code").value_or(region.code);
+  region.name = flagValue(*cl, "region-name").value_or("");
+  const std::string format = flagValue(*cl, "format").value_or("both");
+  if (format != "tailscale" && format != "headscale" && format != "both") {
+    return usageError("-format: want tailscale, headscale or both");
+  }
+  for (const std::string& spec : cl->positional) {
+    absl::StatusOr<derpmap::Node> n = derpmap::parseNode(spec);
+    if (!n.ok()) return usageError(n.status().message());
+    const bool ipHost = n->hostName == n->ipv4 || n->hostName == n->ipv6;
+    if (ipHost && n->certName.empty()) {
+      std::fprintf(stderr,
+                   "derpctl derpmap: %s is an IP: clients check its certificate by CertName; "
+                   "add ,certname=sha256-raw:HEX (derpd logs it at start)\n",
+                   n->hostName.c_str());
+    }
+    region.nodes.push_back(*std::move(n));
+  }
+  if (absl::Status st = derpmap::finish(region); !st.ok()) return usageError(st.message());
+  const bool both = format == "both";
+  if (format != "headscale") {
+    if (both) std::printf("// Tailscale: the \"derpMap\" of the tailnet policy file\n");
+    std::fputs(derpmap::tailscaleJson(region).c_str(), stdout);
+  }
+  if (format != "tailscale") {
+    if (both) std::printf("\n# headscale: a file listed in derp.paths\n");
+    std::fputs(derpmap::headscaleYaml(region).c_str(), stdout);
+  }
+  return 0;
+}
+
 int run(int argc, char** argv) {
   if (argc < 2) return usageError("no command given");
   std::string_view command = argv[1];
@@ -415,6 +469,7 @@ int run(int argc, char** argv) {
   }
   if (command == "key") return runKey(rest);
   if (command == "probe") return runProbe(rest);
+  if (command == "derpmap") return runDerpmap(rest);
   return usageError(absl::StrCat("unknown command: ", std::string(command)));
 }
 

@@ -8,9 +8,11 @@
 #    undefined behaviour fatal): tests/fuzz/derpd_sanitized, linked by the main
 #    build from the objects its libFuzzer targets use, which also build the
 #    runtime and key-directory unit tests sanitized for the main suite. All
-#    integration tests but two run: alloc_test preloads an allocation counter
-#    that ASan's allocator cannot sit under, and keepalive_test only waits two
-#    minutes for a timer the wheel's unit tests cover. Any sanitizer report,
+#    integration tests but three run: alloc_test preloads an allocation counter
+#    that ASan's allocator cannot sit under, keepalive_test only waits two
+#    minutes for a timer the wheel's unit tests cover, and tls_load_test is a
+#    load (1,000 TLS clients) whose paths tls_test and hostile_test already
+#    take under the sanitizers. Any sanitizer report,
 #    even one at exit, fails the stage.
 # 2. ThreadSanitizer on the mailbox and its SPSC rings (the only memory shared
 #    between shards), with their concurrent unit tests.
@@ -32,7 +34,7 @@ trap 'rm -rf "$reports"' EXIT
 export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1:abort_on_error=1"
 mapfile -t integration < <(meson test -C "$release" --list 2>/dev/null |
-  sed -n 's/^derpd:integration \/ //p' | grep -vx -e alloc_test -e keepalive_test)
+  sed -n 's/^derpd:integration \/ //p' | grep -vx -e alloc_test -e keepalive_test -e tls_load_test)
 ulimit -n 65536 2>/dev/null || true
 meson test -C "$release" --no-rebuild --print-errorlogs --num-processes 2 \
   --timeout-multiplier 3 --wrapper "env DERPD_BINARY=$sanitized_derpd" "${integration[@]}"

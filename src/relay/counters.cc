@@ -1,6 +1,9 @@
 #include "relay/counters.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "derpd_config.h"
 
 namespace derpd::relay {
@@ -137,6 +140,11 @@ void byReason(std::string& out, std::span<ShardCounters* const> shards, absl::st
   }
 }
 
+// When this process started (static initialisation runs before main), for
+// Prometheus' conventional process_start_time_seconds: a change is a restart.
+const double kProcessStartSeconds =
+    std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+
 }  // namespace
 
 std::string renderMetrics(std::span<ShardCounters* const> shards) {
@@ -144,6 +152,10 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   out.reserve(8192);
   family(out, "derpd_build_info", "gauge", "derpd version");
   absl::StrAppend(&out, "derpd_build_info{version=\"", DERPD_VERSION, "\"} 1\n");
+  family(out, "process_start_time_seconds", "gauge",
+         "start time of the process since the Unix epoch in seconds");
+  absl::StrAppend(&out, "process_start_time_seconds ",
+                  absl::StrFormat("%.3f", kProcessStartSeconds), "\n");
   family(out, "derpd_shards", "gauge", "number of shards");
   absl::StrAppend(&out, "derpd_shards ", shards.size(), "\n");
   perShard(out, shards, "derpd_accepts_total", "counter", "TCP connections accepted",

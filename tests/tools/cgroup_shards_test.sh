@@ -33,7 +33,7 @@ run_in_cgroup() {
   local log=$1
   shift
   sh -c 'echo $$ >"$0/cgroup.procs"; exec timeout -s INT 2 "$@"' "$dir" "$DERPD_BINARY" \
-    -dev -a 127.0.0.1:0 -stun-port 0 -c "$tmp/key" "$@" >"$log" 2>&1 || true
+    -a 127.0.0.1:0 -http-port -1 -stun-port 0 -c "$tmp/key" "$@" >"$log" 2>&1 || true
 }
 
 run_in_cgroup "$tmp/quota.log"

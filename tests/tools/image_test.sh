@@ -19,7 +19,7 @@ tag=localhost/derpd-image-test:$$
 tmp=$(mktemp -d)
 ctr=derpd-image-test-$$
 cleanup() {
-  podman rm -f "$ctr" >/dev/null 2>&1 || true
+  podman rm -f "$ctr" "$ctr-default" >/dev/null 2>&1 || true
   podman rmi -f "$tag" >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
@@ -46,19 +46,24 @@ if ! "${run[@]}" --rm --network host --entrypoint /usr/bin/derpctl "$tag" help >
 fi
 
 # 1. The runtime's default seccomp profile.
-status=0
-timeout 20 "${run[@]}" --rm --network host "$tag" -dev -a 127.0.0.1:0 -stun-port 0 \
-  -c /tmp/derper.key >"$tmp/default.log" 2>&1 || status=$?
-if [ "$status" = 1 ]; then
-  grep -q "error io_uring: io_uring_setup failed .*k8s/seccomp/derpd.json" "$tmp/default.log" || {
-    echo "FAIL: under the default profile derpd exited without its io_uring message:"
-    cat "$tmp/default.log"; exit 1; }
-  echo "the runtime's default seccomp profile refuses io_uring; derpd said so"
-elif [ "$status" = 124 ]; then
+"${run[@]}" -d --name "$ctr-default" --network host "$tag" -a 127.0.0.1:0 -http-port -1 \
+  -stun-port 0 -c /tmp/derper.key >/dev/null
+for _ in $(seq 1 50); do
+  [ "$(podman inspect -f '{{.State.Running}}' "$ctr-default")" = true ] || break
+  sleep 0.1
+done
+podman logs "$ctr-default" >"$tmp/default.log" 2>&1 || true
+if [ "$(podman inspect -f '{{.State.Running}}' "$ctr-default")" = true ]; then
   echo "the runtime's default seccomp profile allows io_uring here"
 else
-  echo "FAIL: under the default profile derpd exited $status:"; cat "$tmp/default.log"; exit 1
+  code=$(podman inspect -f '{{.State.ExitCode}}' "$ctr-default")
+  if [ "$code" != 1 ] || ! grep -q "error io_uring: io_uring_setup failed .*k8s/seccomp/derpd.json" "$tmp/default.log"; then
+    echo "FAIL: under the default profile derpd exited $code without its io_uring message:"
+    cat "$tmp/default.log"; exit 1
+  fi
+  echo "the runtime's default seccomp profile refuses io_uring; derpd said so"
 fi
+podman rm -f "$ctr-default" >/dev/null
 
 # 2. Confined as in k8s/, configured by DERP_* only.
 ip=127.83.$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))

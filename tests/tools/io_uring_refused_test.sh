@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 # expect ERRNO TEXT: derpd under the filter fails with TEXT in its one error.
 expect() {
   local errno=$1 text=$2 log=$tmp/$1.log status=0
-  timeout 10 "$SECCOMP_EXEC" "$errno" "$DERPD_BINARY" -dev -a 127.0.0.1:0 -stun-port 0 \
+  timeout 10 "$SECCOMP_EXEC" "$errno" "$DERPD_BINARY" -a 127.0.0.1:0 -http-port -1 -stun-port 0 \
     -c "$tmp/key" >"$log" 2>&1 || status=$?
   if [ "$status" != 1 ]; then
     echo "FAIL: errno $errno: exit status $status, want 1:"

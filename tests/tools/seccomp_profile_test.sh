@@ -4,11 +4,12 @@
 #  - every name in it is a real system call (libseccomp knows it);
 #  - it allows io_uring, and a copy without the io_uring calls makes derpd
 #    exit with its "seccomp filter" message (so the filter really applies);
-#  - integration tests that reach every subsystem (relay, TLS, signals and
-#    reloads, mesh with DNS, client verification over a unix socket and HTTP,
-#    ACME against pebble) pass with derpd confined by it, the filter compiled
-#    by libseccomp from the JSON as runc and crun compile it
-#    (seccomp_profile_exec).
+#  - integration tests that reach nearly every subsystem (relay, TLS, signals
+#    and reloads, mesh with DNS, client verification over a unix socket and
+#    HTTP) pass with derpd confined by it, the filter compiled by libseccomp
+#    from the JSON as runc and crun compile it (seccomp_profile_exec). The
+#    ACME client adds no system call of its own (checked with a logging copy
+#    of the profile over acme_test); it is left out to keep CI short.
 set -euo pipefail
 : "${DERPD_BINARY:?}" "${DERPD_SOURCE_ROOT:?}" "${DERPD_BUILD_ROOT:?}"
 if [ -z "${SECCOMP_PROFILE_EXEC:-}" ] || [ ! -x "$SECCOMP_PROFILE_EXEC" ]; then
@@ -35,7 +36,7 @@ json.dump(p, open(sys.argv[2], "w"))
 PY
 
 status=0
-"$SECCOMP_PROFILE_EXEC" "$tmp/no-io-uring.json" "$DERPD_BINARY" -dev -a 127.0.0.1:0 -stun-port 0 \
+"$SECCOMP_PROFILE_EXEC" "$tmp/no-io-uring.json" "$DERPD_BINARY" -a 127.0.0.1:0 -http-port -1 -stun-port 0 \
   -c "$tmp/key" >"$tmp/refused.log" 2>&1 || status=$?
 if [ "$status" != 1 ] || ! grep -q "a seccomp filter" "$tmp/refused.log"; then
   echo "FAIL: without io_uring in the profile derpd should exit 1 naming seccomp (exit $status):"
@@ -49,7 +50,7 @@ chmod +x "$tmp/derpd-confined"
 export DERPD_BINARY=$tmp/derpd-confined
 export DERPD_VERIFY_STANDINS=$DERPD_SOURCE_ROOT/tests/integration/verify_standins.py
 failed=()
-for t in relay_test tls_test lifecycle_test mesh_dns_test verify_test acme_test; do
+for t in relay_test tls_test lifecycle_test mesh_dns_test verify_test; do
   if ! "$DERPD_BUILD_ROOT/tests/integration/$t" >"$tmp/$t.log" 2>&1; then
     failed+=("$t")
     echo "== $t under the profile failed:"
