@@ -29,6 +29,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "derp/frame.h"
@@ -102,14 +103,31 @@ struct Harness {
     clientInfo = derp::encodeFrame(derp::ClientInfoFrame{clientKey.publicKey(), sealed});
   }
 
+  // Retries what a loaded machine makes transient (CI runs this beside
+  // tests that open thousands of loopback connections: no free local port
+  // for a moment); a refusal that lasts half a second still ends the run,
+  // with the error.
   static int connectTo(uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) die("connect");
+    int fd = -1;
+    for (int attempt = 0;; attempt++) {
+      fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) die("socket");
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) break;
+      const int err = errno;
+      ::close(fd);
+      const bool transient = err == EADDRNOTAVAIL || err == EAGAIN || err == EINTR ||
+                             err == ECONNREFUSED || err == ETIMEDOUT;
+      if (!transient || attempt == 50) {
+        std::fprintf(stderr, "connection_fuzz: connect to 127.0.0.1:%u: %s (attempt %d)\n", port,
+                     std::strerror(err), attempt + 1);
+        die("connect");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
