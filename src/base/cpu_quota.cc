@@ -1,13 +1,12 @@
 #include "base/cpu_quota.h"
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/files.h"
 
 namespace derpd {
 namespace {
@@ -15,7 +14,6 @@ namespace {
 struct Hierarchy {
   std::string mountRoot;   // the cgroup path the mount shows at its mount point
   std::string mountPoint;  // where it is mounted
-  std::string path;        // this process's cgroup in it (/proc/self/cgroup)
 };
 
 bool hasWord(absl::string_view list, absl::string_view word) {
@@ -35,7 +33,7 @@ std::optional<Hierarchy> findMount(absl::string_view mountinfo, bool v2) {
     if (dash < 5 || dash + 3 > f.size()) continue;
     const absl::string_view fstype = f[dash + 1];
     if (v2 ? fstype != "cgroup2" : (fstype != "cgroup" || !hasWord(f[dash + 3], "cpu"))) continue;
-    return Hierarchy{std::string(f[3]), std::string(f[4]), ""};
+    return Hierarchy{std::string(f[3]), std::string(f[4])};
   }
   return std::nullopt;
 }
@@ -50,31 +48,35 @@ std::optional<std::string> findPath(absl::string_view cgroup, bool v2) {
   return std::nullopt;
 }
 
-// Quota / period read from one directory, or nullopt for none there.
+// quota / period from their texts; nullopt for "max", -1 or anything else
+// that is not two positive numbers.
+std::optional<double> ratio(absl::string_view quotaText, absl::string_view periodText) {
+  double quota = 0, period = 0;
+  if (!absl::SimpleAtod(absl::StripAsciiWhitespace(quotaText), &quota) ||
+      !absl::SimpleAtod(absl::StripAsciiWhitespace(periodText), &period) || quota <= 0 ||
+      period <= 0) {
+    return std::nullopt;
+  }
+  return quota / period;
+}
+
+// Quota / period read from one directory, or nullopt for none there: v2 has
+// both in cpu.max ("QUOTA PERIOD"), v1 one per file.
 std::optional<double> quotaIn(const std::string& dir, bool v2, const FileReader& read,
                               std::string& file) {
   if (v2) {
     file = dir + "/cpu.max";
     std::optional<std::string> text = read(file);
     if (!text) return std::nullopt;
-    std::vector<absl::string_view> f =
-        absl::StrSplit(absl::StripAsciiWhitespace(*text), ' ', absl::SkipEmpty());
-    double quota = 0, period = 0;
-    if (f.size() != 2 || f[0] == "max" || !absl::SimpleAtod(f[0], &quota) ||
-        !absl::SimpleAtod(f[1], &period) || quota <= 0 || period <= 0) {
-      return std::nullopt;
-    }
-    return quota / period;
+    std::vector<absl::string_view> f = absl::StrSplit(*text, ' ', absl::SkipEmpty());
+    if (f.size() != 2) return std::nullopt;
+    return ratio(f[0], f[1]);
   }
   file = dir + "/cpu.cfs_quota_us";
   std::optional<std::string> q = read(file);
   std::optional<std::string> p = read(dir + "/cpu.cfs_period_us");
-  double quota = 0, period = 0;
-  if (!q || !p || !absl::SimpleAtod(absl::StripAsciiWhitespace(*q), &quota) ||
-      !absl::SimpleAtod(absl::StripAsciiWhitespace(*p), &period) || quota <= 0 || period <= 0) {
-    return std::nullopt;
-  }
-  return quota / period;
+  if (!q || !p) return std::nullopt;
+  return ratio(*q, *p);
 }
 
 std::optional<CpuQuota> tightest(absl::string_view mountinfo, absl::string_view cgroup, bool v2,
@@ -113,11 +115,9 @@ std::optional<CpuQuota> cgroupCpuQuota(absl::string_view mountinfo, absl::string
 
 std::optional<CpuQuota> cgroupCpuQuota() {
   FileReader read = [](const std::string& path) -> std::optional<std::string> {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
+    absl::StatusOr<std::string> text = readSmallFile(path, 1 << 20, "cgroup");
+    if (!text.ok()) return std::nullopt;
+    return *std::move(text);
   };
   std::optional<std::string> mountinfo = read("/proc/self/mountinfo");
   std::optional<std::string> cgroup = read("/proc/self/cgroup");
