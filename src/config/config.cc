@@ -388,10 +388,19 @@ const std::vector<FlagSpec>& flagSpecs() {
          return setNameList(c.unpublishedBootstrapDnsNames, v);
        }},
       {"metrics-addr", Kind::kString, "http", "",
-       "loopback host:port for a plain-HTTP listener serving /metrics and /debug/ "
-       "(empty: off)",
+       "host:port for a plain-HTTP listener serving /metrics and /debug/ (empty: off); "
+       "answers loopback, tailnet and --metrics-allow peers only",
        [](Config& c, absl::string_view v) {
          c.metricsAddr = std::string(v);
+         return std::string();
+       }},
+      {"metrics-allow", Kind::kString, "http", "",
+       "comma-separated address prefixes (10.0.0.0/8,fd00::/8) that may read /metrics and "
+       "/debug/ besides loopback and the tailnet (100.64.0.0/10, fd7a:115c:a1e0::/48)",
+       [](Config& c, absl::string_view v) {
+         absl::StatusOr<std::vector<IpPrefix>> list = parseIpPrefixList(v);
+         if (!list.ok()) return std::string(list.status().message());
+         c.metricsAllow = std::move(*list);
          return std::string();
        }},
       {"log-format", Kind::kString, "logging", "text",
@@ -739,6 +748,9 @@ std::string describeConfig(const Config& c) {
   line("verify-clients", c.verifyClients ? absl::StrCat("true, socket ", c.socket) : "false");
   line("verify-client-url", c.verifyClientUrl);
   line("metrics-addr", c.metricsAddr);
+  std::vector<std::string> allow;
+  for (const IpPrefix& p : c.metricsAllow) allow.push_back(p.toString());
+  line("metrics-allow", absl::StrJoin(allow, ","));
   return out;
 }
 

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
+#include "base/ip_prefix.h"
 #include "base/log.h"
 
 namespace derpd {
@@ -43,9 +44,13 @@ struct Config {
   std::string home;
   std::vector<std::string> bootstrapDnsNames;             // -bootstrap-dns-names
   std::vector<std::string> unpublishedBootstrapDnsNames;  // -unpublished-bootstrap-dns-names
-  // --metrics-addr: a loopback host:port serving /metrics and /debug/ over
-  // plain HTTP ("" = off). main checks that the address is loopback.
+  // --metrics-addr: a host:port serving /metrics and /debug/ over plain HTTP
+  // ("" = off). Whatever the listener, only loopback, tailnet and
+  // --metrics-allow peers are answered.
   std::string metricsAddr;
+  // --metrics-allow: more peers than loopback and the tailnet's ranges that
+  // may read /metrics and /debug/ (a Prometheus on the pod network).
+  std::vector<IpPrefix> metricsAllow;
   // Who may connect.
   bool verifyClients = false;           // -verify-clients
   std::string socket;                   // -socket ("": tailscaled's default)

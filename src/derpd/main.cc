@@ -82,18 +82,13 @@ int runServer(const derpd::Config& cfg) {
     logError("flag -a: %s", addr.status().message());
     return kExitUsage;
   }
-  // Metrics and /debug/ carry no authentication: their own listener is
-  // loopback only (a reverse proxy or an SSH tunnel reaches it from afar).
+  // Metrics and /debug/ carry no authentication: whatever the listener, only
+  // loopback, tailnet and --metrics-allow peers are answered (403 otherwise).
   std::optional<net::SocketAddress> metricsAddr;
   if (!cfg.metricsAddr.empty()) {
     auto m = net::parseListenAddress(cfg.metricsAddr);
     if (!m.ok()) {
       logError("flag --metrics-addr: %s", m.status().message());
-      return kExitUsage;
-    }
-    if (!m->isLoopback()) {
-      logError("flag --metrics-addr: %s is not a loopback address; want 127.0.0.1:PORT, "
-               "[::1]:PORT or localhost:PORT", cfg.metricsAddr);
       return kExitUsage;
     }
     metricsAddr = *m;
@@ -136,6 +131,7 @@ int runServer(const derpd::Config& cfg) {
   opts.relay.acceptBurst = cfg.acceptConnectionBurst;
   opts.relay.tcp.keepAliveSeconds = static_cast<int>(cfg.tcpKeepAliveTime / kSecond);
   opts.relay.tcp.userTimeoutMs = static_cast<int>(cfg.tcpUserTimeout / kMillisecond);
+  opts.relay.observers = cfg.metricsAllow;
   opts.listen = *addr;
   opts.shards = static_cast<size_t>(cfg.shards);
   opts.tls = tlsSetup.tls.get();
@@ -277,6 +273,12 @@ int runServer(const derpd::Config& cfg) {
   if (server.metricsAddress()) {
     logInfo("derpd %s: /metrics and /debug/ on http://%s", DERPD_VERSION,
             server.metricsAddress()->toString());
+    std::string allowed;
+    for (const IpPrefix& p : cfg.metricsAllow) absl::StrAppend(&allowed, ", ", p.toString());
+    logInfo(
+        "/metrics and /debug/ answer loopback, the tailnet (100.64.0.0/10, "
+        "fd7a:115c:a1e0::/48)%s; anyone else gets 403%s",
+        allowed, cfg.metricsAllow.empty() ? " (--metrics-allow adds prefixes)" : "");
   }
   if (cfg.dev) {
     logInfo("dev mode: self-signed certificate %s; try: derpctl probe --pin %s https://%s",

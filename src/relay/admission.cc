@@ -95,7 +95,7 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
       } else {
         counters_.accepts.add();
         Connection& c = newConnection(res, op.kind, std::make_unique<HttpSession>(*this, info));
-        c.fromLoopback = havePeer && peer.isLoopback();
+        c.mayObserve = havePeer && relay::mayObserve(info.ip, shared_.config.observers);
         c.holdsSocketBudget = op.kind != ListenerKind::kMetrics;
         c.peerIp = info.ip;
         c.holdsIpSlot = op.kind != ListenerKind::kMetrics && shared_.config.maxConnsPerIp > 0;
@@ -120,10 +120,14 @@ void ShardServer::onAccept(AcceptOp& op, int res) {
   }
 }
 
-// The metrics listener (loopback only) is exempt: an operator can watch a flood.
+// The metrics listener serves only peers that may read it, closed at once
+// otherwise; they are exempt from the limits: an operator can watch a flood.
 std::optional<AcceptLimit> ShardServer::refuseByLimits(const Connection::Ip& ip,
                                                        ListenerKind kind) {
-  if (kind == ListenerKind::kMetrics) return std::nullopt;
+  if (kind == ListenerKind::kMetrics) {
+    if (mayObserve(ip, shared_.config.observers)) return std::nullopt;
+    return AcceptLimit::kNotObserver;
+  }
   const RelayConfig& cfg = shared_.config;
   if (kind == ListenerKind::kMain && !shared_.acceptRate.allow(clock_.now())) {
     warnRefusing("-accept-connection-limit", "accepts over the rate are closed");

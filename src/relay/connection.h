@@ -87,7 +87,7 @@ struct Connection {
   bool holdsSocketBudget = false;  // counted in SharedState::acceptedSockets until reaped
   bool holdsIpSlot = false;        // counted in SharedState::perIp under peerIp until reaped
   Ip peerIp{};                     // the peer's address (IPv4 mapped), for holdsIpSlot
-  bool fromLoopback = false;   // the peer is 127.0.0.0/8, ::1 or ::ffff:127.x (/debug/)
+  bool mayObserve = false;         // the peer may read /metrics and /debug/ (mayObserve())
   uint32_t preAuthCharge = 0;  // bytes of the shard's pre-authentication budget it holds
   // Reading stopped (ShardServer::pauseInput): while its client is verified.
   // The receive is cancelled so the socket's buffer fills and TCP pushes back;

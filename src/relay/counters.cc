@@ -54,6 +54,8 @@ const char* acceptLimitName(AcceptLimit r) {
       return "per_ip";
     case AcceptLimit::kHandshakes:
       return "handshakes";
+    case AcceptLimit::kNotObserver:
+      return "not_observer";
     case AcceptLimit::kCount:
       break;
   }
@@ -203,7 +205,8 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   byReason<AcceptLimit>(out, shards, "derpd_accepts_limited_total",
                         "TCP connections closed as soon as accepted by an admission limit, by "
                         "limit (rate: -accept-connection-limit, per_ip: --max-conns-per-ip, "
-                        "handshakes: --max-handshakes-per-shard)",
+                        "handshakes: --max-handshakes-per-shard, not_observer: a peer on the "
+                        "--metrics-addr listener outside loopback, tailnet and --metrics-allow)",
                         &ShardCounters::acceptsLimited, acceptLimitName);
   perShard(out, shards, "derpd_current_connections", "gauge", "handshaken DERP clients",
            [](const ShardCounters& c) { return c.currentConnections.get(); });

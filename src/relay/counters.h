@@ -71,9 +71,10 @@ const char* dropReasonName(DropReason r);
 // Why an accepted connection was closed at once by an admission limit
 // (derpd_accepts_limited_total{reason}).
 enum class AcceptLimit : uint8_t {
-  kRate,        // -accept-connection-limit/-burst
-  kPerIp,       // --max-conns-per-ip
-  kHandshakes,  // --max-handshakes-per-shard
+  kRate,         // -accept-connection-limit/-burst
+  kPerIp,        // --max-conns-per-ip
+  kHandshakes,   // --max-handshakes-per-shard
+  kNotObserver,  // the --metrics-addr listener: a peer that may not read /metrics
   kCount,
 };
 const char* acceptLimitName(AcceptLimit r);

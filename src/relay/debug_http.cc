@@ -1,6 +1,7 @@
-// ShardServer's observability pages: /metrics and /debug/, for loopback peers
-// only (derper's rule for /debug/; 403 for anyone else: the counters, the
-// version, certificate expiry and mesh peers are nobody else's business).
+// ShardServer's observability pages: /metrics and /debug/, for loopback and
+// tailnet peers (derper's rule for /debug/) and --metrics-allow's prefixes;
+// 403 for anyone else: the counters, the version, certificate expiry and mesh
+// peers are nobody else's business.
 // Served on the main listener and on the --metrics-addr one, which serves
 // nothing else.
 #include <algorithm>
@@ -95,6 +96,16 @@ std::string debugIndex() {
 
 }  // namespace
 
+bool mayObserve(const std::array<uint8_t, 16>& ip, const std::vector<IpPrefix>& extra) {
+  if (isLoopbackIp(ip)) return true;
+  for (const std::vector<IpPrefix>* list : {&tailnetPrefixes(), &extra}) {
+    for (const IpPrefix& p : *list) {
+      if (p.contains(ip)) return true;
+    }
+  }
+  return false;
+}
+
 std::optional<http::RouteResult> ShardServer::routeObservability(const Connection& c,
                                                                  const http::Request& req,
                                                                  const http::RouteContext& ctx) {
@@ -108,10 +119,10 @@ std::optional<http::RouteResult> ShardServer::routeObservability(const Connectio
     return http::respond(req, ctx, 200, kPrometheusText, body);
   };
   if (path == "/metrics" && getOrHead) {
-    return c.fromLoopback ? metrics() : http::debugForbidden(req, ctx);
+    return c.mayObserve ? metrics() : http::debugForbidden(req, ctx);
   }
   if (path == "/debug" || path.starts_with("/debug/")) {
-    if (!c.fromLoopback) return http::debugForbidden(req, ctx);
+    if (!c.mayObserve) return http::debugForbidden(req, ctx);
     if (path == "/debug" || path == "/debug/") {
       return http::respond(req, ctx, 200, "text/html; charset=utf-8", debugIndex());
     }

@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "base/clock.h"
+#include "base/ip_prefix.h"
 #include "base/unique_fd.h"
 #include "derp/frame.h"
 #include "derp/handshake.h"
@@ -85,7 +86,14 @@ struct RelayConfig {
   size_t maxHandshakesPerShard = 0;
   double acceptPerSecond = std::numeric_limits<double>::infinity();
   int64_t acceptBurst = std::numeric_limits<int64_t>::max();
+  // Who may read /metrics and /debug/ besides loopback and the tailnet's
+  // ranges (--metrics-allow).
+  std::vector<IpPrefix> observers;
 };
+
+// derper's rule for /debug/ (loopback, or a Tailscale address, so operators
+// reach it over their tailnet), plus the operator's own prefixes.
+bool mayObserve(const std::array<uint8_t, 16>& ip, const std::vector<IpPrefix>& extra);
 
 // What all shards share, fixed before any shard runs.
 struct SharedState {
@@ -123,8 +131,9 @@ struct SharedState {
   // (mesh links, certificate reloads, the resolver, metrics). A connection
   // over the budget is accepted and closed at once, counted, so accept never
   // runs into EMFILE and nothing else in the process is starved of fds. The
-  // loopback-only --metrics-addr listener is outside the budget: an operator
-  // can watch an fd flood while it lasts.
+  // --metrics-addr listener, which keeps only loopback, tailnet and
+  // --metrics-allow peers, is outside the budget: an operator can watch an fd
+  // flood while it lasts.
   std::atomic<size_t> acceptedSockets{0};
   size_t maxAcceptedSockets = SIZE_MAX;
   AcceptRate acceptRate;  // from config.acceptPerSecond/acceptBurst

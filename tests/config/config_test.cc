@@ -360,6 +360,23 @@ TEST(ConfigTest, MetricsAddrIsStored) {
   EXPECT_TRUE(parseCommandLine({})->config.metricsAddr.empty());
 }
 
+TEST(ConfigTest, MetricsAllowIsAPrefixListAndBadOnesNameTheFlag) {
+  auto c = parseCommandLine(
+      {"--metrics-addr", "0.0.0.0:9090", "--metrics-allow", "10.0.0.0/8,fd00::/8"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->config.metricsAllow.size(), 2u);
+  EXPECT_EQ(c->config.metricsAllow[0].toString(), "10.0.0.0/8");
+  EXPECT_EQ(c->config.metricsAllow[1].toString(), "fd00::/8");
+  EXPECT_TRUE(parseCommandLine({})->config.metricsAllow.empty());
+  EXPECT_NE(describeConfig(c->config).find("10.0.0.0/8,fd00::/8"), std::string::npos);
+  for (const char* bad : {"10.0.0.0/40", "pods", "10.1.0.0/8"}) {
+    auto r = parseCommandLine({"--metrics-allow", bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(std::string(r.status().message()).find("metrics-allow"), std::string::npos)
+        << r.status();
+  }
+}
+
 TEST(ConfigTest, LogFormatAndStatsInterval) {
   auto d = parseCommandLine({});
   ASSERT_TRUE(d.ok());
