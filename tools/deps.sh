@@ -16,6 +16,7 @@ packages=(
   libseccomp-dev       # compiles k8s/seccomp/derpd.json as runtimes do (seccomp_profile_test)
   buildah podman runc libcap2-bin  # tools/image.sh and its test (image_test)
   python3-kubernetes   # the API schema k8s_manifests_test checks k8s/ against
+  python3-websockets python3-nacl  # an independent DERP-over-WebSocket client (websocket_test)
 )
 # kubectl renders k8s/ (kubectl kustomize): Debian's kubernetes-client, unless
 # a kubectl is installed already (another package's would conflict with it).

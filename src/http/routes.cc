@@ -1,4 +1,5 @@
 #include "http/routes.h"
+#include "http/websocket.h"
 
 #include <algorithm>
 #include <array>
@@ -194,6 +195,35 @@ bool isGetOrHead(const Request& request) {
   return request.method == "GET" || request.method == "HEAD";
 }
 
+// RFC 6455 4.2: the opening handshake's checks, then the 101 with the
+// accept key and the derp subprotocol (derper's answer, compression off).
+RouteResult routeWebSocket(const Request& request, const RouteContext& ctx) {
+  if (request.header("Sec-WebSocket-Version") != "13") {
+    ResponseBuilder builder(request, ctx, 400);
+    builder.add("Content-Type", kTextPlain);
+    builder.add("Sec-WebSocket-Version", "13");
+    builder.add("X-Content-Type-Options", "nosniff");
+    return builder.finish("unsupported WebSocket protocol version (only 13 is supported)\n");
+  }
+  const std::string_view key = request.header("Sec-WebSocket-Key");
+  if (!ws::validClientKey(absl::string_view(key.data(), key.size()))) {
+    return textError(request, ctx, 400, "invalid Sec-WebSocket-Key");
+  }
+  RouteResult result;
+  result.status = 101;
+  result.action = RouteAction::kUpgradeWebSocket;
+  result.idealNodeMismatch = !request.header("Ideal-Node").empty();
+  result.response
+      .append(
+          "HTTP/1.1 101 Switching Protocols\r\n"
+          "Upgrade: websocket\r\n"
+          "Connection: Upgrade\r\n"
+          "Sec-WebSocket-Accept: ")
+      .append(ws::acceptKey(absl::string_view(key.data(), key.size())))
+      .append("\r\nSec-WebSocket-Protocol: derp\r\n\r\n");
+  return result;
+}
+
 RouteResult routeDerp(const Request& request, const RouteContext& ctx) {
   const std::string_view upgrade = request.header("Upgrade");
   const bool isWebSocket = equalsIgnoreCase(upgrade, "websocket");
@@ -203,7 +233,7 @@ RouteResult routeDerp(const Request& request, const RouteContext& ctx) {
   // Browsers ask for DERP inside real RFC 6455 WebSocket frames; old native
   // clients also say "websocket" but speak raw DERP, and never send this.
   if (isWebSocket && hasListToken(request, "Sec-WebSocket-Protocol", "derp")) {
-    return textError(request, ctx, 501, "derpd does not support DERP over WebSocket framing");
+    return routeWebSocket(request, ctx);
   }
 
   RouteResult result;

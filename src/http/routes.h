@@ -30,6 +30,7 @@ enum class RouteAction {
   kRespond,           // write `response`; keep the connection iff keepAlive
   kUpgradeDerp,       // write `response` (the 101), then speak DERP
   kUpgradeDerpFast,   // Derp-Fast-Start: 1: write nothing, speak DERP at once
+  kUpgradeWebSocket,  // write `response` (the 101), then speak DERP inside WebSocket frames
 };
 
 struct RouteResult {

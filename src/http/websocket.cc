@@ -189,7 +189,7 @@ Event Decoder::startFrame() {
 }
 
 void Decoder::data(uint8_t* p, size_t n) {
-  applyMask(p, n, mask_, offset_);
+  if (p != nullptr) applyMask(p, n, mask_, offset_);
   offset_ += n;
   left_ -= n;
   if (left_ == 0) phase_ = Phase::kHeader;

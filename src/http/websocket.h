@@ -96,7 +96,8 @@ class Decoder {
 
   // kData: bytes the current frame's payload has left (> 0).
   uint64_t dataLeft() const { return left_; }
-  // n <= dataLeft() payload bytes at p: unmasked in place, and consumed.
+  // n <= dataLeft() payload bytes at p: unmasked in place, and consumed
+  // (p == nullptr: consumed unread, for bytes the caller discards).
   void data(uint8_t* p, size_t n);
 
   // kControl: where the control payload's next bytes go.

@@ -19,6 +19,7 @@
 
 #include "derp/key.h"
 #include "http/head_buffer.h"
+#include "http/websocket.h"
 #include "relay/counters.h"
 #include "relay/key_directory.h"
 #include "runtime/io_ring.h"
@@ -50,6 +51,9 @@ constexpr uint8_t kBufIsPacket = 1;  // a RecvPacket frame: counted when written
 constexpr uint8_t kBufIsDisco = 2;
 constexpr uint8_t kBufHold = 4;  // the writer stops here until the flag is cleared
 constexpr uint8_t kBufIsForward = 8;  // a ForwardPacket frame for a mesh link
+// Already WebSocket bytes (the 101, a Pong, a Close): written as they are on a
+// WebSocket connection, whose other frames are wrapped in binary messages.
+constexpr uint8_t kBufWsFrame = 16;
 
 // The listener a connection came from: the main (-a) one, the plain -http-port
 // one beside TLS, or the --metrics-addr one.
@@ -115,6 +119,9 @@ struct Connection {
   http::HeadBuffer http;
 
   FrameReader reader;
+  // DERP over WebSocket (RFC 6455): the client's frames, which carry the DERP
+  // byte stream, decoded here before the frame reader; nullptr for raw DERP.
+  std::unique_ptr<http::ws::Decoder> ws;
 
   // Writer: frames queued by kind, and the chain being written now: the
   // frames themselves for plain HTTP, the records they were sealed into for TLS.

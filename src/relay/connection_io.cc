@@ -44,7 +44,11 @@ void ShardServer::onBytes(Connection& c, const uint8_t* data, size_t n) {
   }
   if (n > 0 && (c.state == Connection::State::kDerpHandshake ||
                 c.state == Connection::State::kDerp)) {
-    onDerpBytes(c, data, n);
+    if (c.ws != nullptr) {
+      onWebSocketBytes(c, data, n);
+    } else {
+      onDerpBytes(c, data, n);
+    }
   }
 }
 
@@ -56,6 +60,10 @@ ReadTarget ShardServer::readTarget(Connection& c) {
   if (c.state != Connection::State::kDerpHandshake && c.state != Connection::State::kDerp) {
     return {};
   }
+  return c.ws != nullptr ? wsTarget(c) : derpTarget(c);
+}
+
+ReadTarget ShardServer::derpTarget(Connection& c) {
   if (c.reader.hdrHave < derp::kFrameHeaderLen) {
     return {ReadTarget::kHeader, c.reader.hdr + c.reader.hdrHave,
             derp::kFrameHeaderLen - c.reader.hdrHave};
@@ -67,6 +75,10 @@ ReadTarget ShardServer::readTarget(Connection& c) {
 }
 
 bool ShardServer::onReadInto(Connection& c, ReadTarget::Kind kind, size_t n) {
+  return c.ws != nullptr ? wsReadInto(c, kind, n) : derpReadInto(c, kind, n);
+}
+
+bool ShardServer::derpReadInto(Connection& c, ReadTarget::Kind kind, size_t n) {
   if (kind == ReadTarget::kHeader) {
     c.reader.hdrHave = static_cast<uint8_t>(c.reader.hdrHave + n);
     if (c.reader.hdrHave < derp::kFrameHeaderLen) return true;
@@ -210,7 +222,7 @@ void ShardServer::finishFrame(Connection& c) {
 // Control frames and HTTP responses come from the pool's reserve when packets
 // have filled it: one that cannot be had even so closes the connection
 // (no_memory) rather than leave the peer waiting for a frame never sent.
-bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes) {
+bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes, uint8_t flags) {
   if (c.state == Connection::State::kClosing) return false;
   PacketBuf* b = pool_.allocate(bytes.size(), true);
   if (b == nullptr) {
@@ -219,7 +231,7 @@ bool ShardServer::queueControl(Connection& c, std::span<const uint8_t> bytes) {
   }
   std::memcpy(b->data(), bytes.data(), bytes.size());
   b->length = static_cast<uint32_t>(bytes.size());
-  b->flags = 0;
+  b->flags = flags;
   PacketBuf* dropped = c.control.push(b);
   releaseChain(dropped);
   markDirty(c);
@@ -242,6 +254,10 @@ bool ShardServer::queueFrame(Connection& c, const derp::Frame& f, uint8_t flags)
 }
 
 void PlainTransport::fill(Connection& c, size_t pending) {
+  if (c.ws != nullptr) {
+    fillWebSocket(c, pending, pool_, user_);
+    return;
+  }
   while (c.writingCount < Connection::kMaxIov && pending < kMaxWriteBytes) {
     PacketBuf* b = popWritable(c);
     if (b == nullptr) break;

@@ -41,6 +41,10 @@ const char* closeReasonName(CloseReason r) {
       return "client_rejected";
     case CloseReason::kHeldInput:
       return "held_input_overflow";
+    case CloseReason::kWebSocketClose:
+      return "websocket_close";
+    case CloseReason::kWebSocketError:
+      return "websocket_protocol";
     case CloseReason::kCount: break;
   }
   return "unknown";
@@ -270,6 +274,9 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
         [](const ShardCounters& c) { return c.pongsDropped.get(); });
   total(out, shards, "derpd_derp_upgrades_total", "counter", "/derp requests upgraded to DERP",
         [](const ShardCounters& c) { return c.derpUpgrades.get(); });
+  total(out, shards, "derpd_websocket_upgrades_total", "counter",
+        "/derp requests upgraded to DERP over WebSocket (a part of the upgrades)",
+        [](const ShardCounters& c) { return c.websocketUpgrades.get(); });
   total(out, shards, "derpd_disco_packets_received_total", "counter",
         "SendPacket frames carrying disco packets",
         [](const ShardCounters& c) { return c.discoPacketsReceived.get(); });

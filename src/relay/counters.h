@@ -48,6 +48,8 @@ enum class CloseReason : uint8_t {
   kNoMemory,       // a control frame for it found the pool and its reserve spent
   kRejected,       // -verify-clients / -verify-client-url refused the client
   kHeldInput,      // more arrived while its reading was paused than the shard holds for it
+  kWebSocketClose,  // a WebSocket client sent a Close (answered)
+  kWebSocketError,  // a WebSocket client broke RFC 6455 (answered with a Close and its code)
   kCount,
 };
 const char* closeReasonName(CloseReason r);
@@ -114,6 +116,7 @@ struct alignas(64) ShardCounters {
   Counter homeMovesIn;   // NotePreferred turned true after the first 5 s
   Counter homeMovesOut;  // ... turned false
   Counter derpUpgrades;  // /derp requests upgraded (derper's "accepts")
+  Counter websocketUpgrades;  // of them, to DERP over WebSocket (derper's "websocket_accepts")
   Counter discoPacketsReceived;
   Counter pingsReceived;
   Counter pongsSent;

@@ -70,13 +70,23 @@ size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
             c, {reinterpret_cast<const uint8_t*>(route.response.data()), route.response.size()});
         if (!route.keepAlive) c.closeAfterWrite = true;
       } else {
-        // Upgrade: the 101 (unless fast start) and ServerKey go out together.
+        // Upgrade: the 101 (unless fast start) and ServerKey go out together;
+        // over WebSocket, the 101 as it is and ServerKey in the first message.
         s_.counters_.derpUpgrades.add();
-        std::string out = route.action == http::RouteAction::kUpgradeDerp ? route.response : "";
         derp::ServerKeyFrame sk{s_.shared_.serverPublic};
         std::vector<uint8_t> frame = derp::encodeFrame(sk);
-        out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
-        s_.queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
+        if (route.action == http::RouteAction::kUpgradeWebSocket) {
+          s_.counters_.websocketUpgrades.add();
+          s_.queueControl(
+              c, {reinterpret_cast<const uint8_t*>(route.response.data()), route.response.size()},
+              kBufWsFrame);
+          c.ws = std::make_unique<http::ws::Decoder>();
+          s_.queueControl(c, frame);
+        } else {
+          std::string out = route.action == http::RouteAction::kUpgradeDerp ? route.response : "";
+          out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
+          s_.queueControl(c, {reinterpret_cast<const uint8_t*>(out.data()), out.size()});
+        }
         s_.setState(c, Connection::State::kDerpHandshake);
         s_.loop_.timers().arm(c.deadline, s_.clock_.now() + s_.shared_.config.handshakeTimeout);
         // A DERP client's from here on. This session stays alive to the end

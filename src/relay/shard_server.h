@@ -243,6 +243,13 @@ class ShardServer : private ShardLoop::Services,
   std::optional<http::RouteResult> routeObservability(const Connection& c, const http::Request& req,
                                                       const http::RouteContext& ctx);
   void onDerpBytes(Connection& c, const uint8_t* data, size_t n);
+  ReadTarget derpTarget(Connection& c);
+  bool derpReadInto(Connection& c, ReadTarget::Kind kind, size_t n);
+  // DERP over WebSocket (websocket_io.cc): the decoder's part of reading.
+  ReadTarget wsTarget(Connection& c);
+  bool wsReadInto(Connection& c, ReadTarget::Kind kind, size_t n);
+  void onWebSocketBytes(Connection& c, const uint8_t* data, size_t n);
+  bool onWebSocketEvent(Connection& c, const http::ws::Event& e);
   bool startFrame(Connection& c);
   void finishFrame(Connection& c);
   // A client's SendPacket (packet_path.cc).
@@ -272,7 +279,7 @@ class ShardServer : private ShardLoop::Services,
   void onMail(const MailMessage& m);
 
   // Output.
-  bool queueControl(Connection& c, std::span<const uint8_t> bytes);
+  bool queueControl(Connection& c, std::span<const uint8_t> bytes, uint8_t flags = 0);
   bool queueFrame(Connection& c, const derp::Frame& f, uint8_t flags = 0);
   void markDirty(Connection& c);
   void flushDirty();
@@ -347,7 +354,7 @@ class ShardServer : private ShardLoop::Services,
   DirectoryReplica replica_;
   // kAcceptsInFlight single-shot accepts per listener, by ListenerKind.
   std::array<std::array<AcceptOp, kAcceptsInFlight>, 3> acceptOps_;
-  PlainTransport plain_{*this};
+  PlainTransport plain_{*this, pool_};
   TlsEngine tlsEngine_;
 
   Timer acceptRetry_;

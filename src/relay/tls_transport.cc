@@ -190,7 +190,13 @@ void TlsTransport::fill(Connection& c, size_t pendingBytes) {
     PacketBuf* b = nextWritable(c, false);
     if (b == nullptr) return;
     const bool control = !(b->flags & kBufIsPacket);
-    if (!ensureRoom(b->length, control)) {
+    // On a WebSocket connection frames go out in a binary message whose
+    // header is sealed in front of them; a kBufWsFrame buffer (the 101, a
+    // Pong, a Close) is sealed alone, as it is.
+    const bool ws = c.ws != nullptr;
+    const bool wrap = ws && !(b->flags & kBufWsFrame);
+    const size_t headroom = wrap ? http::ws::kMaxServerHeaderLen : 0;
+    if (!ensureRoom(headroom + b->length, control)) {
       if (control) {
         user.closeConnection(c, CloseReason::kNoMemory);
         return;
@@ -207,24 +213,43 @@ void TlsTransport::fill(Connection& c, size_t pendingBytes) {
     SealTally tally;
     tally.add(b);
     auto joinable = [&](const PacketBuf* next) {
-      return next != nullptr && n + next->length <= kTlsScratchSize &&
-             ensureRoom(n + next->length, !(next->flags & kBufIsPacket));
+      return next != nullptr && (!ws || (wrap && !(next->flags & kBufWsFrame))) &&
+             headroom + n + next->length <= kTlsScratchSize &&
+             ensureRoom(headroom + n + next->length, !(next->flags & kBufIsPacket));
     };
     PacketBuf* next = nextWritable(c, false);
-    if (joinable(next)) {
-      uint8_t* joined = engine_.sealScratch_.get();
+    if (joinable(next) || (wrap && headroom + n <= kTlsScratchSize)) {
+      uint8_t* joined = engine_.sealScratch_.get() + headroom;
       std::memcpy(joined, plain, n);
       user.releaseFrame(b);
       b = nullptr;
-      do {
+      while (joinable(next)) {
         popWritable(c);  // `next`
         std::memcpy(joined + n, next->bytes(), next->length);
         n += next->length;
         tally.add(next);
         user.releaseFrame(next);
         next = nextWritable(c, false);
-      } while (joinable(next));
+      }
       plain = joined;
+      if (wrap) {
+        uint8_t header[http::ws::kMaxServerHeaderLen];
+        const size_t h = http::ws::encodeServerHeader(header, http::ws::kBinary, n);
+        plain = joined - h;
+        std::memcpy(joined - h, header, h);
+        n += h;
+      }
+    } else if (wrap) {
+      // A frame too large to join: its message header is a record of its own.
+      uint8_t header[http::ws::kMaxServerHeaderLen];
+      const size_t h = http::ws::encodeServerHeader(header, http::ws::kBinary, n);
+      if (SSL_write(ssl_.get(), header, static_cast<int>(h)) <= 0) {
+        tally.dropped(counters);
+        user.releaseFrame(b);
+        ERR_clear_error();
+        user.closeConnection(c, CloseReason::kWriteError);
+        return;
+      }
     }
     size_t before = c.writingTail ? c.writingTail->length : 0;
     PacketBuf* tailBefore = c.writingTail;

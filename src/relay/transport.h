@@ -19,8 +19,10 @@ struct Connection;
 // Where the reader wants its next plaintext: into its frame header or a
 // packet's pool buffer (written there directly, no copy in between), or
 // anywhere (the transport's scratch, then TransportUser::onPlaintext).
+// A WebSocket connection's frame headers and control payloads (kWsHeader,
+// kWsControl) go into its decoder.
 struct ReadTarget {
-  enum Kind : uint8_t { kAny, kHeader, kBody };
+  enum Kind : uint8_t { kAny, kHeader, kBody, kWsHeader, kWsControl };
   Kind kind = kAny;
   uint8_t* at = nullptr;  // kAny: nullptr
   size_t max = 0;         // kAny: no limit
@@ -62,7 +64,7 @@ class Transport {
 // The plain transport: stateless, one per shard for all its plain connections.
 class PlainTransport final : public Transport {
  public:
-  explicit PlainTransport(TransportUser& user) : user_(user) {}
+  PlainTransport(TransportUser& user, PacketPool& pool) : user_(user), pool_(pool) {}
   void onReceived(Connection& c, const uint8_t* data, size_t n) override {
     user_.onPlaintext(c, data, n);
   }
@@ -72,6 +74,15 @@ class PlainTransport final : public Transport {
 
  private:
   TransportUser& user_;
+  PacketPool& pool_;  // the shard's: WebSocket message headers
 };
+
+// A WebSocket connection's output (websocket_io.cc): the frames queued for it
+// as binary messages, a run of frames behind one message header (DERP frames
+// may span messages and a message may hold several; the frames are not
+// copied), kBufWsFrame buffers as they are. Moves them into c's write chain
+// while it has room; false if no header buffer could be had (the connection
+// is closed).
+bool fillWebSocket(Connection& c, size_t pending, PacketPool& pool, TransportUser& user);
 
 }  // namespace derpd::relay

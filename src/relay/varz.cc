@@ -24,6 +24,7 @@ std::string renderVarz(std::span<ShardCounters* const> shards, int64_t startUnix
   out.reserve(4096);
   // derper's "accepts" counts DERP connections handed to the server: upgrades.
   sample(out, "derp_accepts", "counter", sum(shards, &ShardCounters::derpUpgrades));
+  sample(out, "derp_websocket_accepts", "counter", sum(shards, &ShardCounters::websocketUpgrades));
   sample(out, "derp_bytes_received", "counter", sum(shards, &ShardCounters::bytesReceived));
   sample(out, "derp_bytes_sent", "counter", sum(shards, &ShardCounters::bytesSent));
   // Each shard's directory replica holds the whole node (and the keys on mesh

@@ -118,15 +118,38 @@ TEST(RoutesTest, UpgradeAcceptsItsSpellings) {
       RouteAction::kUpgradeDerp);
 }
 
-TEST(RoutesTest, RealWebSocketFramingIsRefusedClearly) {
+TEST(RoutesTest, WebSocketDerpGetsTheRfc6455Handshake) {
+  const std::string ws =
+      "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: derp\r\n";
   const RouteResult r = routeWire(
       request("GET", "/derp",
-              "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: derp\r\n"
-              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"));
-  EXPECT_EQ(r.action, RouteAction::kRespond);
-  EXPECT_EQ(r.status, 501);
-  EXPECT_THAT(r.response, StartsWith("HTTP/1.1 501 Not Implemented\r\n"));
-  EXPECT_THAT(r.response, HasSubstr("WebSocket"));
+              ws + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"));
+  EXPECT_EQ(r.action, RouteAction::kUpgradeWebSocket);
+  EXPECT_EQ(r.status, 101);
+  EXPECT_EQ(r.response,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+            "Sec-WebSocket-Protocol: derp\r\n\r\n");
+  // Browsers list the subprotocol among others.
+  EXPECT_EQ(routeWire(request("GET", "/derp",
+                              "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                              "Sec-WebSocket-Protocol: chat, derp\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                              "Sec-WebSocket-Version: 13\r\n"))
+                .action,
+            RouteAction::kUpgradeWebSocket);
+  // Another version: 400 naming the one we speak; no key or a bad one: 400.
+  const RouteResult v8 = routeWire(
+      request("GET", "/derp",
+              ws + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"));
+  EXPECT_EQ(v8.status, 400);
+  EXPECT_THAT(v8.response, HasSubstr("Sec-WebSocket-Version: 13\r\n"));
+  for (const char* key : {"", "Sec-WebSocket-Key: short\r\n"}) {
+    const RouteResult bad =
+        routeWire(request("GET", "/derp", ws + key + "Sec-WebSocket-Version: 13\r\n"));
+    EXPECT_EQ(bad.status, 400) << key;
+    EXPECT_EQ(bad.action, RouteAction::kRespond);
+  }
 }
 
 TEST(RoutesTest, IdealNodeHeaderMarksMismatch) {

@@ -192,7 +192,7 @@ TEST_F(AcmeClientTest, ObtainsACertificateOverHttp01WithBadNonceRetries) {
   // 40% of good nonces refused: a client without badNonce retries fails.
   PebbleOptions opts;
   opts.nonceRejectPercent = 40;
-  startPebble(opts);
+  ASSERT_NO_FATAL_FAILURE(startPebble(opts));
   acme::Client c = makeClient(trustTestCa());
   ASSERT_OK(c.registerAccount("ops@derp.test", "", ""));
   EXPECT_TRUE(absl::StartsWith(c.accountUrl(), "https://127.0.0.1:")) << c.accountUrl();
@@ -234,7 +234,7 @@ TEST_F(AcmeClientTest, ObtainsACertificateOverHttp01WithBadNonceRetries) {
 }
 
 TEST_F(AcmeClientTest, RefusesACaItsTrustStoreDoesNotVouchFor) {
-  startPebble({});
+  ASSERT_NO_FATAL_FAILURE(startPebble({}));
   // Debian's public CAs do not sign pebble's test certificate.
   acme::Client c = makeClient({client::kDefaultCaFile, ""});
   absl::Status st = c.registerAccount("", "", "");
@@ -246,7 +246,7 @@ TEST_F(AcmeClientTest, ExternalAccountBinding) {
   const std::string macKey = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
   PebbleOptions opts;
   opts.eabKeys = {{"kid-1", macKey}};
-  startPebble(opts);
+  ASSERT_NO_FATAL_FAILURE(startPebble(opts));
   acme::Client without = makeClient(trustTestCa());
   absl::Status st = without.registerAccount("ops@derp.test", "", "");
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
@@ -264,7 +264,7 @@ TEST_F(AcmeClientTest, ExternalAccountBinding) {
 }
 
 TEST_F(AcmeClientTest, AFailedValidationSaysWhy) {
-  startPebble({});
+  ASSERT_NO_FATAL_FAILURE(startPebble({}));
   acme::Client c = makeClient(trustTestCa());
   ASSERT_OK(c.registerAccount("", "", ""));
   // Hooks that publish nothing: pebble finds 404 where the key authorization should be.

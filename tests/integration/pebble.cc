@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/fd_wait.h"
 #include "client/http_fetch.h"
@@ -22,19 +24,35 @@ constexpr Nanos kStartTimeout = 15 * kSecond;
 
 }  // namespace
 
+// A port picked by bind(0) comes from the ephemeral range, which every
+// outgoing connect on the machine draws from too: between our close and the
+// child's bind, a client of a test running beside this one can take it
+// (pebble: "bind: address already in use"). So pick below that range, at
+// random, where only explicit binds go.
 absl::StatusOr<uint16_t> freeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    if (fd >= 0) ::close(fd);
-    return absl::InternalError("no free port on 127.0.0.1");
+  int low = 32768;
+  if (absl::StatusOr<std::string> range = readFile("/proc/sys/net/ipv4/ip_local_port_range");
+      range.ok()) {
+    absl::SimpleAtoi(range->substr(0, range->find_first_of(" \t")), &low);
   }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  const int first = 10000;
+  if (low - first < 1000) low = first + 1000;
+  std::random_device seed;
+  std::mt19937 rng(seed());
+  std::uniform_int_distribution<int> pick(first, low - 1);
+  for (int attempt = 0; attempt < 100; attempt++) {
+    const uint16_t port = static_cast<uint16_t>(pick(rng));
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) break;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
+  return absl::InternalError("no free port on 127.0.0.1");
 }
 
 std::string Pebble::missingReason() {
