@@ -17,7 +17,11 @@ packages=(
   buildah podman runc libcap2-bin  # tools/image.sh and its test (image_test)
   python3-kubernetes   # the API schema k8s_manifests_test checks k8s/ against
   python3-websockets python3-nacl  # an independent DERP-over-WebSocket client (websocket_test)
+  chromium             # a real browser speaking DERP over WebSocket (chromium_test)
 )
+# npm fetches the browser test's page packages (tests/browser/package-lock.json):
+# Debian's npm, unless one came with another nodejs (they would conflict).
+command -v npm >/dev/null || packages+=(npm)
 # kubectl renders k8s/ (kubectl kustomize): Debian's kubernetes-client, unless
 # a kubectl is installed already (another package's would conflict with it).
 command -v kubectl >/dev/null || packages+=(kubernetes-client)

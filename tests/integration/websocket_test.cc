@@ -9,67 +9,31 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "base/hex.h"
 #include "derp/frame.h"
-#include "derp/key.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "http/websocket.h"
 #include "integration/test_net.h"
 #include "integration/test_support.h"
 #include "integration/tls_fixture.h"
+#include "integration/ws_peer.h"
 
 namespace derpd::testing {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr size_t kSizes[] = {10, 1280, 60000};
-
-// What ws_derp_client.py's payload() makes.
-std::vector<uint8_t> payload(const std::string& tag, int i, size_t size) {
-  std::string head = absl::StrCat(tag, ":", i, ":");
-  std::vector<uint8_t> out(head.begin(), head.end());
-  for (size_t k = 0; out.size() < size; k++) {
-    out.push_back(static_cast<uint8_t>((k * 7 + static_cast<size_t>(i)) % 256));
-  }
-  return out;
-}
-
-// Runs the Python client against url while `native` receives its three
-// packets and sends three back.
+// ws_derp_client.py against url (DERPD_WS_CLIENT names it).
 void relayWithPythonClient(const std::string& url, client::DerpClient& native,
                            const std::vector<std::string>& extra = {}) {
   const char* script = std::getenv("DERPD_WS_CLIENT");
   ASSERT_NE(script, nullptr) << "DERPD_WS_CLIENT is not set (tests/integration/meson.build)";
-  const derp::PrivateKey key = derp::PrivateKey::generate();
-  const derp::NodeKey pub = key.publicKey();
-  std::vector<std::string> argv = {
-      "/usr/bin/python3",      script, url, "--key", hexEncode(key.bytes), "--peer",
-      native.publicKey().hex()};
+  std::vector<std::string> argv = {"/usr/bin/python3", script, url};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  absl::StatusOr<CommandResult> result;
-  std::thread client([&] { result = runCommand(argv, {}, 45 * kSecond); });
-  for (int i = 0; i < 3; i++) {
-    absl::StatusOr<client::DerpClient::Packet> p = native.recvPacket(30 * kSecond);
-    if (!p.ok()) {
-      ADD_FAILURE() << "packet " << i << " from the WebSocket client: " << p.status();
-      break;
-    }
-    EXPECT_EQ(p->src, pub);
-    EXPECT_EQ(p->payload, payload("ws-to-native", i, kSizes[i])) << "packet " << i;
-  }
-  for (int i = 0; i < 3; i++) {
-    EXPECT_OK(native.sendPacket(pub, payload("native-to-ws", i, kSizes[i])));
-  }
-  client.join();
-  ASSERT_OK(result.status());
-  EXPECT_EQ(result->exitCode, 0) << result->err;
-  EXPECT_THAT(result->out, HasSubstr("ok"));
+  relayWithExternalClient(argv, native);
 }
 
 TEST_F(TlsTest, WebSocketClientRelaysWithANativeClientOverTls) {
