@@ -28,7 +28,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
 #include "base/clock.h"
 #include "client/client_tls.h"
@@ -400,9 +402,18 @@ int runProbe(const std::vector<std::string>& args) {
   target->serverName = flagValue(*cl, "server-name").value_or("");
   std::printf("probing %s (timeout %s)\n", cl->positional[0].c_str(),
               formatLatency(timeout).c_str());
+  const bool plain = !target->tls;
   absl::Status st = Prober(*std::move(target), timeout).run();
   if (!st.ok()) {
     std::fprintf(stderr, "derpctl probe: FAILED: %s\n", std::string(st.message()).c_str());
+    if (plain && absl::StartsWith(st.message(), "connect client A") &&
+        !absl::IsDeadlineExceeded(st) && st.message().find("refused") == absl::string_view::npos) {
+      std::fprintf(stderr,
+                   "derpctl probe: the server answered plain HTTP with something else: if this "
+                   "port speaks TLS (derpd on port 443, -certmode manual or -dev), probe "
+                   "https://%s instead\n",
+                   std::string(absl::StripPrefix(cl->positional[0], "http://")).c_str());
+    }
     if (st.code() == absl::StatusCode::kUnauthenticated) {
       std::fprintf(stderr,
                    "derpctl probe: a server with its own CA or a self-signed certificate needs "

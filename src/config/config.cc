@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "config/config_file.h"
 #include "config/duration.h"
+#include "net/socket_address.h"
 
 namespace derpd {
 namespace {
@@ -154,16 +155,15 @@ std::string setMeshWith(std::vector<std::string>& out, absl::string_view v) {
   return "";
 }
 
-std::string notYet(absl::string_view what) {
-  return absl::StrCat(what, " is not supported by this derpd build yet");
-}
-
 const std::vector<FlagSpec>& flagSpecs() {
   static const std::vector<FlagSpec> specs = {
       {"a", Kind::kString, "listening", ":443",
        "server HTTP/HTTPS listen address, host:port or :port; HTTPS when the port is 443 or "
        "-certmode is manual, otherwise HTTP",
        [](Config& c, absl::string_view v) {
+         if (absl::StatusOr<net::SocketAddress> a = net::parseListenAddress(v); !a.ok()) {
+           return std::string(a.status().message());
+         }
          c.addr = std::string(v);
          return std::string();
        }},
@@ -171,7 +171,9 @@ const std::vector<FlagSpec>& flagSpecs() {
        "port for the plain-HTTP listener when serving TLS; -1 disables it",
        [](Config& c, absl::string_view v) { return setInt(c.httpPort, v, -1, 65535); }},
       {"dev", Kind::kBool, "listening", "false",
-       "development mode: TLS (self-signed, made at start) on 127.0.0.1:3340, STUN on",
+       "development mode: TLS (self-signed, made at start) on 127.0.0.1:3340, STUN on; unlike "
+       "derper's -dev (plain HTTP on :3340, every interface), it stays on loopback and speaks "
+       "TLS as production does",
        [](Config& c, absl::string_view v) {
          c.dev = v == "true";
          return std::string();
@@ -236,7 +238,7 @@ const std::vector<FlagSpec>& flagSpecs() {
          c.certDir = std::string(v);
          return std::string();
        }},
-      {"hostname", Kind::kString, "tls", "derp.tailscale.com",
+      {"hostname", Kind::kString, "tls", kDerperHostname,
        "TLS host name; an IP address gets a self-signed certificate; a comma-separated list "
        "serves one certificate per name, chosen by SNI (the first is the default)",
        [](Config& c, absl::string_view v) {
@@ -259,9 +261,10 @@ const std::vector<FlagSpec>& flagSpecs() {
       {"stun-port", Kind::kInt, "stun", "3478", "UDP port for STUN (0 picks a free one)",
        [](Config& c, absl::string_view v) { return setInt(c.stunPort, v, 0, 65535); }},
       {"derp", Kind::kBool, "derp", "true",
-       "run the DERP server; -derp=false (STUN only) is not built yet and is refused",
-       [](Config&, absl::string_view v) {
-         if (v == "false") return notYet("-derp=false (STUN-only mode)");
+       "run the DERP server; -derp=false serves STUN only (/derp answers 404; the other "
+       "HTTP endpoints stay)",
+       [](Config& c, absl::string_view v) {
+         c.derp = v == "true";
          return std::string();
        }},
       {"verify-clients", Kind::kBool, "who may connect", "false",
@@ -391,6 +394,10 @@ const std::vector<FlagSpec>& flagSpecs() {
        "host:port for a plain-HTTP listener serving /metrics and /debug/ (empty: off); "
        "answers loopback, tailnet and --metrics-allow peers only",
        [](Config& c, absl::string_view v) {
+         if (absl::StatusOr<net::SocketAddress> a = net::parseListenAddress(v);
+             !v.empty() && !a.ok()) {
+           return std::string(a.status().message());
+         }
          c.metricsAddr = std::string(v);
          return std::string();
        }},
@@ -498,6 +505,10 @@ absl::Status applyConfigFile(const std::string& path, Config& config);
 
 // Checks between settings, once every source has been applied.
 absl::Status checkCombinations(const Config& config) {
+  if (!config.derp && !config.stun) {
+    return absl::InvalidArgumentError(
+        "-derp=false and -stun=false leave nothing to serve; keep one of them on");
+  }
   // Peers prove they belong to the region with the key. A key alone is
   // derper's accepting-only node: peers may mesh with it, it dials none.
   if (!config.meshWith.empty() && config.meshPskFile.empty()) {
@@ -543,16 +554,35 @@ absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string
         continue;
       }
       std::string value(kv.substr(e.var.size() + 1));
+      // Set but empty, as compose templates leave them: unset, not an error.
+      if (value.empty()) continue;
       absl::Status st = applyFlags({absl::StrCat("-", e.flag, "=", value)}, out);
       if (!st.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("environment ", e.var, "=", value, ": ", st.message()));
+        return absl::InvalidArgumentError(absl::StrCat("environment variable ", e.var, "=", value,
+                                                       " (for -", e.flag, "): ", st.message()));
       }
+      const bool secret = e.flag == "acme-eab-key";
+      out.environment.push_back(absl::StrCat(e.var, "=", secret ? "(set)" : value));
     }
   }
   if (absl::Status st = applyFlagValues(flags, out.config); !st.ok()) return st;
   if (absl::Status st = checkCombinations(out.config); !st.ok()) return st;
   return out;
+}
+
+absl::Status checkServable(const Config& config) {
+  // derper's default name is Tailscale's own relay: no CA issues it to anyone
+  // else, so Let's Encrypt on it can only fail, at the first client, forever.
+  // A fresh install (all settings still commented out) stops here instead.
+  absl::StatusOr<net::SocketAddress> addr = net::parseListenAddress(config.addr);
+  if (!config.dev && config.certMode == "letsencrypt" && config.hostname == kDerperHostname &&
+      addr.ok() && addr->port() == 443) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "-hostname is still derper's default, ", kDerperHostname,
+        ", Tailscale's own relay, for which Let's Encrypt will issue you no certificate: set "
+        "-hostname (DERP_HOSTNAME, e.g. in /etc/default/derpd) to this relay's DNS name"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<MeshEntry> parseMeshEntry(std::string_view item) {
@@ -580,8 +610,22 @@ absl::StatusOr<MeshEntry> parseMeshEntry(std::string_view item) {
       if (path != "/" && path != "/derp") return bad("the only path allowed is /derp");
       authority = authority.substr(0, slash);
     }
-  } else if (authority.find('/') != absl::string_view::npos) {
-    return bad("derper's host/dial-address form is not supported by this derpd build yet");
+  } else if (const size_t slash = authority.find('/'); slash != absl::string_view::npos) {
+    // derper's "host/dialhost": host names the peer (TLS, identity, self),
+    // dialhost is where to connect (a headless Service's pod name, an IP).
+    const absl::string_view left = authority.substr(0, slash);
+    absl::StatusOr<MeshEntry> peer = parseMeshEntry(std::string_view(left.data(), left.size()));
+    if (!peer.ok()) return bad(peer.status().message());
+    absl::string_view dial = authority.substr(slash + 1);
+    if (dial.size() > 2 && dial.front() == '[' && dial.back() == ']') {
+      dial = dial.substr(1, dial.size() - 2);
+      if (!isIpLiteral(AF_INET6, dial)) return bad("not an IPv6 address between [ and ] after /");
+    } else if (!isIpLiteral(AF_INET, dial) && !isIpLiteral(AF_INET6, dial) && !isHostName(dial)) {
+      return bad("after / want the host name or IP address to dial (no port: the peer's is used)");
+    }
+    peer->text = entry.text;
+    peer->dialHost = absl::AsciiStrToLower(dial);
+    return peer;
   }
   absl::string_view host = authority;
   std::optional<absl::string_view> portText;
@@ -747,6 +791,7 @@ std::string describeConfig(const Config& c) {
   line("mesh-psk-file", c.meshPskFile);
   line("verify-clients", c.verifyClients ? absl::StrCat("true, socket ", c.socket) : "false");
   line("verify-client-url", c.verifyClientUrl);
+  line("derp", c.derp ? "true" : "false (STUN only: /derp answers 404)");
   line("metrics-addr", c.metricsAddr);
   std::vector<std::string> allow;
   for (const IpPrefix& p : c.metricsAllow) allow.push_back(p.toString());

@@ -10,11 +10,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "base/clock.h"
 #include "base/ip_prefix.h"
 #include "base/log.h"
 
 namespace derpd {
+
+// derper's default -hostname (Tailscale's own relay).
+inline constexpr absl::string_view kDerperHostname = "derp.tailscale.com";
 
 struct Config {
   std::string addr = ":443";                       // -a
@@ -26,7 +30,7 @@ struct Config {
   bool dev = false;                                // -dev
   std::string certMode = "letsencrypt";            // -certmode
   std::string certDir;                             // -certdir
-  std::string hostname = "derp.tailscale.com";     // -hostname
+  std::string hostname = std::string(kDerperHostname);  // -hostname
   // ACME (-certmode letsencrypt or gcp). acmeDirectory "" means the mode's
   // CA: Let's Encrypt's production directory, or Google's for gcp.
   std::string acmeDirectory;                       // --acme-directory
@@ -88,6 +92,9 @@ enum class CommandLineAction { kRun, kHelp, kVersion, kCheck };
 struct ParsedCommandLine {
   CommandLineAction action = CommandLineAction::kRun;
   Config config;
+  // The DERP_* variables that set something, as "NAME=value" (secrets as
+  // "NAME=(set)"), for the startup log.
+  std::vector<std::string> environment;
 };
 
 // Go flag syntax: -name value, -name=value, --name value, --name=value;
@@ -118,12 +125,19 @@ struct MeshEntry {
   std::string host;         // name (lowercased) or IP literal, without brackets
   uint16_t port = 0;        // 0: not given
   std::optional<bool> tls;  // from an explicit http:// or https://; nullopt: bare
+  // derper's "host/dialhost": where to connect instead of host ("": host).
+  std::string dialHost;
 
   bool operator==(const MeshEntry&) const = default;
 };
 
 // Errors quote the item and say what is wrong with it.
 absl::StatusOr<MeshEntry> parseMeshEntry(std::string_view item);
+
+// Settings that parse but cannot serve anyone, checked before derpd runs (and
+// by -check-config): Let's Encrypt for derper's default -hostname, which is
+// what a fresh install with every setting still commented out would try.
+absl::Status checkServable(const Config& config);
 
 // The --help text, grouped.
 std::string usageText();

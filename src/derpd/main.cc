@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "derpd/bootstrap_resolver.h"
 #include "derpd/service_notify.h"
 #include "derpd/tls_setup.h"
+#include "tls/certificate.h"
 #include "derpd_config.h"
 #include "net/socket_address.h"
 #include "relay/periodic_stats.h"
@@ -30,6 +32,7 @@
 #include "verify/client_verifier.h"
 #include "client/http_response.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace {
 
@@ -46,6 +49,24 @@ void applyRateConfig(derpd::relay::RateLimitSetting& setting, const derpd::relay
   derpd::logInfo("rate config applied: client-rate=%llu bytes/sec, client-burst=%llu bytes",
                  static_cast<unsigned long long>(c.bytesPerSecond),
                  static_cast<unsigned long long>(c.burst));
+}
+
+// Each served certificate's names, expiry and fingerprint; a warning (and
+// derpd_tls_cert_expiring_loads_total) for one expired or expiring soon.
+void logCertificates(derpd::tls::ServerTls& t, const char* when) {
+  using namespace derpd;
+  std::shared_ptr<const tls::CertSet> set = t.certs();
+  if (!set) return;
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  for (const tls::CertifiedKey& c : set->certs) {
+    if (tls::expiresSoon(c, now)) {
+      t.expiringLoads.fetch_add(1, std::memory_order_relaxed);
+      logWarn("%s certificate %s: renew it (derpd serves it as it is)", when,
+              tls::describeCertificate(c, now));
+    } else {
+      logInfo("%s certificate %s", when, tls::describeCertificate(c, now));
+    }
+  }
 }
 
 void reloadCertificates(derpd::TlsSetup& t, const char* why) {
@@ -66,6 +87,37 @@ void reloadCertificates(derpd::TlsSetup& t, const char* why) {
   }
   t.tls->reloadsOk.fetch_add(1, std::memory_order_relaxed);
   logInfo("%s: certificates reloaded; new connections use them", why);
+  logCertificates(*t.tls, "reloaded");
+}
+
+// How SIGTERM's drain went: clients told, how many left on their own, and
+// whether the drain timeout (timeout; -1: a second signal) ended it.
+void logDrainEnd(std::span<derpd::relay::ShardCounters* const> shards, derpd::Nanos took,
+                 derpd::Nanos timeout) {
+  using namespace derpd;
+  uint64_t told = 0;
+  uint64_t forced = 0;
+  for (const relay::ShardCounters* c : shards) {
+    told += c->drainTold.get();
+    forced += c->drainTimedOut.get();
+  }
+  const double seconds = static_cast<double>(took) / kSecond;
+  if (timeout < 0) {
+    logInfo(
+        "drain: %llu clients told to reconnect elsewhere; a second signal ended it after "
+        "%.1fs",
+        static_cast<unsigned long long>(told), seconds);
+  } else if (forced == 0) {
+    logInfo("drain: %llu clients told to reconnect elsewhere, all left on their own in %.1fs",
+            static_cast<unsigned long long>(told), seconds);
+  } else {
+    logInfo(
+        "drain: %llu clients told to reconnect elsewhere, %llu left on their own; the drain "
+        "timeout (%.1fs) closed the %llu still connected",
+        static_cast<unsigned long long>(told),
+        static_cast<unsigned long long>(told > forced ? told - forced : 0),
+        static_cast<double>(timeout) / kSecond, static_cast<unsigned long long>(forced));
+  }
 }
 
 int runServer(const derpd::Config& cfg) {
@@ -99,15 +151,25 @@ int runServer(const derpd::Config& cfg) {
     return 1;
   }
   TlsSetup tlsSetup;
-  if (tlsWanted(cfg, addr->port())) {
+  if (!tlsWanted(cfg, addr->port())) {
+    logInfo("no TLS: plain HTTP on %s (TLS needs port 443 in -a, -certmode manual or -dev)",
+            addrText);
+  } else {
     auto t = setupTls(cfg, key->publicKey().hex());
     if (!t.ok()) {
       logError("TLS: %s", t.status().message());
       return t.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : 1;
     }
     tlsSetup = std::move(*t);
+    if (cfg.dev) {
+      logInfo("TLS: -dev (a self-signed certificate for 127.0.0.1, made now)");
+    } else {
+      logInfo("TLS: hostname %s, certmode %s, certdir %s", cfg.hostname, cfg.certMode,
+              certDirOf(cfg));
+    }
     for (const std::string& line : tlsSetup.notices) logInfo("%s", line);
     for (const std::string& line : tlsSetup.warnings) logWarn("%s", line);
+    if (tlsSetup.manual) logCertificates(*tlsSetup.tls, "loaded");
   }
 
   // Shard threads inherit this mask: signals are read from a signalfd below.
@@ -149,6 +211,7 @@ int runServer(const derpd::Config& cfg) {
   opts.metricsListen = metricsAddr;
   if (tlsSetup.acme) opts.acmeChallenges = &tlsSetup.acme->challenges();
   opts.home = cfg.home;
+  opts.derp = cfg.derp;
   // /bootstrap-dns: resolved on a thread of its own, first right now.
   http::BootstrapDnsStore bootstrapDns;
   std::unique_ptr<BootstrapResolver> resolver;
@@ -301,6 +364,7 @@ int runServer(const derpd::Config& cfg) {
   const int watchFd = tlsSetup.manual ? tlsSetup.manual->fd() : -1;
   bool reloadPending = false;
   bool draining = false;
+  Nanos drainStart = 0;
   for (;;) {
     pollfd fds[2] = {{sigFd.get(), POLLIN, 0}, {watchFd, POLLIN, 0}};
     const int wantedMs = reloadPending ? 300 : (draining ? 50 : -1);
@@ -313,7 +377,10 @@ int runServer(const derpd::Config& cfg) {
     if (stats) {
       if (std::optional<std::string> line = stats->lineIfDue(clock.now())) logInfo("%s", *line);
     }
-    if (draining && server.finished()) break;
+    if (draining && server.finished()) {
+      logDrainEnd(server.counters(), clock.now() - drainStart, cfg.drainTimeout);
+      break;
+    }
     // A wake-up for the watchdog is not the end of the quiet period.
     if (n == 0 && reloadPending && timeoutMs == wantedMs) {
       reloadPending = false;
@@ -344,6 +411,7 @@ int runServer(const derpd::Config& cfg) {
     }
     if (draining) {
       logInfo("second signal: closing connections now");
+      logDrainEnd(server.counters(), clock.now() - drainStart, -1);
       break;
     }
     if (sig == SIGINT) {
@@ -357,6 +425,7 @@ int runServer(const derpd::Config& cfg) {
     notify.stopping("draining: clients were sent Restarting");
     server.requestDrain(cfg.drainTimeout);
     draining = true;
+    drainStart = clock.now();
   }
   notify.stopping("stopping: closing connections");
   if (verifier) verifier->stop();  // before the shards it posts to are gone
@@ -376,11 +445,17 @@ int main(int argc, char** argv) {
   }
   auto parsed = derpd::parseCommandLine(args, env);
   if (!parsed.ok()) {
-    std::fprintf(stderr, "derpd: %s\nRun derpd -help for the flags.\n",
-                 std::string(parsed.status().message()).c_str());
+    derpd::logError("%s (derpd -help lists the flags)", parsed.status().message());
     return kExitUsage;
   }
   derpd::setLogFormat(parsed->config.logFormat);
+  if (parsed->action == derpd::CommandLineAction::kRun ||
+      parsed->action == derpd::CommandLineAction::kCheck) {
+    if (absl::Status st = derpd::checkServable(parsed->config); !st.ok()) {
+      derpd::logError("%s", st.message());
+      return kExitUsage;
+    }
+  }
   derpd::relay::raiseOpenFileLimit();
   switch (parsed->action) {
     case derpd::CommandLineAction::kHelp:
@@ -394,6 +469,9 @@ int main(int argc, char** argv) {
       return 0;
     case derpd::CommandLineAction::kRun:
       break;
+  }
+  if (!parsed->environment.empty()) {
+    derpd::logInfo("settings from the environment: %s", absl::StrJoin(parsed->environment, ", "));
   }
   return runServer(parsed->config);
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "acme/client.h"
+#include "net/socket_address.h"
 #include "tls/autocert_cache.h"
 #include "tls/client_context.h"
 
@@ -74,6 +75,10 @@ absl::StatusOr<TlsSetup> acmeTls(const Config& cfg, const tls::ManualCerts::Opti
 
 }  // namespace
 
+std::string certDirOf(const Config& cfg) {
+  return cfg.certDir.empty() ? defaultCertDir() : cfg.certDir;
+}
+
 bool tlsWanted(const Config& cfg, uint16_t listenPort) {
   return cfg.dev || listenPort == 443 || cfg.certMode == "manual";
 }
@@ -85,12 +90,16 @@ absl::StatusOr<TlsSetup> setupTls(const Config& cfg, const std::string& serverPu
   }
   if (cfg.dev) return devTls(serverPublicHex);
   tls::ManualCerts::Options opts;
-  opts.certDir = cfg.certDir.empty() ? defaultCertDir() : cfg.certDir;
+  opts.certDir = certDirOf(cfg);
   for (absl::string_view h : absl::StrSplit(cfg.hostname, ',', absl::SkipWhitespace())) {
     opts.hostnames.emplace_back(h);
   }
   if (opts.hostnames.empty()) return absl::InvalidArgumentError("flag -hostname: empty");
   opts.serverPublicHex = serverPublicHex;
+  if (absl::StatusOr<net::SocketAddress> a = net::parseListenAddress(cfg.addr); a.ok()) {
+    opts.derpPort = a->port();
+  }
+  opts.stunPort = cfg.stun ? cfg.stunPort : -1;
   if (cfg.certMode == "letsencrypt" || cfg.certMode == "gcp") return acmeTls(cfg, opts);
   if (cfg.requireSni) {
     for (const std::string& h : opts.hostnames) {

@@ -26,6 +26,8 @@ struct TlsSetup {
 };
 
 bool tlsWanted(const Config& cfg, uint16_t listenPort);
+// -certdir, or derper's default under $HOME.
+std::string certDirOf(const Config& cfg);
 
 // Loads (or makes) the certificates. InvalidArgument names a flag; other
 // errors name a file.

@@ -2,6 +2,8 @@
 #include "http/websocket.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <array>
 #include <string>
 #include <utility>
@@ -114,7 +116,7 @@ bool isValidChallenge(std::string_view challenge) {
 class ResponseBuilder {
  public:
   ResponseBuilder(const Request& request, const RouteContext& ctx, int status)
-      : request_(request), status_(status) {
+      : request_(request), status_(status), date_(ctx.date) {
     if (ctx.tls) {
       // derper sets these over TLS on everything but the hijacked 101, to
       // satisfy security scanners; browsers are the only ones who read them.
@@ -149,6 +151,8 @@ class ResponseBuilder {
     for (size_t i = 0; i < count_; ++i) {
       out.append(headers_[i].first).append(": ").append(headers_[i].second).append("\r\n");
     }
+    // Go writes Date after the handler's headers, then Content-Length.
+    if (!date_.empty()) out.append("Date: ").append(date_).append("\r\n");
     // A 204 must not carry Content-Length (RFC 9110 8.6); Go leaves it out too.
     if (status_ != 204) {
       out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
@@ -176,6 +180,7 @@ class ResponseBuilder {
   std::array<std::pair<std::string_view, std::string_view>, 8> headers_;
   size_t count_ = 0;
   std::string_view sniffedContentType_;
+  std::string_view date_;
   bool forceClose_ = false;
 };
 
@@ -225,6 +230,8 @@ RouteResult routeWebSocket(const Request& request, const RouteContext& ctx) {
 }
 
 RouteResult routeDerp(const Request& request, const RouteContext& ctx) {
+  // derper's words when it runs STUN only.
+  if (!ctx.derp) return textError(request, ctx, 404, "derp server disabled");
   const std::string_view upgrade = request.header("Upgrade");
   const bool isWebSocket = equalsIgnoreCase(upgrade, "websocket");
   const bool upgrades = request.method == "GET" && hasListToken(request, "Connection", "upgrade") &&
@@ -427,6 +434,21 @@ RouteResult respond(const Request& request, const RouteContext& ctx, int status,
   ResponseBuilder builder(request, ctx, status);
   builder.add("Content-Type", contentType);
   return builder.finish(body);
+}
+
+std::string httpDate(int64_t unixSeconds) {
+  const time_t t = static_cast<time_t>(unixSeconds);
+  tm parts{};
+  gmtime_r(&t, &parts);
+  char buf[40];
+  // The C locale's names, which IMF-fixdate requires, whatever LC_TIME says.
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[parts.tm_wday],
+                parts.tm_mday, kMonths[parts.tm_mon], parts.tm_year + 1900, parts.tm_hour,
+                parts.tm_min, parts.tm_sec);
+  return buf;
 }
 
 RouteResult debugForbidden(const Request& request, const RouteContext& ctx) {

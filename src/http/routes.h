@@ -24,7 +24,15 @@ struct RouteContext {
   const BootstrapDnsSnapshot* bootstrapDns = nullptr;
   // The HTTP-01 answers routePort80 gives; nullptr: none pending.
   const AcmeChallengeSnapshot* acmeChallenges = nullptr;
+  // -derp=false: /derp answers 404 (STUN and the other endpoints stay).
+  bool derp = true;
+  // The Date header's value (RFC 9110 6.6.1, IMF-fixdate: httpDate()); empty:
+  // none. The raw 101s carry none, as derper's hijacked ones.
+  std::string_view date = {};
 };
+
+// "Tue, 08 Dec 2026 00:02:56 GMT" for a Unix time.
+std::string httpDate(int64_t unixSeconds);
 
 enum class RouteAction {
   kRespond,           // write `response`; keep the connection iff keepAlive

@@ -120,6 +120,10 @@ struct alignas(64) ShardCounters {
   Counter discoPacketsReceived;
   Counter pingsReceived;
   Counter pongsSent;
+  // SIGTERM's drain: clients sent Restarting, and those still connected when
+  // the drain timeout closed them.
+  Counter drainTold;
+  Counter drainTimedOut;
   Counter pongsDropped;  // pings not answered: the client had too many pongs unread
   Counter unknownFrames;
   Counter peerGoneDisconnected;  // PeerGone frames queued, by reason

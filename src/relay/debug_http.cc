@@ -44,6 +44,11 @@ void appendTlsMetrics(std::string& out, const tls::ServerTls& t) {
                   t.reloadsOk.load(std::memory_order_relaxed), "\n",
                   "derpd_tls_cert_reloads_total{result=\"error\"} ",
                   t.reloadsFailed.load(std::memory_order_relaxed), "\n",
+                  "# HELP derpd_tls_cert_expiring_loads_total certificates loaded (at start or "
+                  "on reload) already expired or expiring within 14 days\n"
+                  "# TYPE derpd_tls_cert_expiring_loads_total counter\n"
+                  "derpd_tls_cert_expiring_loads_total ",
+                  t.expiringLoads.load(std::memory_order_relaxed), "\n",
                   "# HELP derpd_tls_handshakes_awaiting_certificate_total TLS handshakes "
                   "refused because their name's certificate is still being obtained\n"
                   "# TYPE derpd_tls_handshakes_awaiting_certificate_total counter\n"

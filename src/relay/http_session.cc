@@ -5,6 +5,7 @@
 // connection and its bytes go to the frame reader (connection_io.cc). The
 // outgoing mesh link's side of the upgrade is in link_session.cc.
 #include <cassert>
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,8 @@ size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     std::shared_ptr<const http::AcmeChallengeSnapshot> challenges;
     http::RouteContext ctx{s_.shared_.serverPublicHex, c.transport->encrypted(),
                            s_.shared_.httpsPort, s_.shared_.home};
+    ctx.derp = s_.shared_.derp;
+    ctx.date = s_.httpDate();
     std::optional<http::RouteResult> observed = s_.routeObservability(c, req, ctx);
     if (observed) {
       s_.queueControl(c, {reinterpret_cast<const uint8_t*>(observed->response.data()),
@@ -77,6 +80,11 @@ size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
         std::vector<uint8_t> frame = derp::encodeFrame(sk);
         if (route.action == http::RouteAction::kUpgradeWebSocket) {
           s_.counters_.websocketUpgrades.add();
+          // Responses to requests pipelined before this one are still HTTP:
+          // written as they are, not wrapped like what follows the 101.
+          for (PacketBuf* b = c.control.front(); b != nullptr; b = b->next) {
+            b->flags |= kBufWsFrame;
+          }
           s_.queueControl(
               c, {reinterpret_cast<const uint8_t*>(route.response.data()), route.response.size()},
               kBufWsFrame);
@@ -107,6 +115,15 @@ size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
     s_.loop_.timers().arm(c.deadline, s_.clock_.now() + s_.shared_.config.headerTimeout);
     if (c.http.empty()) return n;
   }
+}
+
+std::string_view ShardServer::httpDate() {
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  if (now != dateSecond_) {
+    dateSecond_ = now;
+    dateText_ = http::httpDate(now);
+  }
+  return dateText_;
 }
 
 bool HttpSession::startFrame(Connection& c) {

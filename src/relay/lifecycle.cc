@@ -79,7 +79,9 @@ bool ShardServer::nodeHasClients() const {
 }
 
 void ShardServer::onDrainDeadline(Timer*, void* ctx) {
-  static_cast<ShardServer*>(ctx)->beginShutdown();
+  ShardServer& s = *static_cast<ShardServer*>(ctx);
+  s.counters_.drainTimedOut.add(s.liveConnections_ - s.liveLinks_);
+  s.beginShutdown();
 }
 
 // Once a turn: a few relaxed stores to this shard's own counters.

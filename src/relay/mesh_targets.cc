@@ -166,10 +166,11 @@ std::vector<MeshTarget> resolveMeshTargets(const std::vector<MeshEntry>& entries
       port = tls ? 443 : 80;  // what the URL means
     }
     std::vector<net::SocketAddress> addresses;
-    if (std::optional<net::SocketAddress> literal = parseIpLiteral(e.host)) {
+    const std::string& dial = e.dialHost.empty() ? e.host : e.dialHost;
+    if (std::optional<net::SocketAddress> literal = parseIpLiteral(dial)) {
       addresses.push_back(*literal);
     } else {
-      absl::StatusOr<std::vector<net::SocketAddress>> found = lookup(e.host);
+      absl::StatusOr<std::vector<net::SocketAddress>> found = lookup(dial);
       if (!found.ok()) {
         size_t kept = 0;
         for (const MeshTarget& t : previous) {
@@ -178,7 +179,7 @@ std::vector<MeshTarget> resolveMeshTargets(const std::vector<MeshEntry>& entries
           kept++;
         }
         logWarn("mesh peer %s: cannot resolve %s: %s; keeping its %d previous address(es)", e.text,
-                e.host, found.status().message(), kept);
+                dial, found.status().message(), kept);
         continue;
       }
       addresses = *std::move(found);

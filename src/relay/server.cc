@@ -150,6 +150,7 @@ absl::Status Server::start() {
   shared_->tls = opts_.tls;
   shared_->httpsPort = bound_.port();
   shared_->home = opts_.home;
+  shared_->derp = opts_.derp;
   shared_->bootstrapDns = opts_.bootstrapDns;
   shared_->acmeChallenges = opts_.acmeChallenges;
   shared_->mesh = opts_.mesh;

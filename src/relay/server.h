@@ -39,6 +39,7 @@ class Server {
     // The plain-HTTP listener for /metrics and /debug/ (--metrics-addr), if on.
     std::optional<net::SocketAddress> metricsListen;
     std::string home;  // -home
+    bool derp = true;  // -derp: false answers /derp with 404 (STUN only)
     // /bootstrap-dns answers (nullptr: none configured). It must outlive the server.
     const http::BootstrapDnsStore* bootstrapDns = nullptr;
     // ACME HTTP-01 answers for -http-port (nullptr: none). It must outlive the server.

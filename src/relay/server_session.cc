@@ -279,7 +279,7 @@ size_t ServerSession::onHttpBytes(Connection&, const uint8_t*, size_t n) {
 // goes; one that has not finished its handshake is closed.
 void ServerSession::onDrain(Connection& c, const derp::RestartingFrame& restarting) {
   if (client.registered) {
-    s_.queueFrame(c, restarting);
+    if (s_.queueFrame(c, restarting)) s_.counters_.drainTold.add();
   } else {
     s_.close(c, CloseReason::kShutdown);
   }

@@ -115,6 +115,7 @@ struct SharedState {
   const tls::ServerTls* tls = nullptr;
   uint16_t httpsPort = 443;
   std::string home;  // -home
+  bool derp = true;  // -derp
   // /bootstrap-dns answers, refreshed off the shards; nullptr: none configured.
   const http::BootstrapDnsStore* bootstrapDns = nullptr;
   // ACME HTTP-01 answers (-certmode letsencrypt/gcp); nullptr: none.
@@ -238,6 +239,8 @@ class ShardServer : private ShardLoop::Services,
   void closeConnection(Connection& c, CloseReason reason) override { close(c, reason); }
   void wantWrite(Connection& c) override { markDirty(c); }
   void releaseFrame(PacketBuf* b) override { releaseBuf(b); }
+  // The Date header for responses now: formatted once a second.
+  std::string_view httpDate();
   // /metrics and /debug/ (debug_http.cc): the response, or nullopt when the
   // path is not one of them.
   std::optional<http::RouteResult> routeObservability(const Connection& c, const http::Request& req,
@@ -359,6 +362,8 @@ class ShardServer : private ShardLoop::Services,
 
   Timer acceptRetry_;
   Nanos fdLimitWarnedAt_ = -kSecond;  // the last "fd budget full" warning
+  int64_t dateSecond_ = -1;           // httpDate()'s cache: the second dateText_ shows
+  std::string dateText_;
   Nanos limitWarnedAt_ = -kSecond;    // the last "refusing: admission limit" warning
   std::atomic<bool> stopRequested_{false};
   std::atomic<bool> drainRequested_{false};

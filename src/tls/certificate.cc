@@ -23,6 +23,7 @@
 
 #include <array>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <optional>
 
@@ -30,6 +31,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/files.h"
 #include "base/hex.h"
 #include "base/unique_fd.h"
@@ -523,6 +525,23 @@ absl::Status writePemFiles(const CertifiedKey& cert, const std::string& crtPath,
   // concurrent reload fail, a key without its certificate is not looked at.
   if (absl::Status s = writeFileAtomically(keyPath, *keyPem, 0600); !s.ok()) return s;
   return writeFileAtomically(crtPath, *crtPem, 0644);
+}
+
+std::string describeCertificate(const CertifiedKey& cert, int64_t nowUnix) {
+  const time_t t = static_cast<time_t>(cert.notAfterUnix);
+  tm parts{};
+  gmtime_r(&t, &parts);
+  char until[32];
+  std::strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &parts);
+  const int64_t left = cert.notAfterUnix - nowUnix;
+  const std::string when = left < 0
+                               ? absl::StrCat("EXPIRED ", until, ", ", -left / 86400, " days ago")
+                               : absl::StrCat("valid until ", until, " (", left / 86400, " days)");
+  return absl::StrCat(absl::StrJoin(cert.names, ","), ": ", when, ", ", certName(cert));
+}
+
+bool expiresSoon(const CertifiedKey& cert, int64_t nowUnix) {
+  return cert.notAfterUnix - nowUnix < kExpiringSoonSeconds;
 }
 
 std::string certName(const CertifiedKey& cert) {

@@ -85,6 +85,13 @@ absl::Status writeFileAtomically(const std::string& path, std::string_view data,
 // pins this certificate.
 std::string certName(const CertifiedKey& cert);
 
+// A certificate in one line for the log: its names, when it expires and in
+// how long, and its SHA-256 fingerprint (certName's).
+std::string describeCertificate(const CertifiedKey& cert, int64_t nowUnix);
+// Expired, or expiring within 14 days: worth a warning when it is loaded.
+inline constexpr int64_t kExpiringSoonSeconds = 14 * 86400;
+bool expiresSoon(const CertifiedKey& cert, int64_t nowUnix);
+
 // The DERP meta-cert (PROTOCOL.md): self-signed Ed25519 from `ed25519Seed`,
 // version 3, serial = DERP protocol version (2), subject = issuer = CN
 // "derpkey<serverPublicHex>" (PrintableString), the given validity (UTCTime),

@@ -96,8 +96,15 @@ absl::StatusOr<std::vector<CertifiedKey>> ManualCerts::loadPairs(
       notices->push_back(absl::StrCat("Using self-signed certificate for IP address \"", host,
                                       "\". Configure it in DERPMap using: "
                                       "(https://tailscale.com/s/custom-derp)"));
+      std::string ports;
+      if (opts_.derpPort != 443 && opts_.derpPort != 0) {
+        absl::StrAppend(&ports, R"(,"DERPPort":)", opts_.derpPort);
+      }
+      if (opts_.stunPort != 3478 && opts_.stunPort != 0) {
+        absl::StrAppend(&ports, R"(,"STUNPort":)", opts_.stunPort);
+      }
       notices->push_back(absl::StrCat(R"(  {"Name":"custom","RegionID":900,"HostName":")", host,
-                                      R"(","CertName":")", certName(*pair), R"("})"));
+                                      R"(","CertName":")", certName(*pair), R"(")", ports, "}"));
     }
     pairs.push_back(std::move(*pair));
   }

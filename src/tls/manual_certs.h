@@ -23,6 +23,11 @@ class ManualCerts {
     std::string certDir;
     std::vector<std::string> hostnames;  // the first is the default certificate
     std::string serverPublicHex;         // for the meta-cert
+    // For the derpMap line logged with an IP certificate: the ports clients
+    // use, written out when they are not the defaults (443, 3478; -1: no STUN;
+    // 0: not known yet, left out).
+    int derpPort = 443;
+    int stunPort = 3478;
   };
   explicit ManualCerts(Options opts);
 

@@ -68,6 +68,9 @@ class ServerTls {
   // Certificate reloads, counted by whoever reloads (for metrics).
   std::atomic<uint64_t> reloadsOk{0};
   std::atomic<uint64_t> reloadsFailed{0};
+  // Certificates loaded (at start or on reload) already expired or expiring
+  // within 14 days (tls::expiresSoon).
+  std::atomic<uint64_t> expiringLoads{0};
   // TLS-ALPN-01 (RFC 8737): while the ACME manager has one open for a name,
   // a handshake for that name offering ALPN "acme-tls/1" gets this
   // certificate (alone, no meta-cert) and that protocol. Any thread.

@@ -193,7 +193,7 @@ TEST_F(ConfigFileTest, ErrorsNameTheFileLineAndKey) {
       {"log-format = \"xml\"\n", {"line 1", "\"log-format\"", "text or json"}},
       {"stats-interval = \"-1s\"\n", {"line 1", "\"stats-interval\""}},
       {"hostname = \"\"\n", {"line 1", "\"hostname\""}},
-      {"derp = false\n", {"line 1", "\"derp\"", "not supported"}},
+      {"derp = \"maybe\"\n", {"line 1", "\"derp\""}},
       {"accept-connection-limit = \"ten\"\n",
        {"line 1", "\"accept-connection-limit\"", "positive"}},
       {"max-conns-per-ip = \"9\"\n", {"line 1", "\"max-conns-per-ip\"", "integer"}},

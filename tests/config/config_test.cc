@@ -1,5 +1,7 @@
 #include "config/config.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "config/duration.h"
@@ -94,7 +96,8 @@ TEST(ConfigTest, ErrorsNameTheFlag) {
       {{"-verify-client-url", "ftp://x/verify"}, "-verify-client-url"},
       {{"-hostname", ""}, "-hostname"},
       {{"-certmode", "bogus"}, "-certmode"},
-      {{"-derp=false"}, "-derp"},
+      {{"-derp=maybe"}, "-derp"},
+      {{"-derp=false", "-stun=false"}, "-derp=false"},
       {{"positional"}, "positional"},
   };
   for (const Case& c : cases) {
@@ -213,6 +216,14 @@ TEST(ConfigTest, ContainerEnvironmentMapsToFlags) {
   EXPECT_EQ(c->config.stunPort, 3479);
   EXPECT_EQ(c->config.hostname, "derp.example.com");
   EXPECT_EQ(c->config.certDir, "/certs");
+  // What set something is listed for the startup log; empty ones did not.
+  EXPECT_EQ(c->environment.size(), 8u);
+  EXPECT_NE(std::find(c->environment.begin(), c->environment.end(), "DERP_DOMAIN=derp.example.com"),
+            c->environment.end());
+  auto secret = parseCommandLine({}, {"DERP_ACME_EAB_KID=kid", "DERP_ACME_EAB_KEY=c2VjcmV0"});
+  ASSERT_TRUE(secret.ok()) << secret.status();
+  EXPECT_EQ(secret->environment,
+            (std::vector<std::string>{"DERP_ACME_EAB_KID=kid", "DERP_ACME_EAB_KEY=(set)"}));
   // DERP_HOSTNAME is the other images' name for the same setting.
   auto h = parseCommandLine({}, {"DERP_HOSTNAME=other.example.com"});
   ASSERT_TRUE(h.ok());
@@ -230,12 +241,35 @@ TEST(ConfigTest, FlagsWinOverEnvironment) {
 TEST(ConfigTest, EnvironmentErrorsNameTheVariable) {
   for (const char* bad : {"DERP_HTTP_PORT=eighty", "DERP_STUN=maybe", "DERP_STUN_PORT=70000",
                           "DERP_VERIFY_CLIENTS=maybe", "DERP_VERIFY_CLIENT_URL=ftp://x/verify",
-                          "DERP_CERT_MODE=selfsigned", "DERP_MESH_WITH=ftp://x"}) {
+                          "DERP_CERT_MODE=selfsigned", "DERP_MESH_WITH=ftp://x", "DERP_ADDR=443",
+                          "DERP_ADDR=:https"}) {
     auto r = parseCommandLine({}, {bad});
     ASSERT_FALSE(r.ok()) << bad;
     std::string var(bad, std::string(bad).find('='));
     EXPECT_NE(std::string(r.status().message()).find(var), std::string::npos) << r.status();
   }
+}
+
+// Compose templates leave variables set but empty: that is unset, not fatal.
+TEST(ConfigTest, EmptyEnvironmentVariablesAreUnset) {
+  auto c = parseCommandLine({}, {"DERP_HTTP_PORT=", "DERP_ADDR=", "DERP_STUN=", "DERP_DOMAIN="});
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto d = parseCommandLine({});
+  EXPECT_EQ(c->config.httpPort, d->config.httpPort);
+  EXPECT_EQ(c->config.addr, d->config.addr);
+  EXPECT_EQ(c->config.stun, d->config.stun);
+  EXPECT_EQ(c->config.hostname, d->config.hostname);
+}
+
+TEST(ConfigTest, ListenAddressesAreCheckedWhereTheyAreGiven) {
+  for (const char* bad : {"443", "example.com:443", ":99999", "[::1"}) {
+    auto r = parseCommandLine({"-a", bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(std::string(r.status().message()).find("-a"), std::string::npos) << r.status();
+  }
+  EXPECT_TRUE(parseCommandLine({"-a", "[::1]:8443"}).ok());
+  EXPECT_TRUE(parseCommandLine({"-a", "localhost:3340"}).ok());
+  EXPECT_FALSE(parseCommandLine({"--metrics-addr", "9090"}).ok());
 }
 
 TEST(ConfigTest, PacketMemoryFlag) {
@@ -276,7 +310,8 @@ TEST(ConfigTest, MeshFlags) {
   EXPECT_TRUE(parseCommandLine({"-mesh-with", " , "}).ok());
 
   // Each bad item is named, as is the flag.
-  for (const char* bad : {"h:99999", "ftp://x", "a b", "h:0", "[::1", "http://h/x", "h/10.0.0.1"}) {
+  for (const char* bad :
+       {"h:99999", "ftp://x", "a b", "h:0", "[::1", "http://h/x", "h/10.0.0.1:1"}) {
     auto r = parseCommandLine(
         {"-mesh-with", std::string("ok.example.com,") + bad, "-mesh-psk-file", "k"});
     ASSERT_FALSE(r.ok()) << bad;
@@ -351,6 +386,31 @@ TEST(ConfigTest, BootstrapDnsNamesAreCommaLists) {
   EXPECT_NE(std::string(rollout.status().message()).find("unpublished-bootstrap-dns-names"),
             std::string::npos);
   EXPECT_FALSE(parseCommandLine({"-bootstrap-dns-names=a b"}).ok());
+}
+
+// A fresh install with every setting commented out would ask Let's Encrypt
+// for Tailscale's own name; derpd refuses to run that, saying what to set.
+TEST(ConfigTest, LetsEncryptForDerpersDefaultHostnameIsNotServable) {
+  auto defaults = parseCommandLine({});
+  ASSERT_TRUE(defaults.ok());
+  absl::Status st = checkServable(defaults->config);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("DERP_HOSTNAME"), std::string::npos) << st;
+  for (std::vector<std::string> fine : std::vector<std::vector<std::string>>{
+           {"-hostname", "derp.example.com"}, {"-certmode", "manual"}, {"-a", ":8443"}, {"-dev"}}) {
+    auto c = parseCommandLine(fine);
+    ASSERT_TRUE(c.ok()) << fine[0];
+    EXPECT_TRUE(checkServable(c->config).ok()) << fine[0];
+  }
+}
+
+TEST(ConfigTest, DerpFalseIsStunOnly) {
+  EXPECT_TRUE(parseCommandLine({})->config.derp);
+  auto c = parseCommandLine({"-derp=false"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->config.derp);
+  EXPECT_TRUE(c->config.stun);
+  EXPECT_NE(describeConfig(c->config).find("STUN only"), std::string::npos);
 }
 
 TEST(ConfigTest, MetricsAddrIsStored) {

@@ -54,18 +54,39 @@ std::string vectorRequest(std::string name) {
   return v.is_null() ? std::string() : v["request"].get<std::string>();
 }
 
-// Routes the request captured with a vector and checks the response against
-// the bytes derper sent, Date aside.
-void expectMatchesVector(std::string_view name, const RouteContext& ctx,
+// The value of a response's Date header ("" if none).
+std::string dateOf(const std::string& response) {
+  const size_t at = response.find("\r\nDate: ");
+  if (at == std::string::npos) return "";
+  const size_t from = at + 8;
+  return response.substr(from, response.find("\r\n", from) - from);
+}
+
+// Routes the request captured with a vector, at the time derper answered it,
+// and checks the response against the bytes derper sent, Date included.
+void expectMatchesVector(std::string_view name, RouteContext ctx,
                          std::string_view alsoIgnore = "") {
   SCOPED_TRACE(name);
   const std::string wire = vectorRequest(std::string(name));
   ASSERT_FALSE(wire.empty());
+  std::string want = vectorBytes(name);
+  const std::string date = dateOf(want);
+  EXPECT_FALSE(date.empty()) << "derper sent no Date";
+  ctx.date = date;
   const RouteResult r = routeWire(wire, ctx);
   EXPECT_EQ(r.action, RouteAction::kRespond);
-  std::string ours = withoutHeader(r.response, "Date");
-  if (!alsoIgnore.empty()) ours = withoutHeader(ours, alsoIgnore);
-  EXPECT_EQ(ours, withoutHeader(vectorBytes(name), "Date"));
+  std::string ours = r.response;
+  if (!alsoIgnore.empty()) {
+    ours = withoutHeader(ours, alsoIgnore);
+    want = withoutHeader(want, alsoIgnore);
+  }
+  EXPECT_EQ(ours, want);
+}
+
+TEST(RoutesTest, HttpDateIsImfFixdate) {
+  EXPECT_EQ(httpDate(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+  EXPECT_EQ(httpDate(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");  // RFC 9110's example
+  EXPECT_EQ(httpDate(1796688176), "Tue, 08 Dec 2026 00:02:56 GMT");
 }
 
 TEST(RoutesTest, UpgradeAnswersWithDerpersExact101) {

@@ -148,6 +148,37 @@ TEST(ConfigLogTest, ConfigFileJsonLogsAndStats) {
   EXPECT_TRUE(listening) << derpd->logText();
 }
 
+// An operator whose settings come from DERP_* variables sees which ones took
+// effect (an empty one is unset), and whether TLS is on.
+TEST(ConfigLogTest, StartupSaysWhichVariablesAndWhetherTls) {
+  DerpdOptions opts;
+  opts.defaultArgs = false;
+  ASSERT_OK_AND_ASSIGN(std::string dir, makeTempDir());
+  opts.extraArgs = {"-c", dir + "/derper.key", "--shards", "1"};
+  opts.env = {{"DERP_ADDR", "127.0.0.1:0"}, {"DERP_HTTP_PORT", ""}, {"DERP_STUN_PORT", "0"}};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DerpdProcess> derpd, DerpdProcess::start(opts));
+  EXPECT_TRUE(
+      derpd->findLog("settings from the environment: DERP_ADDR=127.0.0.1:0, DERP_STUN_PORT=0")
+          .has_value())
+      << derpd->logText();
+  EXPECT_TRUE(derpd->findLog("no TLS: plain HTTP on 127.0.0.1:0").has_value()) << derpd->logText();
+  derpd.reset();
+  removeTree(dir);
+}
+
+// A bad variable is named as a variable, in the log's one style.
+TEST(ConfigLogTest, BadVariableIsNamedAndStopsStartup) {
+  DerpdOptions opts;
+  opts.env = {{"DERP_ADDR", "443"}};
+  opts.defaultArgs = false;
+  ASSERT_OK_AND_ASSIGN(auto p, DerpdProcess::spawn(opts));
+  ASSERT_OK_AND_ASSIGN(int code, p->waitExit(kWait));
+  EXPECT_EQ(code, 2);
+  ASSERT_TRUE(p->waitForOutputEnd(kWait));
+  EXPECT_TRUE(p->findLog("error environment variable DERP_ADDR=443 (for -a)").has_value())
+      << p->logText();
+}
+
 TEST(ConfigLogTest, TextStatsLineCountsRelayedPackets) {
   DerpdOptions opts;
   opts.extraArgs = {"--stats-interval", "1s"};

@@ -1,6 +1,8 @@
 // derpd's HTTP front against a live server (PROTOCOL.md "HTTP endpoints").
 #include <unistd.h>
 
+#include <ctime>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,6 +103,22 @@ TEST_F(HttpEndpointsTest, RobotsTxt) {
 TEST_F(HttpEndpointsTest, HomePage) {
   ASSERT_OK_AND_ASSIGN(HttpResponse r, httpGet(port(), "/"));
   EXPECT_EQ(r.status, 200);
+}
+
+// RFC 9110 6.6.1: an origin server with a clock sends Date (IMF-fixdate).
+TEST_F(HttpEndpointsTest, ResponsesCarryADate) {
+  for (const char* path : {"/", "/generate_204", "/nope", "/derp"}) {
+    const time_t before = ::time(nullptr);
+    ASSERT_OK_AND_ASSIGN(HttpResponse r, httpGet(port(), path));
+    const time_t after = ::time(nullptr);
+    const std::string date = r.header("Date");
+    tm parts{};
+    const char* end = ::strptime(date.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &parts);
+    ASSERT_TRUE(end != nullptr && *end == '\0') << path << ": Date \"" << date << "\"";
+    const time_t t = ::timegm(&parts);
+    EXPECT_GE(t, before) << path;
+    EXPECT_LE(t, after) << path;
+  }
 }
 
 TEST_F(HttpEndpointsTest, UnknownPathIs404) {

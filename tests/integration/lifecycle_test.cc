@@ -90,6 +90,12 @@ TEST(GracefulRestartTest, SigtermSendsRestartingAndExitsWhenClientsLeave) {
   EXPECT_EQ(code, 0) << derpd->logText();
   std::printf("derpd exited %.3f s after the last client left\n",
               static_cast<double>(clock.now() - start) / kSecond);
+  // The log says how the drain went.
+  ASSERT_TRUE(derpd->waitForOutputEnd(kWait));
+  EXPECT_TRUE(
+      derpd->findLog("drain: 10 clients told to reconnect elsewhere, all left on their own in ")
+          .has_value())
+      << derpd->logText();
 }
 
 // A client that ignores Restarting is closed when the drain time is up.
@@ -110,6 +116,12 @@ TEST(GracefulRestartTest, SigtermClosesStayingClientsAfterDrainTimeout) {
   EXPECT_LE(took, 4 * kSecond);
   ASSERT_OK_AND_ASSIGN(int code, derpd->waitExit(kWait));
   EXPECT_EQ(code, 0) << derpd->logText();
+  ASSERT_TRUE(derpd->waitForOutputEnd(kWait));
+  EXPECT_TRUE(derpd
+                  ->findLog("drain: 1 clients told to reconnect elsewhere, 0 left on their own; "
+                            "the drain timeout (1.0s) closed the 1 still connected")
+                  .has_value())
+      << derpd->logText();
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, ShutdownTest, ::testing::Values(SIGINT),

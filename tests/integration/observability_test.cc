@@ -191,7 +191,7 @@ TEST(ObservabilityTest, BadMetricsAddrStopsStartup) {
     ASSERT_OK_AND_ASSIGN(int code, p->waitExit(kWait));
     EXPECT_EQ(code, 2);
     ASSERT_TRUE(p->waitForOutputEnd(kWait));
-    EXPECT_THAT(p->logText(), HasSubstr("--metrics-addr"));
+    EXPECT_THAT(p->logText(), HasSubstr("-metrics-addr"));
   }
 }
 

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "integration/derpd_process.h"
 #include "integration/metrics_text.h"
+#include "integration/test_net.h"
 #include "integration/test_support.h"
 #include "stun/stun.h"
 
@@ -193,6 +194,37 @@ TEST_F(StunTest, OffWithStunFalse) {
   opts.extraArgs = {"-stun=false"};
   ASSERT_OK_AND_ASSIGN(derpd_, DerpdProcess::start(opts));
   EXPECT_FALSE(derpd_->findLog("STUN listening").has_value()) << derpd_->logText();
+}
+
+// derper's STUN-only node: STUN answers, /derp is 404 (raw, fast start and
+// WebSocket alike), the other endpoints stay.
+TEST_F(StunTest, DerpFalseServesStunOnly) {
+  start({"-derp=false"});
+  std::vector<uint8_t> req = *hexDecode(kTailscaleRequest);
+  auto c = udpClient(AF_INET, stunPort_);
+  ASSERT_TRUE(c.has_value());
+  auto resp = stunExchange(*c, req);
+  ASSERT_TRUE(resp.has_value()) << "no STUN answer";
+  EXPECT_EQ(*resp, expectedResponse(req, *c));
+  for (bool fast : {false, true}) {
+    ASSERT_OK_AND_ASSIGN(HttpResponse derp,
+                         httpExchange(derpd_->port(), derpUpgradeRequest(derpd_->port(), fast)));
+    EXPECT_EQ(derp.status, 404);
+    EXPECT_EQ(derp.body, "derp server disabled\n");
+  }
+  ASSERT_OK_AND_ASSIGN(
+      HttpResponse ws,
+      httpExchange(
+          derpd_->port(),
+          "GET /derp HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+          "Upgrade: websocket\r\nSec-WebSocket-Protocol: derp\r\n"
+          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"));
+  EXPECT_EQ(ws.status, 404);
+  EXPECT_FALSE(connectClient(derpd_->port()).ok());
+  ASSERT_OK_AND_ASSIGN(HttpResponse g, httpGet(derpd_->port(), "/generate_204"));
+  EXPECT_EQ(g.status, 204);
+  ASSERT_OK_AND_ASSIGN(HttpResponse probe, httpGet(derpd_->port(), "/derp/probe"));
+  EXPECT_EQ(probe.status, 200);
 }
 
 TEST_F(StunTest, BadStunPortStopsStartup) {

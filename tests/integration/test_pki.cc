@@ -87,7 +87,7 @@ absl::StatusOr<TestPki> TestPki::create(std::string dir, std::string openssl) {
 }
 
 absl::StatusOr<LeafFiles> TestPki::issue(const std::string& stem, const std::string& cn,
-                                         const std::string& san, KeyType type) {
+                                         const std::string& san, KeyType type, int days) {
   static int serial = 100;
   LeafFiles f{dir_ + "/" + stem + ".crt", dir_ + "/" + stem + ".key"};
   const std::string csr = dir_ + "/" + stem + ".csr";
@@ -103,8 +103,9 @@ absl::StatusOr<LeafFiles> TestPki::issue(const std::string& stem, const std::str
   if (!st.ok()) return st;
   st = run({"req", "-new", "-config", config_, "-key", f.key, "-subj", "/CN=" + cn, "-out", csr});
   if (!st.ok()) return st;
-  st = run({"x509", "-req", "-sha256", "-days", "30", "-set_serial", std::to_string(++serial),
-            "-in", csr, "-CA", caCrt_, "-CAkey", caKey_, "-extfile", ext, "-out", f.crt});
+  st = run({"x509", "-req", "-sha256", "-days", std::to_string(days), "-set_serial",
+            std::to_string(++serial), "-in", csr, "-CA", caCrt_, "-CAkey", caKey_, "-extfile", ext,
+            "-out", f.crt});
   if (!st.ok()) return st;
   return f;
 }

@@ -34,11 +34,11 @@ class TestPki {
 
   const std::string& caCrt() const { return caCrt_; }
 
-  // A leaf signed by the CA, valid now for 30 days, with subject CN `cn` and
-  // the subjectAltName `san` ("DNS:derp.test", "IP:127.0.0.1"), written to
-  // <dir>/<stem>.crt and <dir>/<stem>.key.
+  // A leaf signed by the CA, valid now for `days` days, with subject CN `cn`
+  // and the subjectAltName `san` ("DNS:derp.test", "IP:127.0.0.1"), written
+  // to <dir>/<stem>.crt and <dir>/<stem>.key.
   absl::StatusOr<LeafFiles> issue(const std::string& stem, const std::string& cn,
-                                  const std::string& san, KeyType type);
+                                  const std::string& san, KeyType type, int days = 30);
 
  private:
   TestPki(std::string dir, std::string openssl)

@@ -335,6 +335,60 @@ TEST_F(TlsTest, Tls12OffersOnlyEcdheAeadInServerOrderAndARandomWithoutTheClock) 
 
 // ---- Certificates ----
 
+// derpctl probe http:// against a TLS port fails, and says to try https://.
+TEST_F(TlsTest, DerpctlProbeOfPlainUrlOnTlsPortHintsHttps) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  ASSERT_OK_AND_ASSIGN(std::string derpctl, binaryFromEnv("DERPCTL_BINARY"));
+  const std::string where = absl::StrCat("127.0.0.1:", port_);
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult r,
+      runCommand({derpctl, "probe", "--timeout", "5s", "http://" + where}, {}, kToolTimeout));
+  EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("probe https://" + where + " instead"), std::string::npos) << r.err;
+}
+
+// Each certificate loaded is logged with its names, expiry and fingerprint;
+// one that expires within 14 days is a warning, and counted.
+TEST_F(TlsTest, LoadedCertificatesAreLoggedAndExpiringOnesWarned) {
+  install(gFix->derp1, "derp.test");
+  start("derp.test");
+  std::optional<std::string> line = derpd_->findLog("loaded certificate derp.test: valid until ");
+  ASSERT_TRUE(line.has_value()) << derpd_->logText();
+  EXPECT_TRUE(line->find("(29 days), sha256-raw:") != std::string::npos ||
+              line->find("(30 days), sha256-raw:") != std::string::npos)
+      << *line;
+  ASSERT_OK_AND_ASSIGN(double fine, metricTls(port_, "derpd_tls_cert_expiring_loads_total"));
+  EXPECT_EQ(fine, 0);
+  derpd_.reset();
+
+  ASSERT_OK_AND_ASSIGN(LeafFiles soon, gFix->pki->issue("soon", "derp.test", "DNS:derp.test",
+                                                        KeyType::kEcdsaP256, 5));
+  install(soon, "derp.test");
+  start("derp.test");
+  std::optional<std::string> warned = derpd_->findLog("loaded certificate derp.test: valid until ");
+  ASSERT_TRUE(warned.has_value()) << derpd_->logText();
+  EXPECT_NE(warned->find(" warn "), std::string::npos) << *warned;
+  EXPECT_TRUE(warned->find("(4 days)") != std::string::npos ||
+              warned->find("(5 days)") != std::string::npos)
+      << *warned;
+  EXPECT_NE(warned->find("renew it"), std::string::npos) << *warned;
+  ASSERT_OK_AND_ASSIGN(double expiring, metricTls(port_, "derpd_tls_cert_expiring_loads_total"));
+  EXPECT_EQ(expiring, 1);
+}
+
+// The derpMap line says which ports clients must use when they are not the
+// defaults (here: no STUN at all, STUNPort -1).
+TEST_F(TlsTest, IpHostnameDerpMapLineCarriesNonDefaultPorts) {
+  start("127.0.0.1", {"-stun=false"});
+  const std::string log = derpd_->logText();
+  const size_t at = log.find(R"({"Name":"custom","RegionID":900,"HostName":"127.0.0.1")");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string line = log.substr(at, log.find('\n', at) - at);
+  EXPECT_NE(line.find(R"(,"STUNPort":-1})"), std::string::npos) << line;
+  EXPECT_EQ(line.find("DERPPort"), std::string::npos) << line;  // -a's port 0: not known yet
+}
+
 TEST_F(TlsTest, IpHostnameGetsSelfSignedCertThatMatchesTheLoggedPin) {
   start("127.0.0.1");
   ASSERT_TRUE(

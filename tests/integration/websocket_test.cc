@@ -75,6 +75,21 @@ constexpr std::string_view kUpgrade =
     "Sec-WebSocket-Protocol: derp\r\nSec-WebSocket-Version: 13\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
+// A request pipelined ahead of the upgrade is answered in plain HTTP; only
+// what follows the 101 is WebSocket.
+TEST_F(PlainWebSocketTest, ResponsePipelinedBeforeTheUpgradeStaysHttp) {
+  ASSERT_OK_AND_ASSIGN(TcpConn conn, TcpConn::connect(derpd_->port()));
+  ASSERT_OK(conn.writeAll("GET /generate_204 HTTP/1.1\r\nHost: x\r\n\r\n" + std::string(kUpgrade)));
+  ASSERT_OK_AND_ASSIGN(HttpResponse first, readHttpResponse(conn, /*noBody=*/true));
+  EXPECT_EQ(first.status, 204);
+  ASSERT_OK_AND_ASSIGN(HttpResponse upgrade, readHttpResponse(conn, /*noBody=*/true));
+  EXPECT_EQ(upgrade.status, 101);
+  ASSERT_OK_AND_ASSIGN(std::string key, conn.readExact(2 + 45));
+  EXPECT_EQ(static_cast<uint8_t>(key[0]), 0x82);
+  EXPECT_EQ(static_cast<uint8_t>(key[1]), 45);
+  EXPECT_EQ(static_cast<uint8_t>(key[2]), 0x01);  // ServerKey
+}
+
 TEST_F(PlainWebSocketTest, BrokenFramesCloseWithTheRightCodeAndOthersAreServed) {
   ASSERT_OK_AND_ASSIGN(uint16_t mport, metricsPortOf(*derpd_));
   ASSERT_OK_AND_ASSIGN(auto a, connectClient(derpd_->port()));

@@ -71,19 +71,23 @@ TEST(MeshEntryTest, Forms) {
     const char* item;
     MeshEntry want;
   } cases[] = {
-      {"derp1.example.com", {"derp1.example.com", "derp1.example.com", 0, std::nullopt}},
-      {" Derp1.Example.com:8443 ", {"Derp1.Example.com:8443", "derp1.example.com", 8443, {}}},
-      {"10.0.0.1", {"10.0.0.1", "10.0.0.1", 0, {}}},
-      {"10.0.0.1:3340", {"10.0.0.1:3340", "10.0.0.1", 3340, {}}},
-      {"[::1]:443", {"[::1]:443", "::1", 443, {}}},
-      {"[fd00::1]", {"[fd00::1]", "fd00::1", 0, {}}},
-      {"fd00::1", {"fd00::1", "fd00::1", 0, {}}},
-      {"http://h:1/derp", {"http://h:1/derp", "h", 1, false}},
-      {"https://h", {"https://h", "h", 0, true}},
-      {"HTTPS://h.example.com/", {"HTTPS://h.example.com/", "h.example.com", 0, true}},
-      {"https://[fd00::2]:8443/derp", {"https://[fd00::2]:8443/derp", "fd00::2", 8443, true}},
+      {"derp1.example.com", {"derp1.example.com", "derp1.example.com", 0, std::nullopt, ""}},
+      {" Derp1.Example.com:8443 ", {"Derp1.Example.com:8443", "derp1.example.com", 8443, {}, ""}},
+      {"10.0.0.1", {"10.0.0.1", "10.0.0.1", 0, {}, ""}},
+      {"10.0.0.1:3340", {"10.0.0.1:3340", "10.0.0.1", 3340, {}, ""}},
+      {"[::1]:443", {"[::1]:443", "::1", 443, {}, ""}},
+      {"[fd00::1]", {"[fd00::1]", "fd00::1", 0, {}, ""}},
+      {"fd00::1", {"fd00::1", "fd00::1", 0, {}, ""}},
+      {"http://h:1/derp", {"http://h:1/derp", "h", 1, false, ""}},
+      {"https://h", {"https://h", "h", 0, true, ""}},
+      {"HTTPS://h.example.com/", {"HTTPS://h.example.com/", "h.example.com", 0, true, ""}},
+      {"https://[fd00::2]:8443/derp", {"https://[fd00::2]:8443/derp", "fd00::2", 8443, true, ""}},
       {"derp-1.derp.default.svc.cluster.local.",
-       {"derp-1.derp.default.svc.cluster.local.", "derp-1.derp.default.svc.cluster.local.", 0, {}}},
+       {"derp-1.derp.default.svc.cluster.local.",
+        "derp-1.derp.default.svc.cluster.local.",
+        0,
+        {},
+        ""}},
   };
   for (const auto& c : cases) {
     auto e = parseMeshEntry(c.item);
@@ -107,7 +111,11 @@ TEST(MeshEntryTest, ErrorsQuoteTheItem) {
                                    "http://h?q",
                                    "https://fd00::1",
                                    "https://",
-                                   "h/10.0.0.1",
+                                   "h/",
+                                   "h/10.0.0.1:443",
+                                   "h/a b",
+                                   "h:99999/10.0.0.1",
+                                   "https://h/10.0.0.1",
                                    "a b",
                                    "user@h",
                                    "1234",
@@ -125,10 +133,24 @@ TEST(MeshEntryTest, ErrorsQuoteTheItem) {
     ASSERT_FALSE(e.ok());
     EXPECT_NE(std::string(e.status().message()).find("empty"), std::string::npos) << e.status();
   }
-  // derper's host/dial-address tuples are refused by name, not misread.
-  EXPECT_NE(std::string(parseMeshEntry("derp1.example.com/10.0.0.1").status().message())
-                .find("not supported by this derpd build yet"),
-            std::string::npos);
+}
+
+// derper's host/dialhost: the peer's name for TLS and identity, another host
+// (or address) to connect to.
+TEST(MeshEntryTest, HostSlashDialHost) {
+  auto e = parseMeshEntry("Derp1.example.com:8443/10.0.0.1");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->text, "Derp1.example.com:8443/10.0.0.1");
+  EXPECT_EQ(e->host, "derp1.example.com");
+  EXPECT_EQ(e->port, 8443);
+  EXPECT_EQ(e->dialHost, "10.0.0.1");
+  auto pod = parseMeshEntry("derpd-1.derp.example.com/derpd-1.derpd.derp.svc.cluster.local");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_EQ(pod->dialHost, "derpd-1.derpd.derp.svc.cluster.local");
+  auto v6 = parseMeshEntry("h.example.com/[fd00::7]");
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_EQ(v6->dialHost, "fd00::7");
+  EXPECT_EQ(parseMeshEntry("h.example.com")->dialHost, "");
 }
 
 std::vector<MeshEntry> entries(const std::vector<std::string>& items) {
@@ -145,6 +167,25 @@ std::vector<std::string> ids(const std::vector<MeshTarget>& targets) {
   std::vector<std::string> out;
   for (const MeshTarget& t : targets) out.push_back(t.id());
   return out;
+}
+
+TEST(ResolveMeshTargetsTest, DialHostIsConnectedToUnderThePeersName) {
+  auto targets =
+      resolveMeshTargets(entries({"derp2.example.com/10.0.0.7", "self.example.com/10.0.0.8"}),
+                         "self.example.com", true, 443, {});
+  ASSERT_EQ(targets.size(), 1u);
+  EXPECT_EQ(targets[0].host, "derp2.example.com");  // TLS verifies this name
+  EXPECT_EQ(targets[0].address.toString(), "10.0.0.7:443");
+  EXPECT_EQ(targets[0].label, "derp2.example.com/10.0.0.7");
+  // A dial name resolves like any name.
+  auto named =
+      resolveMeshTargets(entries({"derp3.example.com:3340/localhost"}), "", false, 443, {});
+  ASSERT_FALSE(named.empty());
+  for (const MeshTarget& t : named) {
+    EXPECT_EQ(t.host, "derp3.example.com");
+    EXPECT_TRUE(t.address.isLoopback());
+    EXPECT_EQ(t.address.port(), 3340);
+  }
 }
 
 TEST(ResolveMeshTargetsTest, IpLiteralsNeedNoDns) {

@@ -77,4 +77,25 @@ for want in "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" "AmbientCapabilities=CA
   "Type=notify" "WatchdogSec=" "LimitNOFILE=1048576" "NoNewPrivileges=yes"; do
   grep -q "^$want" "$unit" || { echo "FAIL: $want missing"; exit 1; }
 done
+
+# 4. A fresh install: the shipped /etc/default/derpd has every setting
+# commented out. With the unit's environment, derpd must stop at once with
+# exit status 2 (which RestartPreventExitStatus keeps from looping) and say
+# what to set, not start asking Let's Encrypt for derper's default name.
+grep -q '^RestartPreventExitStatus=2$' "$unit" || { echo "FAIL: RestartPreventExitStatus=2 missing"; exit 1; }
+default=$DERPD_SOURCE_ROOT/tools/systemd/derpd.default
+if grep -Ev '^[[:space:]]*(#|$)' "$default"; then
+  echo "FAIL: the shipped derpd.default sets something"
+  exit 1
+fi
+env_args=()
+while IFS= read -r line; do env_args+=("${line#Environment=}"); done < <(grep '^Environment=' "$unit")
+set +e
+env -i "${env_args[@]}" "$DERPD_BINARY" -c "$tmp/derper.key" -stun-port 0 >"$tmp/out" 2>&1
+rc=$?
+set -e
+cat "$tmp/out"
+[ "$rc" -eq 2 ] || { echo "FAIL: unconfigured derpd exited $rc, want 2"; exit 1; }
+grep -q 'DERP_HOSTNAME' "$tmp/out" || { echo "FAIL: the message does not name DERP_HOSTNAME"; exit 1; }
+echo "ok: unconfigured, derpd stops with status 2 and names DERP_HOSTNAME"
 echo "PASS"
