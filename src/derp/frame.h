@@ -40,7 +40,7 @@ enum class FrameType : uint8_t {
 constexpr size_t kFrameHeaderLen = 5;
 constexpr size_t kMaxPacketSize = 64 << 10;       // payload of Send/Recv/ForwardPacket
 constexpr size_t kMinClientInfoLen = 32 + 24 + 16;  // key + nonce + empty box
-constexpr size_t kMaxClientInfoLen = 64 << 10;
+constexpr size_t kMaxClientInfoLen = 256 << 10;     // derper's limit
 constexpr size_t kMinPingLen = 8;
 constexpr size_t kMaxPingLen = 1000;
 constexpr size_t kPingDataLen = 8;

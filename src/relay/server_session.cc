@@ -57,8 +57,10 @@ bool ServerSession::startFrame(Connection& c) {
       s_.close(c, CloseReason::kBadClientInfo);
       return false;
     }
-    // Charged at the size of the buffer the body will take.
-    if (!s_.chargePreAuth(c, PacketPool::capacityFor(derp::kFrameHeaderLen + c.reader.curLen))) {
+    // Charged at the size of the buffer the body will take (one of its own
+    // past the pool's largest class).
+    const size_t need = derp::kFrameHeaderLen + c.reader.curLen;
+    if (!s_.chargePreAuth(c, std::max(PacketPool::capacityFor(need), need))) {
       s_.close(c, CloseReason::kPreAuthMemory);
       return false;
     }
@@ -106,7 +108,10 @@ bool ServerSession::startFrame(Connection& c) {
     // Ping): at the pool's cap they draw on its reserve, so a new client can
     // still register and pings are still answered.
     const bool packet = type == FrameType::kSendPacket || type == FrameType::kForwardPacket;
-    c.reader.body = s_.pool_.allocate(headroom + derp::kFrameHeaderLen + c.reader.curLen, !packet);
+    const size_t bytes = headroom + derp::kFrameHeaderLen + c.reader.curLen;
+    c.reader.body = bytes <= PacketPool::kMaxBufferBytes || type != FrameType::kClientInfo
+                        ? s_.pool_.allocate(bytes, !packet)
+                        : s_.pool_.allocateOversize(bytes);
     if (c.reader.body == nullptr) {
       // Out of packet memory: read past this frame and count the loss.
       s_.counters_.drop(DropReason::kNoMemory, false);

@@ -71,10 +71,29 @@ PacketBuf* PacketPool::allocate(size_t bytes, bool reserved) {
   return b;
 }
 
+PacketBuf* PacketPool::allocateOversize(size_t bytes) {
+  if (bytes > kMaxOversizeBytes) return nullptr;
+  void* mem =
+      std::aligned_alloc(alignof(PacketBuf), sizeof(PacketBuf) + ((bytes + 15) & ~size_t{15}));
+  if (mem == nullptr) return nullptr;
+  PacketBuf* b = new (mem) PacketBuf{};
+  b->capacity = static_cast<uint32_t>(bytes);
+  b->ownerShard = shard_;
+  b->sizeClass = kOversizeClass;
+  ++inUse_;
+  return b;
+}
+
 void PacketPool::release(PacketBuf* b) {
   // Another shard's buffer here would corrupt both pools' accounting: a wiring bug, not input.
   assert(b->ownerShard == shard_);
-  assert(b->sizeClass < kClassCount && inUse_ > 0);
+  assert(inUse_ > 0);
+  if (b->sizeClass == kOversizeClass) {
+    --inUse_;
+    std::free(b);
+    return;
+  }
+  assert(b->sizeClass < kClassCount);
   PacketBuf*& list = b->fromReserve ? reserveLists_[b->sizeClass] : freeLists_[b->sizeClass];
   b->next = list;
   list = b;

@@ -79,8 +79,17 @@ class PacketPool {
   // be lost to a pool that packets filled): past the cap, from a small reserve set aside for
   // them (kReserveBuffers of the class, allocated when first needed, outside the cap).
   PacketBuf* allocate(size_t bytes, bool reserved = false);
+  // A buffer larger than every class (up to kMaxOversizeBytes), for the rare
+  // frame that may be: a ClientInfo up to derper's 256 KiB. One allocation
+  // from the system each, freed again by release(); outside the cap, so the
+  // caller bounds them (the shard's pre-authentication budget). nullptr
+  // past kMaxOversizeBytes or when the system has no memory.
+  static constexpr size_t kMaxOversizeBytes = (256 << 10) + 64;  // with the frame header
+  PacketBuf* allocateOversize(size_t bytes);
   // Returns `b` to its class's free list. b->ownerShard must be this pool's shard.
   void release(PacketBuf* b);
+
+  static constexpr uint8_t kOversizeClass = 0xff;  // PacketBuf::sizeClass of allocateOversize's
 
   uint16_t shard() const { return shard_; }
   // Slab memory obtained from the system so far (never decreases).

@@ -145,6 +145,37 @@ TEST_F(BadInputTest, ClientInfoBoxDoesNotOpen) {
   expectGoodPairRelays();
 }
 
+// derper's limit: a ClientInfo up to 256 KiB is a client (bigger than the
+// pool's largest buffer: it gets one of its own), one byte more is not.
+TEST_F(BadInputTest, ClientInfoUpTo256KiBIsAcceptedAndLargerClosed) {
+  startDerpd();
+  auto clientInfoOfSize = [](const derp::NodeKey& serverKey, size_t frameBody) {
+    // key (32) + nonce (24) + box tag (16) + JSON
+    const size_t json = frameBody - 32 - 24 - 16;
+    std::string text = R"({"version":2,"pad":")";
+    text.append(json - text.size() - 2, 'x');
+    text += "\"}";
+    return clientInfoFrameBytes(derp::PrivateKey::generate(), serverKey, text);
+  };
+  ASSERT_OK_AND_ASSIGN(TcpConn big, TcpConn::connect(port_));
+  ASSERT_OK_AND_ASSIGN(derp::NodeKey serverKey, rawUpgrade(big, port_));
+  std::vector<uint8_t> frame = clientInfoOfSize(serverKey, derp::kMaxClientInfoLen);
+  ASSERT_EQ(frame.size(), derp::kFrameHeaderLen + (256 << 10));
+  ASSERT_OK(big.writeAll(frame));
+  ASSERT_OK_AND_ASSIGN(RawFrame info, readRawFrame(big));
+  EXPECT_EQ(info.type, typeByte(derp::FrameType::kServerInfo));
+
+  ASSERT_OK_AND_ASSIGN(TcpConn bigger, TcpConn::connect(port_));
+  ASSERT_OK_AND_ASSIGN(serverKey, rawUpgrade(bigger, port_));
+  (void)bigger.writeAll(clientInfoOfSize(serverKey, derp::kMaxClientInfoLen + 1));
+  EXPECT_OK(bigger.expectClosed(kWait));
+  expectClosedFor({"frame_too_large"});
+  expectGoodPairRelays();
+  // The big one's buffer went back (nothing held before authentication).
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetrics(port_));
+  EXPECT_EQ(sumMetric(m, "derpd_preauth_bytes", {}), 0);
+}
+
 TEST_F(BadInputTest, ClientInfoWithInvalidJson) {
   startDerpd();
   ASSERT_OK_AND_ASSIGN(TcpConn bad, TcpConn::connect(port_));

@@ -50,6 +50,29 @@ TEST(PacketPoolTest, RejectsMoreThanTheLargestClass) {
   EXPECT_GE(PacketPool::kMaxBufferBytes, 5u + 64 + 65536);
 }
 
+// Past the largest class, only on request: one system allocation each,
+// outside the cap, freed by release.
+TEST(PacketPoolTest, OversizeBuffersComeAndGoOutsideTheClasses) {
+  PacketPool pool(3, 1 << 20);
+  PacketBuf* b = pool.allocateOversize(200 << 10);
+  ASSERT_NE(b, nullptr);
+  EXPECT_GE(b->capacity, 200u << 10);
+  EXPECT_EQ(b->sizeClass, PacketPool::kOversizeClass);
+  EXPECT_EQ(b->ownerShard, 3);
+  EXPECT_EQ(b->length, 0u);
+  EXPECT_EQ(b->start, 0);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b->data()) % 16, 0u);
+  std::memset(b->data(), 0xab, 200 << 10);  // all of it is ours (ASan checks)
+  EXPECT_EQ(pool.inUse(), 1u);
+  EXPECT_EQ(pool.bytesAllocated(), 0u);  // not slab memory
+  pool.release(b);
+  EXPECT_EQ(pool.inUse(), 0u);
+  EXPECT_EQ(pool.allocateOversize(PacketPool::kMaxOversizeBytes + 1), nullptr);
+  PacketBuf* max = pool.allocateOversize(PacketPool::kMaxOversizeBytes);
+  ASSERT_NE(max, nullptr);
+  pool.release(max);
+}
+
 TEST(PacketPoolTest, BuffersDoNotOverlap) {
   PacketPool pool(0);
   std::vector<PacketBuf*> bufs;
