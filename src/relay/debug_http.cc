@@ -89,13 +89,16 @@ void appendTlsMetrics(std::string& out, const tls::ServerTls& t) {
 std::string debugIndex() {
   return absl::StrCat(
       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>derpd debug</title></head>"
-      "<body>\n<h1>derpd ", DERPD_VERSION, "</h1>\n<ul>\n",
+      "<body>\n<h1>derpd ",
+      DERPD_VERSION, "</h1>\n<ul>\n",
       "<li><a href=\"/debug/varz\">/debug/varz</a>: counters under derper's names "
       "(Prometheus text)</li>\n",
       "<li><a href=\"/debug/metrics\">/debug/metrics</a>: derpd's Prometheus metrics "
       "(the same as /metrics)</li>\n",
       "<li><a href=\"/debug/mesh\">/debug/mesh</a>: mesh peers, their links and what was "
       "forwarded to them</li>\n",
+      "<li><a href=\"/debug/apps\">/debug/apps</a>: DERP handshakes by the client's "
+      "AppName</li>\n",
       "</ul>\n</body></html>\n");
 }
 
@@ -137,6 +140,10 @@ std::optional<http::RouteResult> ShardServer::routeObservability(const Connectio
                                       static_cast<int64_t>(::time(nullptr))));
     }
     if (path == "/debug/metrics") return metrics();
+    if (path == "/debug/apps") {
+      return http::respond(req, ctx, 200, "text/plain; charset=utf-8",
+                           shared_.clientApps.debugText());
+    }
     if (path == "/debug/mesh") {
       std::string body = shared_.mesh != nullptr ? shared_.mesh->stats.debugText()
                                                  : std::string("no mesh peers (-mesh-with)\n");

@@ -144,6 +144,7 @@ void ServerSession::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   }
   client.key = ci.key;
   client.boxKey = *boxKey;
+  s_.shared_.clientApps.count(info->appName);
   client.canMesh = s_.shared_.mesh != nullptr && isMeshKey(info->meshKey, s_.shared_.mesh->meshKey);
   // As derper: "regular" only when no other flag applies.
   client.peer.flags = static_cast<uint8_t>((client.canMesh ? derp::kPeerPresentIsMeshPeer : 0) |

@@ -34,6 +34,7 @@
 #include "relay/accept_limits.h"
 #include "relay/client_check.h"
 #include "relay/connection.h"
+#include "relay/client_apps.h"
 #include "relay/counters.h"
 #include "relay/directory_replica.h"
 #include "relay/key_directory.h"
@@ -98,6 +99,7 @@ bool mayObserve(const std::array<uint8_t, 16>& ip, const std::vector<IpPrefix>& 
 // What all shards share, fixed before any shard runs.
 struct SharedState {
   RelayConfig config;
+  ClientApps clientApps;  // handshakes by AppName, for /debug/apps
   derp::NodeKey serverPublic;
   std::string serverPublicHex;
   Mailbox* mailbox = nullptr;

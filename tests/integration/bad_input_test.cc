@@ -176,6 +176,21 @@ TEST_F(BadInputTest, ClientInfoUpTo256KiBIsAcceptedAndLargerClosed) {
   EXPECT_EQ(sumMetric(m, "derpd_preauth_bytes", {}), 0);
 }
 
+// The AppName of a ClientInfo is counted for /debug/apps (loopback here).
+TEST_F(BadInputTest, AppNameIsCountedOnDebugApps) {
+  startDerpd();
+  ASSERT_OK_AND_ASSIGN(TcpConn conn, TcpConn::connect(port_));
+  ASSERT_OK_AND_ASSIGN(derp::NodeKey serverKey, rawUpgrade(conn, port_));
+  ASSERT_OK(conn.writeAll(clientInfoFrameBytes(derp::PrivateKey::generate(), serverKey,
+                                               R"({"version":2,"AppName":"derpd-test-app"})")));
+  ASSERT_OK_AND_ASSIGN(RawFrame info, readRawFrame(conn));
+  ASSERT_EQ(info.type, typeByte(derp::FrameType::kServerInfo));
+  ASSERT_OK_AND_ASSIGN(HttpResponse apps, httpGet(port_, "/debug/apps"));
+  EXPECT_EQ(apps.status, 200);
+  EXPECT_NE(apps.body.find("1 derpd-test-app\n"), std::string::npos) << apps.body;
+  EXPECT_NE(apps.body.find(" (none)\n"), std::string::npos) << apps.body;  // a_ and b_
+}
+
 TEST_F(BadInputTest, ClientInfoWithInvalidJson) {
   startDerpd();
   ASSERT_OK_AND_ASSIGN(TcpConn bad, TcpConn::connect(port_));
