@@ -225,12 +225,12 @@ void AcmeManager::attempt(Name& name) {
     }
     name.failures = 0;
     name.nextAttemptUnix = acme::renewalTime(cert->notBeforeUnix, cert->notAfterUnix, jitter());
-    const int64_t notAfter = cert->notAfterUnix;
+    const std::string described = tls::describeCertificate(*cert, now);
     name.cert = std::move(*cert);
     install();
     publishStatus();
-    logInfo("ACME: certificate for %s obtained, valid until %s; renewal from %s", name.host,
-            formatUtc(notAfter), formatUtc(name.nextAttemptUnix));
+    logInfo("ACME: certificate for %s obtained: %s; renewal from %s", name.host, described,
+            formatUtc(name.nextAttemptUnix));
     return;
   }
   if (absl::IsCancelled(cert.status())) return;

@@ -169,7 +169,10 @@ int runServer(const derpd::Config& cfg) {
     }
     for (const std::string& line : tlsSetup.notices) logInfo("%s", line);
     for (const std::string& line : tlsSetup.warnings) logWarn("%s", line);
-    if (tlsSetup.manual) logCertificates(*tlsSetup.tls, "loaded");
+    // Manual files, or what the ACME cache held (the rest is obtained later).
+    if (tlsSetup.manual || tlsSetup.acme) {
+      logCertificates(*tlsSetup.tls, tlsSetup.acme ? "cached" : "loaded");
+    }
   }
 
   // Shard threads inherit this mask: signals are read from a signalfd below.

@@ -339,6 +339,11 @@ class DerpdAcmeTest : public AcmeClientTest {
     ASSERT_TRUE(derpd_->waitForLog("ACME: certificate for derp.test obtained", kIssueTimeout))
         << derpd_->logText() << "\n"
         << pebble_->log();
+    // With its names, expiry and fingerprint.
+    std::optional<std::string> line =
+        derpd_->findLog("ACME: certificate for derp.test obtained: derp.test: valid until ");
+    ASSERT_TRUE(line.has_value()) << derpd_->logText();
+    EXPECT_NE(line->find(", sha256-raw:"), std::string::npos) << *line;
     expectServedByPebbleAndRelays();
     absl::StatusOr<tls::CertifiedKey> cached =
         tls::autocert::loadCert(certDir_, "derp.test", static_cast<int64_t>(std::time(nullptr)));
