@@ -100,12 +100,17 @@ std::string setNameList(std::vector<std::string>& out, absl::string_view v) {
     absl::string_view name = v.substr(0, comma);
     v = comma == absl::string_view::npos ? absl::string_view() : v.substr(comma + 1);
     if (name.empty()) continue;
-    if (name.find('/') != absl::string_view::npos) {
-      return "a name/txt-record rollout entry is not supported by this derpd build yet";
-    }
     for (char ch : name) {
       if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) {
         return "want comma-separated host names";
+      }
+    }
+    // derper's "name/txtname" (the rollout share comes from txtname's TXT
+    // record): exactly one slash with a name on each side.
+    if (const size_t slash = name.find('/'); slash != absl::string_view::npos) {
+      if (slash == 0 || slash + 1 == name.size() ||
+          name.find('/', slash + 1) != absl::string_view::npos) {
+        return absl::StrCat("\"", name, "\": want name or name/txtname");
       }
     }
     names.emplace_back(name);
@@ -357,10 +362,12 @@ const std::vector<FlagSpec>& flagSpecs() {
        [](Config& c, absl::string_view v) { return setHome(c.home, v); }},
       {"bootstrap-dns-names", Kind::kString, "http", "",
        "comma-separated host names whose addresses /bootstrap-dns serves (resolved in the "
-       "background every 5 minutes)",
+       "background every 5 minutes; a /txtname suffix is accepted, as derper does, and unused)",
        [](Config& c, absl::string_view v) { return setNameList(c.bootstrapDnsNames, v); }},
       {"unpublished-bootstrap-dns-names", Kind::kString, "http", "",
-       "comma-separated host names /bootstrap-dns answers only when asked for by ?q=<name>",
+       "comma-separated host names /bootstrap-dns answers only when asked for by ?q=<name>; "
+       "name/txtname gives the name to the share of clients (0-100 percent, chosen by client "
+       "address as derper does) that txtname's TXT record says",
        [](Config& c, absl::string_view v) {
          return setNameList(c.unpublishedBootstrapDnsNames, v);
        }},

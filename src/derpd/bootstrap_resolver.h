@@ -1,8 +1,9 @@
 // BootstrapResolver: resolves -bootstrap-dns-names and
-// -unpublished-bootstrap-dns-names with getaddrinfo on a thread of its own
-// (never on a shard), at once and then every few minutes, and publishes each
-// round's answers as a new snapshot in a BootstrapDnsStore that the shards
-// read. A name that fails keeps its last answer. Created, started and
+// -unpublished-bootstrap-dns-names with getaddrinfo (and the TXT records of
+// name/txtname rollouts with libresolv) on a thread of its own (never on a
+// shard), at once and then every few minutes, and publishes each round's
+// answers as a new snapshot in a BootstrapDnsStore that the shards read. A
+// name that fails keeps its last answer. Created, started and
 // destroyed by the main thread.
 #pragma once
 
@@ -33,8 +34,8 @@ class BootstrapResolver {
   const std::vector<std::string> unpublished_;
   http::BootstrapDnsStore& store_;
   const Nanos interval_;
-  std::vector<http::DnsAnswer> lastPublished_;  // resolver thread only
-  std::vector<http::DnsAnswer> lastUnpublished_;
+  std::vector<http::RolloutAnswer> lastPublished_;  // resolver thread only
+  std::vector<http::RolloutAnswer> lastUnpublished_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_

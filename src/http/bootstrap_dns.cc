@@ -53,12 +53,13 @@ std::string bootstrapDnsJson(std::vector<DnsAnswer> answers) {
 }
 
 BootstrapDnsSnapshot BootstrapDnsSnapshot::build(const std::vector<DnsAnswer>& published,
-                                                 const std::vector<DnsAnswer>& unpublished) {
+                                                 const std::vector<RolloutAnswer>& unpublished) {
   BootstrapDnsSnapshot s;
   s.publishedJson = bootstrapDnsJson(published);
-  for (const DnsAnswer& a : unpublished) {
-    if (a.second.empty()) continue;
-    s.unpublishedJson[a.first] = bootstrapDnsJson({a});
+  for (const DnsAnswer& a : published) s.publishedNames.insert(a.first);
+  for (const RolloutAnswer& r : unpublished) {
+    if (r.answer.second.empty()) continue;
+    s.unpublished[r.answer.first] = Unpublished{bootstrapDnsJson({r.answer}), r.share};
   }
   return s;
 }

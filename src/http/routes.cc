@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "http/ascii.h"
+#include "http/rollout.h"
 
 namespace derpd::http {
 namespace {
@@ -366,7 +367,8 @@ std::string queryValue(std::string_view target, std::string_view key) {
 }
 
 // derper's /bootstrap-dns: every published name, unless ?q= names an
-// unpublished one, which is then answered alone. Always closes: clients ask
+// unpublished one whose rollout includes this client, which is then answered
+// alone. Always closes: clients ask
 // once, from anywhere, so a kept-alive connection would only cost memory.
 RouteResult routeBootstrapDns(const Request& request, const RouteContext& ctx) {
   ResponseBuilder builder(request, ctx, 200);
@@ -375,12 +377,21 @@ RouteResult routeBootstrapDns(const Request& request, const RouteContext& ctx) {
   const BootstrapDnsSnapshot* dns = ctx.bootstrapDns;
   if (dns == nullptr) return builder.finish({});
   const std::string q = queryValue(request.target, "q");
+  DnsQuery outcome = DnsQuery::kNone;
   if (!q.empty()) {
-    if (auto it = dns->unpublishedJson.find(q); it != dns->unpublishedJson.end()) {
-      return builder.finish(it->second);
+    outcome = dns->publishedNames.contains(q) ? DnsQuery::kPublished : DnsQuery::kUnknown;
+    if (auto it = dns->unpublished.find(q); it != dns->unpublished.end()) {
+      if (rolloutIncludes(ctx.peerIp, it->second.share)) {
+        RouteResult r = builder.finish(it->second.json);
+        r.dnsQuery = DnsQuery::kUnpublished;
+        return r;
+      }
+      outcome = DnsQuery::kRolloutExcluded;
     }
   }
-  return builder.finish(dns->publishedJson);
+  RouteResult r = builder.finish(dns->publishedJson);
+  r.dnsQuery = outcome;
+  return r;
 }
 
 }  // namespace

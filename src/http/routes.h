@@ -2,6 +2,7 @@
 // parsed request to what the connection must do. Any thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -22,6 +23,9 @@ struct RouteContext {
   // /bootstrap-dns answers; nullptr before the first resolution (or with no
   // names configured), which serves an empty body like derper.
   const BootstrapDnsSnapshot* bootstrapDns = nullptr;
+  // The client's address (IPv4 mapped into IPv6), for the rollout share of
+  // unpublished /bootstrap-dns names.
+  std::array<uint8_t, 16> peerIp = {};
   // The HTTP-01 answers routePort80 gives; nullptr: none pending.
   const AcmeChallengeSnapshot* acmeChallenges = nullptr;
   // -derp=false: /derp answers 404 (STUN and the other endpoints stay).
@@ -41,12 +45,22 @@ enum class RouteAction {
   kUpgradeWebSocket,  // write `response` (the 101), then speak DERP inside WebSocket frames
 };
 
+// What a /bootstrap-dns?q=<name> query found (derper counts the same).
+enum class DnsQuery : uint8_t {
+  kNone,             // not a ?q= query
+  kUnpublished,      // an unpublished name, answered
+  kRolloutExcluded,  // an unpublished name whose rollout leaves this client out
+  kPublished,        // a published name (the published set is served)
+  kUnknown,          // neither
+};
+
 struct RouteResult {
   RouteAction action = RouteAction::kRespond;
   int status = 0;
   std::string response;  // complete response bytes (status line, headers, body)
   bool keepAlive = false;
   bool idealNodeMismatch = false;  // an Ideal-Node header was present
+  DnsQuery dnsQuery = DnsQuery::kNone;
 };
 
 RouteResult route(const Request& request, const RouteContext& ctx);

@@ -298,6 +298,17 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
                   "\n");
   total(out, shards, "derpd_bootstrap_dns_requests_total", "counter", "/bootstrap-dns requests",
         [](const ShardCounters& c) { return c.bootstrapDnsRequests.get(); });
+  family(out, "derpd_bootstrap_dns_queries_total", "counter",
+         "/bootstrap-dns?q=<name> queries by what they found (rollout_excluded: an unpublished "
+         "name whose TXT rollout share leaves the client out)");
+  static constexpr std::array<const char*, 4> kDnsResults = {"unpublished", "rollout_excluded",
+                                                             "published", "unknown"};
+  for (size_t r = 0; r < kDnsResults.size(); r++) {
+    uint64_t sum = 0;
+    for (ShardCounters* s : shards) sum += s->bootstrapDnsQueries[r].get();
+    absl::StrAppend(&out, "derpd_bootstrap_dns_queries_total{result=\"", kDnsResults[r], "\"} ",
+                    sum, "\n");
+  }
   total(out, shards, "derpd_ideal_node_header_total", "counter",
         "upgrades that carried an Ideal-Node header",
         [](const ShardCounters& c) { return c.idealNodeMismatch.get(); });

@@ -130,6 +130,9 @@ struct alignas(64) ShardCounters {
   Counter peerGoneNotHere;
   Counter directoryKeys;  // gauge: distinct keys in this shard's directory replica
   Counter bootstrapDnsRequests;
+  // /bootstrap-dns?q= queries by what they found: unpublished (answered),
+  // rollout_excluded, published, unknown (http::DnsQuery, kNone left out).
+  std::array<Counter, 4> bootstrapDnsQueries;
   Counter idealNodeMismatch;
   Counter meshForwardedInPackets;  // ForwardPacket frames from mesh peers
   Counter meshForwardedInBytes;

@@ -60,6 +60,7 @@ size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
         s_.counters_.bootstrapDnsRequests.add();
         if (s_.shared_.bootstrapDns != nullptr) dns = s_.shared_.bootstrapDns->load();
         ctx.bootstrapDns = dns.get();
+        ctx.peerIp = peer_.ip;
       }
       if (c.listener == ListenerKind::kPort80 && s_.shared_.acmeChallenges != nullptr) {
         challenges = s_.shared_.acmeChallenges->load();
@@ -68,6 +69,9 @@ size_t HttpSession::onHttpBytes(Connection& c, const uint8_t* data, size_t n) {
       http::RouteResult route =
           c.listener == ListenerKind::kPort80 ? http::routePort80(req, ctx) : http::route(req, ctx);
       if (route.idealNodeMismatch) s_.counters_.idealNodeMismatch.add();
+      if (route.dnsQuery != http::DnsQuery::kNone) {
+        s_.counters_.bootstrapDnsQueries[static_cast<size_t>(route.dnsQuery) - 1].add();
+      }
       if (route.action == http::RouteAction::kRespond) {
         s_.queueControl(
             c, {reinterpret_cast<const uint8_t*>(route.response.data()), route.response.size()});

@@ -105,6 +105,16 @@ std::string renderVarz(std::span<ShardCounters* const> shards, int64_t startUnix
 
   sample(out, "bootstrap_dns_requests", "counter",
          sum(shards, &ShardCounters::bootstrapDnsRequests));
+  // derper's ?q= counters. A name left out by its rollout is also a miss to
+  // derper (unless it is published as well, which we count as a miss too).
+  std::array<uint64_t, 4> dns{};
+  for (const ShardCounters* s : shards) {
+    for (size_t r = 0; r < dns.size(); r++) dns[r] += s->bootstrapDnsQueries[r].get();
+  }
+  sample(out, "bootstrap_dns_unpublished_hits", "counter", dns[0] + dns[1]);
+  sample(out, "bootstrap_dns_unpublished_percent_misses", "counter", dns[1]);
+  sample(out, "bootstrap_dns_published_hits", "counter", dns[2]);
+  sample(out, "bootstrap_dns_unpublished_misses", "counter", dns[1] + dns[3]);
 
   // derper's STUN dispositions: every datagram we ignore is "not_stun" to it.
   uint64_t notStun = 0;

@@ -380,11 +380,20 @@ TEST(ConfigTest, BootstrapDnsNamesAreCommaLists) {
             (std::vector<std::string>{"a.example.com", "b.example.com"}));
   EXPECT_EQ(c->config.unpublishedBootstrapDnsNames,
             (std::vector<std::string>{"hidden.example.com"}));
-  // derper's name/txt-record rollout needs TXT lookups: refused, not ignored.
-  auto rollout = parseCommandLine({"-unpublished-bootstrap-dns-names=a.example.com/pct.example.com"});
-  ASSERT_FALSE(rollout.ok());
-  EXPECT_NE(std::string(rollout.status().message()).find("unpublished-bootstrap-dns-names"),
-            std::string::npos);
+  // derper's name/txtname rollout entries, kept whole for the resolver.
+  auto rollout = parseCommandLine(
+      {"-unpublished-bootstrap-dns-names=a.example.com/pct.example.com,b.example.com"});
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->config.unpublishedBootstrapDnsNames,
+            (std::vector<std::string>{"a.example.com/pct.example.com", "b.example.com"}));
+  for (const char* bad : {"/pct.example.com", "a.example.com/", "a/b/c", "a b"}) {
+    SCOPED_TRACE(bad);
+    auto c = parseCommandLine({absl::StrCat("-unpublished-bootstrap-dns-names=", bad)});
+    ASSERT_FALSE(c.ok());
+    EXPECT_NE(std::string(c.status().message()).find("unpublished-bootstrap-dns-names"),
+              std::string::npos)
+        << c.status();
+  }
   EXPECT_FALSE(parseCommandLine({"-bootstrap-dns-names=a b"}).ok());
 }
 

@@ -1,4 +1,5 @@
 #include "http/routes.h"
+#include "http/rollout.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -352,7 +353,8 @@ TEST(RoutesTest, BootstrapDnsJsonIsDerpersShape) {
 
 TEST(RoutesTest, BootstrapDnsServesPublishedNamesAndUnpublishedOnlyWhenAsked) {
   const BootstrapDnsSnapshot dns = BootstrapDnsSnapshot::build(
-      {{"pub.example", {"192.0.2.1"}}}, {{"hidden.example", {"192.0.2.9"}}, {"gone.example", {}}});
+      {{"pub.example", {"192.0.2.1"}}},
+      {{{"hidden.example", {"192.0.2.9"}}, 1.0}, {{"gone.example", {}}, 1.0}});
   RouteContext ctx = kPlain;
   ctx.bootstrapDns = &dns;
   const std::string published = "{\n\t\"pub.example\": [\n\t\t\"192.0.2.1\"\n\t]\n}";
@@ -373,10 +375,49 @@ TEST(RoutesTest, BootstrapDnsServesPublishedNamesAndUnpublishedOnlyWhenAsked) {
     EXPECT_THAT(r.response, HasSubstr("\r\n\r\n" + published));
     EXPECT_THAT(r.response, Not(HasSubstr("hidden")));
   }
+  r = routeWire(request("GET", "/bootstrap-dns?q=hidden.example"), ctx);
+  EXPECT_EQ(r.dnsQuery, DnsQuery::kUnpublished);
+  EXPECT_EQ(routeWire(request("GET", "/bootstrap-dns?q=pub.example"), ctx).dnsQuery,
+            DnsQuery::kPublished);
+  EXPECT_EQ(routeWire(request("GET", "/bootstrap-dns?q=gone.example"), ctx).dnsQuery,
+            DnsQuery::kUnknown);
+  EXPECT_EQ(routeWire(request("GET", "/bootstrap-dns"), ctx).dnsQuery, DnsQuery::kNone);
   // Before the first resolution: 200 with an empty body, as derper.
   r = routeWire(request("GET", "/bootstrap-dns"), kPlain);
   EXPECT_EQ(r.status, 200);
   EXPECT_THAT(r.response, HasSubstr("Content-Length: 0\r\n"));
+}
+
+// name/txtname rollouts: the share decides per client address (rollout_test
+// checks the decision against Go's generator); a client left out gets the
+// published set, as if it had not asked.
+TEST(RoutesTest, BootstrapDnsRolloutAnswersOnlyTheClientsItIncludes) {
+  const BootstrapDnsSnapshot dns = BootstrapDnsSnapshot::build(
+      {{"pub.example", {"192.0.2.1"}}}, {{{"none.example", {"192.0.2.7"}}, 0.0},
+                                         {{"half.example", {"192.0.2.8"}}, 0.5},
+                                         {{"all.example", {"192.0.2.9"}}, 1.0}});
+  RouteContext ctx = kPlain;
+  ctx.bootstrapDns = &dns;
+  int included = 0;
+  for (uint8_t last = 1; last <= 40; last++) {
+    ctx.peerIp = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, last};
+    SCOPED_TRACE(last);
+    RouteResult r = routeWire(request("GET", "/bootstrap-dns?q=none.example"), ctx);
+    EXPECT_EQ(r.dnsQuery, DnsQuery::kRolloutExcluded);
+    EXPECT_THAT(r.response, HasSubstr("pub.example"));
+    EXPECT_THAT(r.response, Not(HasSubstr("192.0.2.7")));
+    r = routeWire(request("GET", "/bootstrap-dns?q=all.example"), ctx);
+    EXPECT_EQ(r.dnsQuery, DnsQuery::kUnpublished);
+    EXPECT_THAT(r.response, HasSubstr("192.0.2.9"));
+    r = routeWire(request("GET", "/bootstrap-dns?q=half.example"), ctx);
+    const bool want = rolloutIncludes(ctx.peerIp, 0.5);
+    EXPECT_EQ(r.dnsQuery, want ? DnsQuery::kUnpublished : DnsQuery::kRolloutExcluded);
+    EXPECT_EQ(r.response.find("192.0.2.8") != std::string::npos, want);
+    included += want ? 1 : 0;
+  }
+  // Both outcomes occur among 40 addresses at 50%.
+  EXPECT_GT(included, 0);
+  EXPECT_LT(included, 40);
 }
 
 TEST(RoutesTest, DebugForbiddenAndRespond) {
