@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "config/config_file.h"
 #include "config/duration.h"
+#include "config/derper_compat.h"
 #include "config/names.h"
 #include "net/socket_address.h"
 
@@ -312,6 +313,7 @@ const std::vector<FlagSpec>& flagSpecs() {
        "trimmed). Without -mesh-with the server accepts mesh peers but dials none",
        [](Config& c, absl::string_view v) {
          c.meshPskFile = std::string(v);
+         c.meshPskFileGiven = true;
          return std::string();
        }},
       {"mesh-insecure", Kind::kBool, "mesh", "false",
@@ -492,7 +494,7 @@ absl::Status checkCombinations(const Config& config) {
   }
   // Peers prove they belong to the region with the key. A key alone is
   // derper's accepting-only node: peers may mesh with it, it dials none.
-  if (!config.meshWith.empty() && config.meshPskFile.empty()) {
+  if (!config.meshWith.empty() && config.meshPskFile.empty() && config.devMeshKey.empty()) {
     return absl::InvalidArgumentError(
         "-mesh-with needs -mesh-psk-file (the region's shared mesh key)");
   }
@@ -547,6 +549,7 @@ absl::StatusOr<ParsedCommandLine> parseCommandLine(const std::vector<std::string
     }
   }
   if (absl::Status st = applyFlagValues(flags, out.config); !st.ok()) return st;
+  applyMeshKeyDefaults(env, out);
   if (absl::Status st = checkCombinations(out.config); !st.ok()) return st;
   return out;
 }
@@ -600,6 +603,9 @@ absl::Status scanFlags(const std::vector<std::string>& args, CommandLineAction& 
       if (s.name == name) spec = &s;
     }
     if (spec == nullptr) {
+      if (std::optional<std::string> why = derperFlagNotBuilt(name)) {
+        return absl::InvalidArgumentError(why.value());
+      }
       return absl::InvalidArgumentError(
           absl::StrCat("flag provided but not defined: -", name));
     }

@@ -72,6 +72,10 @@ struct Config {
   // -mesh-psk-file or not at all.
   std::vector<std::string> meshWith;
   std::string meshPskFile;    // -mesh-psk-file: read at startup (relay::loadMeshKey)
+  // Not set at all: derper's default, the first of /home/derp/keys/derp-mesh.key
+  // and $HOME/keys/derp-mesh.key that exists (parseCommandLine fills it in).
+  bool meshPskFileGiven = false;
+  std::string devMeshKey;     // -dev: $TAILSCALE_DERPER_MESH_KEY (derper's), instead of the file
   bool meshInsecure = false;  // --mesh-insecure
   std::string meshCa = "/etc/ssl/certs/ca-certificates.crt";  // --mesh-ca
   Nanos meshResolveInterval = 30 * kSecond;                   // --mesh-resolve-interval

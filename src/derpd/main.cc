@@ -230,11 +230,22 @@ int runServer(const derpd::Config& cfg) {
   relay::MeshTargetStore meshTargets;
   bssl::UniquePtr<SSL_CTX> meshTls;
   std::vector<relay::MeshEntry> meshEntries;
-  if (!cfg.meshPskFile.empty()) {
-    auto meshKey = relay::loadMeshKey(cfg.meshPskFile);
+  // derper's key sources (config): with -dev, $TAILSCALE_DERPER_MESH_KEY
+  // when set; else -mesh-psk-file, or derper's default file if one exists.
+  if (!cfg.devMeshKey.empty() || !cfg.meshPskFile.empty()) {
+    auto meshKey = !cfg.devMeshKey.empty()
+                       ? relay::parseMeshKey(cfg.devMeshKey, "TAILSCALE_DERPER_MESH_KEY")
+                       : relay::loadMeshKey(cfg.meshPskFile);
     if (!meshKey.ok()) {
-      logError("flag -mesh-psk-file: %s", meshKey.status().message());
+      logError("%s: %s", !cfg.devMeshKey.empty() ? "-dev" : "flag -mesh-psk-file",
+               meshKey.status().message());
       return kExitUsage;
+    }
+    if (!cfg.devMeshKey.empty()) {
+      logInfo("mesh key from TAILSCALE_DERPER_MESH_KEY (-dev)");
+    } else if (!cfg.meshPskFileGiven) {
+      logInfo("mesh key file: %s (derper's default location; -mesh-psk-file= turns it off)",
+              cfg.meshPskFile);
     }
     std::vector<relay::MeshEntry> entries;
     bool anyTls = opts.tls != nullptr;
@@ -444,7 +455,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; e++) {
-    if (std::string_view(*e).substr(0, 5) == "DERP_") env.emplace_back(*e);
+    const std::string_view entry(*e);
+    if (entry.substr(0, 5) == "DERP_" || entry.substr(0, 5) == "HOME=" ||
+        entry.substr(0, 26) == "TAILSCALE_DERPER_MESH_KEY=") {
+      env.emplace_back(entry);
+    }
   }
   auto parsed = derpd::parseCommandLine(args, env);
   if (!parsed.ok()) {

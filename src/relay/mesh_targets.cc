@@ -113,17 +113,11 @@ std::vector<std::pair<std::string, std::string>> canonical(const std::vector<Mes
 
 }  // namespace
 
-absl::StatusOr<std::string> loadMeshKey(const std::string& path) {
+absl::StatusOr<std::string> parseMeshKey(absl::string_view text, absl::string_view source) {
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("mesh key file ", path, ": ", why));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", why));
   };
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return bad(absl::StrCat("cannot read: ", std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return bad(absl::StrCat("cannot read: ", std::strerror(errno)));
-  const std::string contents = text.str();
-  const absl::string_view key = absl::StripAsciiWhitespace(contents);
+  const absl::string_view key = absl::StripAsciiWhitespace(text);
   if (key.size() != kMeshKeyHexChars) {
     return bad(absl::StrCat("want ", kMeshKeyHexChars, " hex characters (a 32-byte key), found ",
                             key.size(), " characters"));
@@ -134,6 +128,20 @@ absl::StatusOr<std::string> loadMeshKey(const std::string& path) {
     }
   }
   return absl::AsciiStrToLower(key);
+}
+
+absl::StatusOr<std::string> loadMeshKey(const std::string& path) {
+  const std::string source = absl::StrCat("mesh key file ", path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": cannot read: ", std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad())
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": cannot read: ", std::strerror(errno)));
+  return parseMeshKey(text.str(), source);
 }
 
 std::string MeshTarget::id() const {

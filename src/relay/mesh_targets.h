@@ -34,6 +34,8 @@ using derpd::parseMeshEntry;
 // them lowercase. Errors name the file and say what is wrong (unreadable,
 // wrong length, not hex); they never quote the file's contents.
 absl::StatusOr<std::string> loadMeshKey(const std::string& path);
+// The same check for a key given as text; `source` names it in errors.
+absl::StatusOr<std::string> parseMeshKey(absl::string_view text, absl::string_view source);
 
 // A peer to connect to: one resolved address of an entry.
 struct MeshTarget {

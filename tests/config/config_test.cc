@@ -1,6 +1,11 @@
 #include "config/config.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include <gtest/gtest.h>
 
@@ -319,6 +324,67 @@ TEST(ConfigTest, MeshFlags) {
     EXPECT_NE(msg.find("-mesh-with"), std::string::npos) << msg;
     EXPECT_NE(msg.find(std::string("\"") + bad + "\""), std::string::npos) << msg;
   }
+}
+
+// derper's other mesh key sources: its default key files when -mesh-psk-file
+// is not given at all, and $TAILSCALE_DERPER_MESH_KEY with -dev.
+TEST(ConfigTest, MeshKeyDefaultsAreDerpers) {
+  char dirTemplate[] = "/tmp/derpd-config-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dirTemplate), nullptr);
+  const std::string home = dirTemplate;
+  const std::string homeEnv = "HOME=" + home;
+  auto none = parseCommandLine({}, {homeEnv});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->config.meshPskFile, "");  // no file there yet
+  ASSERT_EQ(::mkdir((home + "/keys").c_str(), 0700), 0);
+  const std::string keyFile = home + "/keys/derp-mesh.key";
+  std::FILE* f = std::fopen(keyFile.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+  auto found = parseCommandLine({"-mesh-with", "derp2.example.com"}, {homeEnv});
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->config.meshPskFile, keyFile);
+  EXPECT_FALSE(found->config.meshPskFileGiven);
+  // Given, even empty, the flag wins.
+  auto off = parseCommandLine({"-mesh-psk-file="}, {homeEnv});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(off->config.meshPskFile, "");
+  auto other = parseCommandLine({}, {homeEnv, "DERP_MESH_PSK_FILE=/etc/derp/mesh.key"});
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->config.meshPskFile, "/etc/derp/mesh.key");
+  std::remove(keyFile.c_str());
+  ::rmdir((home + "/keys").c_str());
+  ::rmdir(home.c_str());
+
+  const std::string key = "TAILSCALE_DERPER_MESH_KEY=" + std::string(64, 'a');
+  auto dev = parseCommandLine({"-dev", "-mesh-with", "derp2.example.com"}, {key});
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  EXPECT_EQ(dev->config.devMeshKey, std::string(64, 'a'));
+  EXPECT_NE(std::find(dev->environment.begin(), dev->environment.end(),
+                      "TAILSCALE_DERPER_MESH_KEY=(set)"),
+            dev->environment.end());
+  // Outside -dev derper ignores the variable, and so does derpd.
+  EXPECT_FALSE(parseCommandLine({"-mesh-with", "derp2.example.com"}, {key}).ok());
+  auto prod = parseCommandLine({}, {key});
+  ASSERT_TRUE(prod.ok()) << prod.status();
+  EXPECT_EQ(prod->config.devMeshKey, "");
+}
+
+// derper flags derpd does not build are refused, saying why and what to use.
+TEST(ConfigTest, DerperFlagsNotBuiltAreRefusedWithTheReason) {
+  for (const char* flag : {"-secrets-url=https://setec.example", "-secrets-path-prefix=prod/derp",
+                           "-secrets-cache-dir=/tmp/x", "-ace"}) {
+    SCOPED_TRACE(flag);
+    auto r = parseCommandLine({flag});
+    ASSERT_FALSE(r.ok());
+    const std::string msg(r.status().message());
+    EXPECT_NE(msg.find("is not built in derpd"), std::string::npos) << msg;
+  }
+  auto setec = parseCommandLine({"-secrets-url", "https://setec.example"});
+  EXPECT_NE(std::string(setec.status().message()).find("-mesh-psk-file"), std::string::npos);
+  EXPECT_NE(std::string(parseCommandLine({"-nosuch"}).status().message())
+                .find("flag provided but not defined: -nosuch"),
+            std::string::npos);
 }
 
 TEST(ConfigTest, MeshWithNeedsMeshPskFile) {

@@ -334,6 +334,49 @@ TEST(MeshStartupTest, BadPskFileStopsStartupNamingTheFile) {
   }
 }
 
+// derper's default key file, used when -mesh-psk-file is not given at all:
+// $HOME/keys/derp-mesh.key here. A client holding that key may watch the
+// node; -mesh-psk-file= (given, empty) turns the default off.
+TEST(MeshStartupTest, DerpersDefaultKeyFileIsUsedUnlessTheFlagIsGiven) {
+  ASSERT_OK_AND_ASSIGN(std::string home, makeTempDir());
+  absl::Cleanup removeDir = [&] { removeTree(home); };
+  ASSERT_EQ(::mkdir((home + "/keys").c_str(), 0700), 0);
+  const std::string key = randomMeshKey();
+  ASSERT_OK(replaceFileAtomically(home + "/keys", "derp-mesh.key", key + "\n"));
+  for (bool flagGiven : {false, true}) {
+    SCOPED_TRACE(flagGiven);
+    DerpdOptions opts;
+    opts.extraArgs = {"-stun=false"};
+    if (flagGiven) opts.extraArgs.push_back("-mesh-psk-file=");
+    opts.env = {{"HOME", home}};
+    ASSERT_OK_AND_ASSIGN(auto d, DerpdProcess::start(opts));
+    const std::string logged =
+        absl::StrCat("mesh key file: ", home, "/keys/derp-mesh.key (derper's default location");
+    EXPECT_EQ(d->findLog(logged).has_value(), !flagGiven) << d->logText();
+    client::ClientOptions o;
+    o.port = d->port();
+    ASSERT_OK_AND_ASSIGN(auto regular, DerpClient::connect(o));
+    client::ClientOptions w = o;
+    w.key = derp::PrivateKey::generate();
+    w.meshKey = key;
+    ASSERT_OK_AND_ASSIGN(auto watcher, DerpClient::connect(w));
+    ASSERT_OK(watcher->sendRaw(watchConnsBytes()));
+    if (flagGiven) {
+      EXPECT_OK(expectClosedByServer(*watcher));
+      continue;
+    }
+    // Accepted as a mesh peer: it is told who is here.
+    const Nanos deadline = now() + kWait;
+    bool present = false;
+    while (!present) {
+      ASSERT_OK_AND_ASSIGN(OwnedFrame f, watcher->recv(until(deadline)));
+      if (f.frameType() != derp::FrameType::kPeerPresent) continue;
+      ASSERT_OK_AND_ASSIGN(derp::Frame parsed, f.parse());
+      present = std::get<derp::PeerPresentFrame>(parsed).key == regular->publicKey();
+    }
+  }
+}
+
 TEST_F(MeshTest, MeshFramesWithoutMeshKeyCloseTheConnection) {
   ASSERT_OK_AND_ASSIGN(auto a, mesh_->connect(1));
   ASSERT_OK_AND_ASSIGN(auto b, mesh_->connect(1));
