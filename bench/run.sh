@@ -16,8 +16,9 @@ shards=${SHARDS:-1}
 step=${STEP_SECONDS:-2}
 derpd=$build/src/derpd/derpd
 bench=$build/bench/derp-bench
-for t in "$derpd" "$bench"; do
-  [ -x "$t" ] || { echo "missing $t (build it first: ninja -C $build src/derpd/derpd bench/derp-bench)" >&2; exit 1; }
+floor=$build/bench/derp-floor
+for t in "$derpd" "$bench" "$floor"; do
+  [ -x "$t" ] || { echo "missing $t (build it first: ninja -C $build src/derpd/derpd bench/derp-bench bench/derp-floor)" >&2; exit 1; }
 done
 if [ -n "${DERPER:-}" ] && [ ! -x "$DERPER" ]; then echo "DERPER=$DERPER is not executable" >&2; exit 1; fi
 
@@ -42,8 +43,11 @@ port="" stun_port=""
 # start_server NAME BINARY tls|plain: starts it on 127.0.0.1 and sets pid, port, stun_port.
 start_server() {
   local name=$1 bin=$2 mode=$3 log=$tmp/$1.log args
+  port="" stun_port=""
   rm -rf "$tmp/certs" && mkdir -p "$tmp/certs"
-  if [ "$bin" = "$derpd" ]; then
+  if [ "$bin" = "$floor" ]; then
+    args=(--addr 127.0.0.1:0)
+  elif [ "$bin" = "$derpd" ]; then
     # The loads come from one address and connect thousands at once.
     args=(-a 127.0.0.1:0 -stun-port 0 -http-port -1 -c "$tmp/$name.key" --shards "$shards"
           --max-conns-per-ip 0 --max-handshakes-per-shard 0 "${derpd_extra[@]}")
@@ -53,10 +57,14 @@ start_server() {
     args=(-a "127.0.0.1:$port" -stun-port "$stun_port" -http-port -1 -c "$tmp/$name.json")
   fi
   [ "$mode" = tls ] && args+=(-certmode manual -certdir "$tmp/certs" -hostname 127.0.0.1)
+  [ "$bin" = "$floor" ] && [ "$mode" = tls ] && { echo "the floor is plain only" >&2; exit 1; }
   taskset -c "$server_cpus" "$bin" "${args[@]}" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do
-    if [ "$bin" = "$derpd" ]; then
+    if [ "$bin" = "$floor" ]; then
+      port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" | sed 's/.*://' || true)
+      [ -n "$port" ] && break
+    elif [ "$bin" = "$derpd" ]; then
       port=$(grep -o 'listening on https\?://127.0.0.1:[0-9]*' "$log" | sed 's/.*://' || true)
       stun_port=$(grep -o 'STUN listening on udp://127.0.0.1:[0-9]*' "$log" | sed 's/.*://' || true)
       [ -n "$port" ] && break
@@ -78,18 +86,33 @@ rows=$tmp/rows.jsonl
 md=$tmp/summary.md
 : >"$rows"
 : >"$md"
-# run_bench NAME BINARY tls|plain SCENARIOS
+# run_bench NAME BINARY tls|plain SCENARIOS [DERP-BENCH ARGS]
 run_bench() {
-  local name=$1 scheme=http
+  local name=$1 scheme=http stun=()
   [ "$3" = tls ] && scheme=https
   start_server "$1" "$2" "$3"
+  [ -n "$stun_port" ] && stun=(--stun "127.0.0.1:$stun_port")
   echo "== $name: pid $pid on CPUs $server_cpus, https? $scheme, port $port" >&2
   # shellcheck disable=SC2086
   "$bench" --url "$scheme://127.0.0.1:$port" --insecure --label "$name" \
     --server-pid "$pid" --server-cpus "$server_cpus" --load-cpus "$load_cpus" \
-    --stun "127.0.0.1:$stun_port" --scenarios "$4" --seconds "$step" \
-    --markdown "$md" ${BENCH_ARGS:-} >>"$rows" || echo "note: $name had rows that are not sane" >&2
+    "${stun[@]}" --scenarios "$4" --seconds "$step" \
+    --markdown "$md" ${5:-} ${BENCH_ARGS:-} >>"$rows" || echo "note: $name had rows that are not sane" >&2
   stop_server
+}
+
+# The floor (bench/README.md): derp-floor, derpd and derper under the same
+# sparse load (one 1280 B packet per write, 10 pairs) at 20k, 50k and 100k
+# packets/s, then unpaced; FLOOR_ONLY=1 runs only this.
+run_floor() {
+  local args="--sizes 1280 --pairs 10 --burst 1 --rates 20000,50000,100000"
+  run_bench sparse-floor "$floor" plain oneway "$args"
+  run_bench sparse-derpd "$derpd" plain oneway "$args"
+  run_bench sparse-derpd-tls "$derpd" tls oneway "$args"
+  if [ -n "${DERPER:-}" ]; then
+    run_bench sparse-derper "$DERPER" plain oneway "$args"
+    run_bench sparse-derper-tls "$DERPER" tls oneway "$args"
+  fi
 }
 
 # run_mesh_bench: two plain derpd nodes of one mesh region on 127.0.0.1 and
@@ -122,16 +145,19 @@ run_mesh_bench() {
 # The per-client receive limit: 10 MB sent as fast as possible at 1 MB/s, one
 # shard, beside an echo pair (bench/README.md, ratelimit).
 echo '{"PerClientRateLimitBytesPerSec": 1000000}' >"$tmp/rate.json"
-derpd_extra=(-rate-config "$tmp/rate.json" --shards 1)
-run_bench derpd-ratelimit "$derpd" plain ratelimit
-derpd_extra=()
-run_bench derpd-tls "$derpd" tls oneway,echo,idle,storm,stun
-run_bench derpd-plain "$derpd" plain oneway,echo,idle
-run_mesh_bench
-if [ -n "${DERPER:-}" ]; then
-  run_bench derper-tls "$DERPER" tls oneway,echo,idle,storm,stun
-  run_bench derper-plain "$DERPER" plain oneway,echo,idle
+if [ -z "${FLOOR_ONLY:-}" ]; then
+  derpd_extra=(-rate-config "$tmp/rate.json" --shards 1)
+  run_bench derpd-ratelimit "$derpd" plain ratelimit
+  derpd_extra=()
+  run_bench derpd-tls "$derpd" tls oneway,echo,idle,storm,stun
+  run_bench derpd-plain "$derpd" plain oneway,echo,idle
+  run_mesh_bench
+  if [ -n "${DERPER:-}" ]; then
+    run_bench derper-tls "$DERPER" tls oneway,echo,idle,storm,stun
+    run_bench derper-plain "$DERPER" plain oneway,echo,idle
+  fi
 fi
+run_floor
 
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$here" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "-dirty" || true)
@@ -145,9 +171,13 @@ jq -n --arg date "$date" --arg commit "$commit$dirty" --arg cpu "$cpu" \
   '{date: $date, commit: $commit, machine: {cpu: $cpu, nproc: $nproc, kernel: $kernel},
     server_cpus: $server_cpus, load_cpus: $load_cpus, derpd_shards: $shards, rows: $rows}' >"$out"
 echo "results: $out" >&2
+floor_md=$tmp/floor.md
+"$here/floor_report.sh" "$rows" "${out%.json}" >"$floor_md" || echo "note: no floor table" >&2
 
 echo "## derp-bench $date, commit $commit$dirty"
 echo
 echo "$cpu, $(nproc) CPUs, Linux $(uname -r); server on CPU $server_cpus ($shards shard(s)),"
 echo "harness on CPU $load_cpus; load average $(cut -d' ' -f1-3 /proc/loadavg)."
 cat "$md"
+echo
+cat "$floor_md"

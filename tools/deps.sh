@@ -12,6 +12,7 @@ packages=(
   pebble               # a real ACME server (tests/integration/acme_test.cc)
   clang                # libFuzzer targets
   valgrind             # bench/callgrind.sh (valgrind.h is found at configure time)
+  jq gnuplot-nox       # bench/run.sh's results, floor table and charts; derp_floor_quick
   systemd              # systemd-analyze, for the tests of tools/systemd/derpd.service
   libseccomp-dev       # compiles k8s/seccomp/derpd.json as runtimes do (seccomp_profile_test)
   buildah podman runc libcap2-bin  # tools/image.sh and its test (image_test)
