@@ -32,7 +32,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <deque>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,180 +42,190 @@
 #include "derp/frame.h"
 #include "derp/handshake.h"
 #include "derp/key.h"
+#include "runtime/buffer_ring.h"
+#include "runtime/io_ring.h"
 
 namespace {
 
+using derpd::Completion;
 using derpd::derp::NodeKey;
 
-constexpr size_t kBufSize = 160 << 10;  // a frame (at most 64 KiB + 37) always fits after a tail
 constexpr size_t kMaxIov = 64;
-constexpr unsigned kRingEntries = 1024;
-
-struct Buf {
-  uint8_t* data;
-  int refs = 0;
-};
-
-struct Segment {
-  Buf* buf;
-  const uint8_t* p;
-  size_t len;
-};
+constexpr size_t kCompletionsPerTurn = 32;  // as a derpd shard
+constexpr uint16_t kBufferGroup = 1;
+constexpr uint16_t kRecvBuffers = 512;  // 8 MiB of 16 KiB buffers, as a derpd shard
+constexpr uint32_t kRecvBufferSize = 16 * 1024;
 
 enum class State { kHttp, kClientInfo, kDerp };
+
+class Floor;
+
+struct Conn;
+
+struct Op : Completion {
+  Floor* floor = nullptr;
+  Conn* conn = nullptr;
+  bool isSend = false;
+  void complete(int res, uint32_t flags) override;
+};
 
 struct Conn {
   int fd = -1;
   State state = State::kHttp;
   NodeKey key{};
-  std::vector<uint8_t> pending;  // handshake bytes, or the tail of a cut frame
-  Buf* rbuf = nullptr;           // the buffer a recv is filling
-  size_t rstart = 0;             // where the recv writes in rbuf (after the tail)
-  std::deque<Segment> outq;
-  bool sending = false;
+  // Handshake bytes, or a frame cut by the end of a receive and what follows.
+  std::vector<uint8_t> pending;
+  // This turn's runs for this receiver, pointing into receive buffers.
   iovec iov[kMaxIov];
+  size_t iovCount = 0;
+  bool dirty = false;
+  // Bytes the socket did not take at once, sent by the ring in order.
+  std::vector<uint8_t> backlog;
+  std::vector<uint8_t> sending;  // the backlog handed to the ring's sendmsg
+  iovec sendIov{};
   msghdr msg{};
-  int inflight = 0;  // ops in the ring that name this Conn
+  Op recvOp;
+  Op sendOp;
+  bool recvArmed = false;
   bool closed = false;
+  int inflight = 0;
 };
-
-enum Kind : uintptr_t { kAccept = 0, kRecv = 1, kSend = 2 };
 
 class Floor {
  public:
-  explicit Floor(int listenFd) : listenFd_(listenFd) {
-    if (int rc = io_uring_queue_init(kRingEntries, &ring_, 0); rc < 0) {
-      std::fprintf(stderr, "derp-floor: io_uring_queue_init: %s\n", std::strerror(-rc));
-      std::exit(1);
-    }
+  Floor(int listenFd, derpd::Nanos batchWait) : listenFd_(listenFd), batchWait_(batchWait) {
+    auto ring = derpd::IoRing::create(4096);
+    if (!ring.ok()) die("io_uring", std::string(ring.status().message()));
+    ring_ = std::move(*ring);
+    auto buffers =
+        derpd::BufferRing::create(ring_->raw(), kBufferGroup, kRecvBuffers, kRecvBufferSize, true);
+    if (!buffers.ok()) die("buffer ring", std::string(buffers.status().message()));
+    buffers_ = std::move(*buffers);
     serverKey_ = derpd::derp::PrivateKey::generate();
+    acceptOp_.floor = this;
   }
 
   void run(const volatile sig_atomic_t& stop) {
-    submitAccept();
+    armAccept();
     while (!stop) {
-      io_uring_submit_and_wait(&ring_, 1);
-      io_uring_cqe* cqe;
-      unsigned head;
-      unsigned seen = 0;
-      io_uring_for_each_cqe(&ring_, head, cqe) {
-        handle(cqe->user_data, cqe->res);
-        seen++;
-      }
-      io_uring_cq_advance(&ring_, seen);
+      ring_->runOnce(-1, kCompletionsPerTurn, batchWait_);
+      flush();
+      for (uint16_t bid : toRecycle_) buffers_->recycle(bid);
+      toRecycle_.clear();
+      buffers_->commit();
+      for (Conn* c : dead_) delete c;
+      dead_.clear();
+    }
+  }
+
+  void onCompletion(Op& op, int res, uint32_t flags) {
+    if (op.conn == nullptr) {
+      onAccept(res);
+    } else if (op.isSend) {
+      onSent(*op.conn, res);
+    } else {
+      onRecv(*op.conn, res, flags);
+    }
+    if (op.conn != nullptr) {
+      Conn* c = op.conn;
+      if (op.isSend || !(flags & IORING_CQE_F_MORE)) c->inflight--;
+      if (c->closed && c->inflight == 0) dead_.push_back(c);
     }
   }
 
  private:
-  io_uring_sqe* sqe() {
-    io_uring_sqe* s = io_uring_get_sqe(&ring_);
-    if (s == nullptr) {
-      io_uring_submit(&ring_);
-      s = io_uring_get_sqe(&ring_);
+  [[noreturn]] static void die(const char* what, const std::string& why) {
+    std::fprintf(stderr, "derp-floor: %s: %s\n", what, why.c_str());
+    std::exit(1);
+  }
+
+  void armAccept() {
+    io_uring_sqe* s = ring_->sqe();
+    io_uring_prep_multishot_accept(s, listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
+    derpd::IoRing::setCompletion(s, &acceptOp_);
+  }
+
+  void onAccept(int res) {
+    if (res >= 0) {
+      int one = 1;
+      ::setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      Conn* c = new Conn();
+      c->fd = res;
+      c->recvOp = {};
+      c->recvOp.floor = this;
+      c->recvOp.conn = c;
+      c->sendOp.floor = this;
+      c->sendOp.conn = c;
+      c->sendOp.isSend = true;
+      armRecv(*c);
     }
-    return s;
+    // The multishot accept ends on an error (or a full CQ): start another.
+    if (res < 0) armAccept();
   }
 
-  void submitAccept() {
-    io_uring_sqe* s = sqe();
-    io_uring_prep_accept(s, listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(s, kAccept);
+  void armRecv(Conn& c) {
+    io_uring_sqe* s = ring_->sqe();
+    io_uring_prep_recv_multishot(s, c.fd, nullptr, 0, 0);
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = kBufferGroup;
+    derpd::IoRing::setCompletion(s, &c.recvOp);
+    c.recvArmed = true;
+    c.inflight++;
   }
 
-  Buf* takeBuf() {
-    if (free_.empty()) {
-      bufs_.push_back(Buf{new uint8_t[kBufSize], 0});
-      free_.push_back(&bufs_.back());
-    }
-    Buf* b = free_.back();
-    free_.pop_back();
-    b->refs = 1;
-    return b;
-  }
-
-  void release(Buf* b) {
-    if (--b->refs == 0) free_.push_back(b);
-  }
-
-  void submitRecv(Conn* c) {
-    c->rbuf = takeBuf();
-    c->rstart = 0;
-    if (c->state == State::kDerp && !c->pending.empty()) {
-      std::memcpy(c->rbuf->data, c->pending.data(), c->pending.size());
-      c->rstart = c->pending.size();
-      c->pending.clear();
-    }
-    io_uring_sqe* s = sqe();
-    io_uring_prep_recv(s, c->fd, c->rbuf->data + c->rstart, kBufSize - c->rstart, 0);
-    io_uring_sqe_set_data64(s, reinterpret_cast<uintptr_t>(c) | kRecv);
-    c->inflight++;
-  }
-
-  void handle(uint64_t data, int res) {
-    if (data == kAccept) {
-      if (res >= 0) {
-        int one = 1;
-        ::setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        Conn* c = new Conn();
-        c->fd = res;
-        submitRecv(c);
-      }
-      submitAccept();
-      return;
-    }
-    Conn* c = reinterpret_cast<Conn*>(data & ~uintptr_t{3});
-    c->inflight--;
-    if ((data & 3) == kRecv) {
-      onRecv(c, res);
-    } else {
-      onSent(c, res);
-    }
-    if (c->closed && c->inflight == 0) delete c;
-  }
-
-  void close(Conn* c) {
-    if (c->closed) return;
-    c->closed = true;
+  void close(Conn& c) {
+    if (c.closed) return;
+    c.closed = true;
     lastDst_ = nullptr;
-    if (c->state == State::kDerp) {
-      auto it = byKey_.find(c->key);
-      if (it != byKey_.end() && it->second == c) byKey_.erase(it);
+    if (c.state == State::kDerp) {
+      auto it = byKey_.find(c.key);
+      if (it != byKey_.end() && it->second == &c) byKey_.erase(it);
     }
-    for (Segment& s : c->outq) release(s.buf);
-    c->outq.clear();
-    ::close(c->fd);
+    c.iovCount = 0;
+    ::shutdown(c.fd, SHUT_RDWR);
+    ::close(c.fd);
+    if (c.inflight == 0) dead_.push_back(&c);
   }
 
-  void onRecv(Conn* c, int res) {
-    Buf* b = c->rbuf;
-    c->rbuf = nullptr;
-    if (res <= 0 || c->closed) {
-      release(b);
+  void onRecv(Conn& c, int res, uint32_t flags) {
+    if (!(flags & IORING_CQE_F_MORE)) c.recvArmed = false;
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+      const uint16_t bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+      bool done = false;
+      uint8_t* data = buffers_->consume(bid, static_cast<size_t>(res), flags, done);
+      if (!c.closed) received(c, data, static_cast<size_t>(res));
+      if (done) toRecycle_.push_back(bid);
+    } else if (res == 0 || (res < 0 && res != -ENOBUFS)) {
       close(c);
+    }
+    if (!c.recvArmed && !c.closed) armRecv(c);
+  }
+
+  void received(Conn& c, uint8_t* data, size_t n) {
+    if (c.state != State::kDerp) {
+      c.pending.insert(c.pending.end(), data, data + n);
+      if (!handshake(c)) close(c);
       return;
     }
-    const size_t n = c->rstart + static_cast<size_t>(res);
-    if (c->state != State::kDerp) {
-      c->pending.insert(c->pending.end(), b->data + c->rstart, b->data + n);
-      release(b);
-      if (!handshake(c)) {
-        close(c);
-        return;
-      }
-    } else {
-      forward(c, b, n);
-      release(b);
+    if (c.pending.empty()) {
+      // The common case: whole frames straight from the receive buffer.
+      const size_t used = forward(c, data, n);
+      if (used < n) c.pending.assign(data + used, data + n);
+      return;
     }
-    if (!c->closed) submitRecv(c);
+    // A cut frame: complete it (and whatever follows) in pending, copied.
+    c.pending.insert(c.pending.end(), data, data + n);
+    const size_t used = forward(c, c.pending.data(), c.pending.size(), true);
+    c.pending.erase(c.pending.begin(), c.pending.begin() + static_cast<long>(used));
   }
 
-  // Moves the handshake along with the bytes in c->pending; false: hopeless.
-  bool handshake(Conn* c) {
-    if (c->state == State::kHttp) {
-      std::string_view text(reinterpret_cast<const char*>(c->pending.data()), c->pending.size());
+  // Moves the handshake along with the bytes in c.pending; false: hopeless.
+  bool handshake(Conn& c) {
+    if (c.state == State::kHttp) {
+      std::string_view text(reinterpret_cast<const char*>(c.pending.data()), c.pending.size());
       const size_t end = text.find("\r\n\r\n");
-      if (end == std::string_view::npos) return c->pending.size() < 16384;
-      c->pending.erase(c->pending.begin(), c->pending.begin() + static_cast<long>(end + 4));
+      if (end == std::string_view::npos) return c.pending.size() < 16384;
+      c.pending.erase(c.pending.begin(), c.pending.begin() + static_cast<long>(end + 4));
       std::string out =
           "HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n"
           "Derp-Version: 2\r\nDerp-Public-Key: " +
@@ -223,48 +234,55 @@ class Floor {
           derpd::derp::encodeFrame(derpd::derp::ServerKeyFrame{serverKey_.publicKey()});
       out.append(reinterpret_cast<const char*>(frame.data()), frame.size());
       if (!sendSmall(c, out)) return false;
-      c->state = State::kClientInfo;
+      c.state = State::kClientInfo;
     }
-    if (c->pending.size() < derpd::derp::kFrameHeaderLen) return true;
-    std::optional<derpd::derp::FrameHeader> h = derpd::derp::decodeFrameHeader(c->pending);
+    if (c.pending.size() < derpd::derp::kFrameHeaderLen) return true;
+    std::optional<derpd::derp::FrameHeader> h = derpd::derp::decodeFrameHeader(c.pending);
     if (!h || h->type != static_cast<uint8_t>(derpd::derp::FrameType::kClientInfo) ||
         h->length < derpd::derp::kKeyLen) {
       return false;
     }
     const size_t total = derpd::derp::kFrameHeaderLen + h->length;
-    if (c->pending.size() < total) return true;
-    c->key = NodeKey::fromSpan(
-        std::span<const uint8_t>(c->pending).subspan(derpd::derp::kFrameHeaderLen, 32));
-    c->pending.erase(c->pending.begin(), c->pending.begin() + static_cast<long>(total));
+    if (c.pending.size() < total) return true;
+    c.key = NodeKey::fromSpan(
+        std::span<const uint8_t>(c.pending).subspan(derpd::derp::kFrameHeaderLen, 32));
+    c.pending.erase(c.pending.begin(), c.pending.begin() + static_cast<long>(total));
     const std::string json = derpd::derp::serverInfoJson({});
     std::vector<uint8_t> sealed = derpd::derp::sealBox(
-        serverKey_, c->key,
+        serverKey_, c.key,
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(json.data()), json.size()));
     std::vector<uint8_t> frame = derpd::derp::encodeFrame(derpd::derp::ServerInfoFrame{sealed});
     if (!sendSmall(c, std::string(frame.begin(), frame.end()))) return false;
-    c->state = State::kDerp;
-    byKey_[c->key] = c;
+    c.state = State::kDerp;
+    byKey_[c.key] = &c;
     lastDst_ = nullptr;
+    // Bytes behind the ClientInfo are frames.
+    if (!c.pending.empty()) {
+      std::vector<uint8_t> rest = std::move(c.pending);
+      c.pending.clear();
+      const size_t used = forward(c, rest.data(), rest.size(), true);
+      c.pending.assign(rest.begin() + static_cast<long>(used), rest.end());
+    }
     return true;
   }
 
   // The handshake's few hundred bytes, written at once (the socket's buffer
   // is empty then).
-  static bool sendSmall(Conn* c, const std::string& bytes) {
-    return ::send(c->fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+  static bool sendSmall(Conn& c, const std::string& bytes) {
+    return ::send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
            static_cast<ssize_t>(bytes.size());
   }
 
-  // The whole frames in b[0, n): SendPackets rewritten in place into
-  // RecvPackets and queued on their receivers in runs; a cut frame's tail
-  // kept for the next recv.
-  void forward(Conn* c, Buf* b, size_t n) {
-    uint8_t* p = b->data;
+  // The whole frames at the start of p[0, n): each SendPacket rewritten in
+  // place into a RecvPacket and its receiver given the run it is part of
+  // (copy: the bytes do not outlive this call, so runs are copied into the
+  // receiver's backlog). Returns the bytes used (a cut frame's are not).
+  size_t forward(Conn& c, uint8_t* p, size_t n, bool copy = false) {
     size_t at = 0;
     Conn* runDst = nullptr;
     size_t runStart = 0;
-    auto flush = [&](size_t end) {
-      if (runDst != nullptr && end > runStart) queue(runDst, b, p + runStart, end - runStart);
+    auto endRun = [&](size_t end) {
+      if (runDst != nullptr && end > runStart) give(*runDst, p + runStart, end - runStart, copy);
       runDst = nullptr;
     };
     while (n - at >= derpd::derp::kFrameHeaderLen) {
@@ -284,74 +302,119 @@ class Floor {
         dst = lastDst_;
         if (dst != nullptr) {
           p[at] = static_cast<uint8_t>(derpd::derp::FrameType::kRecvPacket);
-          std::memcpy(key, c->key.bytes.data(), 32);
+          std::memcpy(key, c.key.bytes.data(), 32);
         }
       }
       if (dst != runDst) {
-        flush(at);
+        endRun(at);
         runDst = dst;
         runStart = at;
       }
       at += total;
     }
-    flush(at);
-    if (at < n) c->pending.assign(p + at, p + n);
+    endRun(at);
+    return at;
   }
 
-  void queue(Conn* dst, Buf* b, const uint8_t* p, size_t len) {
-    b->refs++;
-    dst->outq.push_back({b, p, len});
-    if (!dst->sending) submitSend(dst);
-  }
-
-  void submitSend(Conn* c) {
-    size_t k = 0;
-    for (const Segment& s : c->outq) {
-      if (k == kMaxIov) break;
-      c->iov[k++] = {const_cast<uint8_t*>(s.p), s.len};
+  // Bytes for dst: pointed to until the end of the turn, or copied behind
+  // what it has not sent yet (order is kept).
+  void give(Conn& dst, uint8_t* p, size_t len, bool copy) {
+    if (copy || !dst.backlog.empty() || !dst.sending.empty() || dst.iovCount == kMaxIov) {
+      flushOne(dst);  // what this turn gave it so far goes first
+      dst.backlog.insert(dst.backlog.end(), p, p + len);
+      if (dst.sending.empty()) sendBacklog(dst);
+      return;
     }
-    c->msg = {};
-    c->msg.msg_iov = c->iov;
-    c->msg.msg_iovlen = k;
-    io_uring_sqe* s = sqe();
-    io_uring_prep_sendmsg(s, c->fd, &c->msg, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(s, reinterpret_cast<uintptr_t>(c) | kSend);
-    c->sending = true;
-    c->inflight++;
+    dst.iov[dst.iovCount++] = {p, len};
+    if (!dst.dirty) {
+      dst.dirty = true;
+      dirty_.push_back(&dst);
+    }
   }
 
-  void onSent(Conn* c, int res) {
-    c->sending = false;
-    if (c->closed) return;
+  // End of turn: each receiver's runs in one sendmsg; what the socket does
+  // not take is copied to its backlog and left to the ring.
+  void flush() {
+    for (Conn* c : dirty_) {
+      c->dirty = false;
+      flushOne(*c);
+    }
+    dirty_.clear();
+  }
+
+  void flushOne(Conn& c) {
+    if (c.iovCount == 0 || c.closed) {
+      c.iovCount = 0;
+      return;
+    }
+    msghdr m{};
+    m.msg_iov = c.iov;
+    m.msg_iovlen = c.iovCount;
+    ssize_t sent = ::sendmsg(c.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0 && errno != EAGAIN && errno != EINTR) {
+      c.iovCount = 0;
+      close(c);
+      return;
+    }
+    size_t skip = sent > 0 ? static_cast<size_t>(sent) : 0;
+    for (size_t i = 0; i < c.iovCount; i++) {
+      const iovec& v = c.iov[i];
+      if (skip >= v.iov_len) {
+        skip -= v.iov_len;
+        continue;
+      }
+      const uint8_t* b = static_cast<const uint8_t*>(v.iov_base);
+      c.backlog.insert(c.backlog.end(), b + skip, b + v.iov_len);
+      skip = 0;
+    }
+    c.iovCount = 0;
+    if (!c.backlog.empty() && c.sending.empty()) sendBacklog(c);
+  }
+
+  void sendBacklog(Conn& c) {
+    c.sending.swap(c.backlog);
+    c.sendIov = {c.sending.data(), c.sending.size()};
+    c.msg = {};
+    c.msg.msg_iov = &c.sendIov;
+    c.msg.msg_iovlen = 1;
+    io_uring_sqe* s = ring_->sqe();
+    io_uring_prep_sendmsg(s, c.fd, &c.msg, MSG_NOSIGNAL | MSG_WAITALL);
+    derpd::IoRing::setCompletion(s, &c.sendOp);
+    c.inflight++;
+  }
+
+  void onSent(Conn& c, int res) {
+    if (c.closed) return;
     if (res < 0) {
       close(c);
       return;
     }
-    size_t done = static_cast<size_t>(res);
-    while (done > 0 && !c->outq.empty()) {
-      Segment& s = c->outq.front();
-      if (done < s.len) {
-        s.p += done;
-        s.len -= done;
-        break;
-      }
-      done -= s.len;
-      release(s.buf);
-      c->outq.pop_front();
+    c.sending.erase(c.sending.begin(), c.sending.begin() + res);
+    if (!c.sending.empty()) {
+      // Short: the rest goes first.
+      c.sending.insert(c.sending.end(), c.backlog.begin(), c.backlog.end());
+      c.backlog.clear();
+      c.backlog.swap(c.sending);
     }
-    if (!c->outq.empty()) submitSend(c);
+    if (!c.backlog.empty()) sendBacklog(c);
   }
 
   int listenFd_;
-  io_uring ring_{};
+  derpd::Nanos batchWait_;
+  std::unique_ptr<derpd::IoRing> ring_;
+  std::unique_ptr<derpd::BufferRing> buffers_;
   derpd::derp::PrivateKey serverKey_;
-  std::deque<Buf> bufs_;  // stable addresses
-  std::vector<Buf*> free_;
+  Op acceptOp_;
   absl::flat_hash_map<NodeKey, Conn*> byKey_;
+  std::vector<Conn*> dirty_;
+  std::vector<uint16_t> toRecycle_;
+  std::vector<Conn*> dead_;
   // The last SendPacket's destination: the same one for a whole burst.
   NodeKey lastKey_{};
   Conn* lastDst_ = nullptr;
 };
+
+void Op::complete(int res, uint32_t flags) { floor->onCompletion(*this, res, flags); }
 
 volatile sig_atomic_t gStop = 0;
 
@@ -359,12 +422,15 @@ volatile sig_atomic_t gStop = 0;
 
 int main(int argc, char** argv) {
   std::string addr = "127.0.0.1:0";
+  derpd::Nanos batchWait = 0;
   for (int i = 1; i < argc; i++) {
     std::string_view a = argv[i];
     if (a == "--addr" && i + 1 < argc) {
       addr = argv[++i];
+    } else if (a == "--batch-wait-us" && i + 1 < argc) {
+      batchWait = std::atoi(argv[++i]) * derpd::kMicrosecond;
     } else {
-      std::fprintf(stderr, "usage: derp-floor [--addr 127.0.0.1:PORT]\n");
+      std::fprintf(stderr, "usage: derp-floor [--addr 127.0.0.1:PORT] [--batch-wait-us N]\n");
       return 2;
     }
   }
@@ -394,7 +460,7 @@ int main(int argc, char** argv) {
   inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
   std::printf("derp-floor listening on http://%s:%u\n", ip, ntohs(sa.sin_port));
   std::fflush(stdout);
-  Floor floor(fd);
+  Floor floor(fd, batchWait);
   floor.run(gStop);
   return 0;
 }

@@ -3,6 +3,8 @@
 # TLS (self-signed for 127.0.0.1) and plain HTTP; builds nothing.
 #   bench/run.sh [BUILD_DIR]
 # env: SERVER_CPUS=0 LOAD_CPUS=1 SHARDS=1 STEP_SECONDS=2 BENCH_ARGS="..."
+#      DERPD_ARGS="..." (more flags for every derpd started), FLOOR_ARGS="..."
+#      (derp-floor's, e.g. --batch-wait-us 200 to match derpd's --batch-wait), FLOOR_ONLY=1
 #      DERPER=/path/to/derper  also runs Tailscale's derper the same way
 # Writes bench/results/<date>-<commit>.json (every row, with the machine) and
 # prints a markdown summary on stdout; progress and the readable tables go
@@ -46,11 +48,14 @@ start_server() {
   port="" stun_port=""
   rm -rf "$tmp/certs" && mkdir -p "$tmp/certs"
   if [ "$bin" = "$floor" ]; then
-    args=(--addr 127.0.0.1:0)
+    # shellcheck disable=SC2206
+    args=(--addr 127.0.0.1:0 ${FLOOR_ARGS:-})
   elif [ "$bin" = "$derpd" ]; then
     # The loads come from one address and connect thousands at once.
     args=(-a 127.0.0.1:0 -stun-port 0 -http-port -1 -c "$tmp/$name.key" --shards "$shards"
           --max-conns-per-ip 0 --max-handshakes-per-shard 0 "${derpd_extra[@]}")
+    # shellcheck disable=SC2206
+    args+=(${DERPD_ARGS:-})
   else
     # derper logs the address it was given, so give it fixed free ports.
     port=$((20000 + RANDOM % 20000)) stun_port=$((40000 + RANDOM % 20000))

@@ -81,6 +81,7 @@ struct Config {
   Nanos meshResolveInterval = 30 * kSecond;                   // --mesh-resolve-interval
   int meshWatcherQueueKb = 64 * 1024;                         // --mesh-watcher-queue-kb
   int packetMemoryMb = 256;                                   // --packet-memory-mb
+  Nanos batchWait = 0;                                        // --batch-wait
   LogFormat logFormat = LogFormat::kText;  // --log-format
   Nanos statsInterval = 60 * kSecond;      // --stats-interval (0: no stats lines)
   // --config: the TOML file read before the environment and the flags ("": none).

@@ -190,6 +190,7 @@ int runServer(const derpd::Config& cfg) {
   opts.relay.writeTimeout = cfg.tcpWriteTimeout;
   opts.relay.watcherQueueBytes = static_cast<size_t>(cfg.meshWatcherQueueKb) * 1024;
   opts.relay.poolBytes = static_cast<size_t>(cfg.packetMemoryMb) << 20;
+  opts.relay.batchWait = cfg.batchWait;
   opts.relay.maxConnsPerIp = static_cast<uint32_t>(cfg.maxConnsPerIp);
   opts.relay.maxHandshakesPerShard = static_cast<size_t>(cfg.maxHandshakesPerShard);
   opts.relay.acceptPerSecond = cfg.acceptConnectionLimit;

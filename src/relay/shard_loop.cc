@@ -61,6 +61,13 @@ absl::Status ShardLoop::init() {
             buffers_->incremental() ? "incremental" : "whole (no incremental consumption here)",
             buffers_->count(), buffers_->bufferSize() / 1024);
   }
+  if (id_ == 0 && shared_.config.batchWait > 0) {
+    if (ring_->features().minWait) {
+      logInfo("batch wait: %dus (io_uring min_wait)", shared_.config.batchWait / kMicrosecond);
+    } else {
+      logWarn("--batch-wait is ignored: this kernel has no io_uring min_wait (Linux 6.13)");
+    }
+  }
   shared_.ringFds[id_].store(ring_->fd(), std::memory_order_release);
   return absl::OkStatus();
 }
@@ -104,7 +111,7 @@ void ShardLoop::run(Services& services) {
     if (Nanos most = services.maxWait(); most >= 0 && (timeout < 0 || timeout > most)) {
       timeout = most;
     }
-    ring_->runOnce(timeout, kCompletionsPerTurn);
+    ring_->runOnce(timeout, kCompletionsPerTurn, shared_.config.batchWait);
     services.afterCompletions();
     timers_.expire();
     buffers_->commit();

@@ -67,6 +67,7 @@ constexpr size_t kAcceptsInFlight = 8;
 struct RelayConfig {
   derp::PrivateKey serverKey;
   Nanos writeTimeout = 2 * kSecond;
+  Nanos batchWait = 0;  // --batch-wait: IoRing::runOnce's batchWait
   Nanos handshakeTimeout = 10 * kSecond;
   Nanos headerTimeout = 10 * kSecond;
   Nanos keepAliveInterval = 60 * kSecond;

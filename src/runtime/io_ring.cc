@@ -1,6 +1,8 @@
 #include "runtime/io_ring.h"
 
 #include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <algorithm>
@@ -18,6 +20,17 @@
 namespace derpd {
 namespace {
 
+// Newer than liburing 2.3's headers (Linux 6.13): the feature bit, and the
+// extended wait argument with its min_wait_usec where 2.3 has a pad.
+constexpr uint32_t kFeatMinTimeout = 1U << 15;
+struct GeteventsArg {
+  uint64_t sigmask;
+  uint32_t sigmaskSz;
+  uint32_t minWaitUsec;
+  uint64_t ts;
+};
+static_assert(sizeof(GeteventsArg) == sizeof(io_uring_getevents_arg));
+
 bool underValgrind() {
 #if DERPD_HAVE_VALGRIND_H
   return RUNNING_ON_VALGRIND;
@@ -31,7 +44,7 @@ bool underValgrind() {
 std::string RingFeatures::describe() const {
   return absl::StrCat(singleIssuer ? "single_issuer " : "", deferTaskrun ? "defer_taskrun " : "",
                       coopTaskrun ? "coop_taskrun " : "", msgRing ? "msg_ring " : "no_msg_ring ",
-                      cqeSkipSuccess ? "cqe_skip" : "");
+                      cqeSkipSuccess ? "cqe_skip " : "", minWait ? "min_wait" : "");
 }
 
 bool ioUringOption(std::string_view name) {
@@ -73,6 +86,9 @@ absl::StatusOr<std::unique_ptr<IoRing>> IoRing::create(unsigned entries) {
       r->features_.deferTaskrun = a.defer;
       r->features_.coopTaskrun = a.coop;
       r->features_.cqeSkipSuccess = (p.features & IORING_FEAT_CQE_SKIP) != 0;
+      r->features_.minWait = (p.features & kFeatMinTimeout) != 0 &&
+                             (p.features & IORING_FEAT_EXT_ARG) != 0 &&
+                             !ioUringOption("no_min_wait");
       break;
     }
   }
@@ -124,10 +140,36 @@ bool IoRing::waitForValgrind(Nanos timeout) {
   return true;
 }
 
-size_t IoRing::runOnce(Nanos timeout, size_t maxCompletions) {
+// One io_uring_enter that submits what is queued and waits with min_wait
+// (liburing 2.3 has no call for it). The SQ tail is published as liburing's
+// own submit does (__io_uring_flush_sq: a plain store, no SQPOLL here); the
+// ring fd is not registered, so the enter uses it directly.
+void IoRing::waitBatched(Nanos timeout, unsigned waitNr, Nanos batchWait) {
+  io_uring_sq& sq = ring_.sq;
+  const unsigned tail = sq.sqe_tail;
+  if (sq.sqe_head != tail) {
+    sq.sqe_head = tail;
+    __atomic_store_n(sq.ktail, tail, __ATOMIC_RELEASE);
+  }
+  const unsigned toSubmit = tail - __atomic_load_n(sq.khead, __ATOMIC_RELAXED);
+  __kernel_timespec ts{};
+  GeteventsArg arg{};
+  arg.minWaitUsec = static_cast<uint32_t>(std::max<Nanos>(1, batchWait / 1000));
+  if (timeout > 0) {
+    ts.tv_sec = timeout / kSecond;
+    ts.tv_nsec = timeout % kSecond;
+    arg.ts = reinterpret_cast<uint64_t>(&ts);
+  }
+  ::syscall(__NR_io_uring_enter, ring_.ring_fd, toSubmit, waitNr,
+            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+}
+
+size_t IoRing::runOnce(Nanos timeout, size_t maxCompletions, Nanos batchWait) {
   if (timeout != 0 && waitForValgrind(timeout)) return dispatchReady(maxCompletions);
   io_uring_cqe* cqe = nullptr;
-  if (timeout == 0) {
+  if (timeout != 0 && batchWait > 0 && features_.minWait) {
+    waitBatched(timeout, static_cast<unsigned>(std::min<size_t>(maxCompletions, 64)), batchWait);
+  } else if (timeout == 0) {
     io_uring_submit(&ring_);
     // With DEFER_TASKRUN completions are only posted when we enter the kernel
     // asking for events; a zero-wait GETEVENTS does that without blocking.

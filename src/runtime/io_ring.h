@@ -35,6 +35,7 @@ struct RingFeatures {
   bool coopTaskrun = false;
   bool msgRing = false;
   bool cqeSkipSuccess = false;
+  bool minWait = false;  // io_uring_enter's min_wait_usec (IORING_FEAT_MIN_TIMEOUT, 6.13)
   std::string describe() const;
 };
 
@@ -63,7 +64,13 @@ class IoRing {
   // dispatches ready CQEs, at most maxCompletions of them (the rest stay for
   // the next turn, so a flood of receives cannot starve the writes that the
   // end of a turn submits). Returns the number dispatched.
-  size_t runOnce(Nanos timeout, size_t maxCompletions = SIZE_MAX);
+  //
+  // batchWait > 0 (and the kernel has min_wait): a wait that would sleep
+  // first lets completions gather: it returns once maxCompletions are ready,
+  // or batchWait after it began with at least one ready, or at the timeout.
+  // A completion arriving after batchWait has passed wakes it at once, so an
+  // idle ring adds no latency; a busy one (timeout 0) never waits.
+  size_t runOnce(Nanos timeout, size_t maxCompletions = SIZE_MAX, Nanos batchWait = 0);
   // Submits queued SQEs now (normally runOnce does).
   void submit() { io_uring_submit(&ring_); }
   // CQEs ready now (without entering the kernel).
@@ -82,6 +89,7 @@ class IoRing {
   IoRing() = default;
   size_t dispatchReady(size_t max);
   bool waitForValgrind(Nanos timeout);
+  void waitBatched(Nanos timeout, unsigned waitNr, Nanos batchWait);
 
   io_uring ring_{};
   RingFeatures features_;

@@ -387,6 +387,18 @@ TEST(ConfigTest, DerperFlagsNotBuiltAreRefusedWithTheReason) {
             std::string::npos);
 }
 
+TEST(ConfigTest, BatchWaitIsADurationUpToOneMillisecond) {
+  EXPECT_EQ(Config{}.batchWait, 0);
+  auto c = parseCommandLine({"--batch-wait", "200us"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config.batchWait, 200 * kMicrosecond);
+  for (const char* bad : {"2ms", "-1us", "fast"}) {
+    auto r = parseCommandLine({std::string("--batch-wait=") + bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(std::string(r.status().message()).find("-batch-wait"), std::string::npos);
+  }
+}
+
 TEST(ConfigTest, MeshWithNeedsMeshPskFile) {
   auto r = parseCommandLine({"-mesh-with", "derp2.example.com"});
   ASSERT_FALSE(r.ok());
