@@ -40,7 +40,8 @@ constexpr const char* kUsage = R"(usage: derp-bench --url http[s]://HOST:PORT [o
   --pairs N            oneway sender/receiver pairs (default 2)
   --burst N            oneway packets per write (default 16)
   --sizes LIST         oneway packet sizes (default 100,1280,16384)
-  --rates LIST         oneway total packets/s steps (default: doubling from 20k, 2k for 16 KiB)
+  --rates LIST         oneway total packets/s steps, "max" for an unpaced one (default: doubling
+                       from 20k, 2k for 16 KiB)
   --max-steps N        paced oneway steps before the unpaced one (default 8)
   --steps-only         oneway runs only the --rates steps (no unpaced step, summary, sparse)
   --echo-pairs N       echo pairs (default 1)
@@ -53,6 +54,22 @@ constexpr const char* kUsage = R"(usage: derp-bench --url http[s]://HOST:PORT [o
   --markdown FILE      also write the table as markdown to FILE
 Exit status: 0 when every row is sane (nonzero delivery, all connected), 1 otherwise.
 )";
+
+// --rates: packets/s, or "max" for an unpaced step (rate 0), which
+// --steps-only runs may want at the end.
+bool parseRates(const std::string& s, std::vector<double>& out) {
+  out.clear();
+  for (size_t pos = 0; pos <= s.size();) {
+    const size_t comma = std::min(s.find(',', pos), s.size());
+    const std::string item = s.substr(pos, comma - pos);
+    char* end = nullptr;
+    const double v = item == "max" ? 0 : std::strtod(item.c_str(), &end);
+    if (item != "max" && (item.empty() || *end != '\0' || v <= 0)) return false;
+    out.push_back(v);
+    pos = comma + 1;
+  }
+  return !out.empty();
+}
 
 template <typename T>
 bool parseList(const std::string& s, std::vector<T>& out) {
@@ -149,7 +166,8 @@ std::string parseArgs(int argc, char** argv, BenchContext& ctx, Options& opt) {
     } else if (k == "--sizes") {
       good = parseList(v, s.sizes);
       for (size_t z : s.sizes) good = good && z >= 16 && z <= derp::kMaxPacketSize;
-    } else if (k == "--rates") good = parseList(v, s.rates);
+    } else if (k == "--rates")
+      good = parseRates(v, s.rates);
     else if (k == "--max-steps") {
       s.maxSteps = std::atoi(v.c_str());
       good = s.maxSteps > 0 && s.maxSteps <= 20;

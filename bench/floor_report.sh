@@ -30,6 +30,10 @@ value() {  # value TARGET OFFERED COLUMN(3..6)
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-" }'; }
 fmt() { awk -v a="$1" 'BEGIN { if (a > 0) printf "%.2f", a; else print "-" }'; }
+lat() {  # lat TARGET OFFERED: "p50/p99", whole µs
+  awk -v a="$(value "$1" "$2" 4)" -v b="$(value "$1" "$2" 5)" \
+    'BEGIN { if (a > 0) printf "%.0f/%.0f", a, b; else print "-" }'
+}
 
 echo "### Server CPU per packet against the floor (1280 B, 10 pairs, one packet per write)"
 echo
@@ -37,7 +41,7 @@ echo "TLS floor = plain floor + AES-128-GCM open+seal of ${frame_bytes} B at $(a
   'BEGIN { printf "%.2f GB/s", a / 1e9 }') (this machine, this run). µs of server CPU per packet."
 echo
 has_derper=$(awk -F'\t' '$1 ~ /derper/ { print "yes"; exit }' <<<"$table")
-header="| offered | floor | derpd | ratio | TLS floor | derpd TLS | ratio | derpd TLS p50/p99 µs |"
+header="| offered | floor | derpd | ratio | TLS floor | derpd TLS | ratio | p50/p99 µs: floor, derpd, derpd TLS |"
 sep="|---|---|---|---|---|---|---|---|"
 if [ -n "$has_derper" ]; then
   header+=" derper | derper TLS | derper TLS / derpd TLS |"
@@ -53,8 +57,8 @@ for offered in $(awk -F'\t' '$1 == "sparse-floor" { print $2 }' <<<"$table"); do
   label=$offered
   [ "$offered" = 0 ] && label=max
   line="| $label | $(fmt "$f") | $(fmt "$d") | $(ratio "$d" "$f") | $(fmt "$tf") | $(fmt "$dt")"
-  line+=" | $(ratio "$dt" "$tf") | $(fmt "$(value sparse-derpd-tls "$offered" 4)")/$(fmt \
-    "$(value sparse-derpd-tls "$offered" 5)") |"
+  line+=" | $(ratio "$dt" "$tf") | $(lat sparse-floor "$offered"), $(lat sparse-derpd "$offered"),"
+  line+=" $(lat sparse-derpd-tls "$offered") |"
   if [ -n "$has_derper" ]; then
     p=$(value sparse-derper "$offered" 3)
     pt=$(value sparse-derper-tls "$offered" 3)

@@ -110,7 +110,7 @@ run_bench() {
 # sparse load (one 1280 B packet per write, 10 pairs) at 20k, 50k and 100k
 # packets/s, then unpaced; FLOOR_ONLY=1 runs only this.
 run_floor() {
-  local args="--sizes 1280 --pairs 10 --burst 1 --rates 20000,50000,100000"
+  local args="--sizes 1280 --pairs 10 --burst 1 --rates 20000,50000,100000,max --steps-only"
   run_bench sparse-floor "$floor" plain oneway "$args"
   run_bench sparse-derpd "$derpd" plain oneway "$args"
   run_bench sparse-derpd-tls "$derpd" tls oneway "$args"
