@@ -3,14 +3,17 @@
 # reads its rows (JSON lines), prints a markdown table of server CPU per packet
 # for the floor, derpd and (when run) derper at each offered load, plain and
 # TLS, with the ratios, and draws two charts with gnuplot (if installed):
-#   bench/floor_report.sh ROWS.jsonl OUT_PREFIX
+#   bench/floor_report.sh ROWS.jsonl|bench/results/RUN.json OUT_PREFIX
 # writes OUT_PREFIX-cpu.svg (server µs per packet against offered load) and
 # OUT_PREFIX-latency.svg (one-way p50 and p99 against offered load).
 # The TLS floor is the plain floor plus AES-128-GCM open+seal of each frame's
 # bytes at the rate derp-bench measured on this machine in the same run.
 set -euo pipefail
-rows=$1
 out=$2
+# Either run.sh's rows (JSON lines) or a saved bench/results/<run>.json.
+rows=$(mktemp)
+trap 'rm -f "$rows"' EXIT
+jq -c 'if type == "object" and has("rows") then .rows[] else . end' "$1" >"$rows"
 
 # One line per (target, offered load): target offered us_per_pkt p50 p99 pps.
 # The unpaced step (offered 0) is shown as "max" and plotted at its delivered rate.
@@ -73,7 +76,7 @@ if ! command -v gnuplot >/dev/null; then
   exit 0
 fi
 data=$(mktemp -d)
-trap 'rm -rf "$data"' EXIT
+trap 'rm -rf "$data" "$rows"' EXIT
 targets=$(awk -F'\t' '{ print $1 }' <<<"$table" | sort -u)
 for t in $targets; do
   # x: the offered load, or for the unpaced step what was delivered.
@@ -82,13 +85,15 @@ for t in $targets; do
 done
 awk -v a="$aead" -v b="$frame_bytes" '{ print $1, $2 + 1e6 * b / a }' \
   "$data/sparse-floor.dat" >"$data/sparse-floor-tls.dat"
-plots_cpu="" plots_lat=""
+plots_cpu="" plots_lat="" n=0
 for t in $targets sparse-floor-tls; do
+  n=$((n + 1))
   name=${t#sparse-}
-  plots_cpu+="'$data/$t.dat' using 1:2 with linespoints title '$name', "
+  plots_cpu+="'$data/$t.dat' using 1:2 with linespoints linecolor $n title '$name', "
   [ "$t" = sparse-floor-tls ] && continue
-  plots_lat+="'$data/$t.dat' using 1:3 with linespoints title '$name p50', "
-  plots_lat+="'$data/$t.dat' using 1:4 with linespoints dashtype 2 title '$name p99', "
+  # One colour per server: p50 solid, p99 dashed.
+  plots_lat+="'$data/$t.dat' using 1:3 with linespoints linecolor $n title '$name p50', "
+  plots_lat+="'$data/$t.dat' using 1:4 with linespoints linecolor $n dashtype 2 title '$name p99', "
 done
 gnuplot <<EOF
 set terminal svg size 800,480 dynamic font "sans,12"
