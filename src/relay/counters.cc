@@ -1,6 +1,8 @@
 #include "relay/counters.h"
 
 #include <chrono>
+#include <initializer_list>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -130,6 +132,20 @@ void total(std::string& out, std::span<ShardCounters* const> shards, absl::strin
   uint64_t sum = 0;
   for (ShardCounters* s : shards) sum += get(*s);
   absl::StrAppend(&out, name, " ", sum, "\n");
+}
+
+// A counter family with one label whose values are counters of their own,
+// each summed over shards.
+void labelled(
+    std::string& out, std::span<ShardCounters* const> shards, absl::string_view name,
+    absl::string_view help, absl::string_view label,
+    std::initializer_list<std::pair<absl::string_view, Counter ShardCounters::*>> values) {
+  family(out, name, "counter", help);
+  for (const auto& [value, counter] : values) {
+    uint64_t sum = 0;
+    for (ShardCounters* s : shards) sum += (s->*counter).get();
+    absl::StrAppend(&out, name, "{", label, "=\"", value, "\"} ", sum, "\n");
+  }
 }
 
 // One counter family labelled by the reasons of enum R, summed over shards.
@@ -283,19 +299,18 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
   perShard(out, shards, "derpd_current_home_connections", "gauge",
            "clients whose last NotePreferred said this is their home node",
            [](const ShardCounters& c) { return c.currentHomeConnections.get(); });
-  family(out, "derpd_home_moves_total", "counter",
-         "clients that made this node their home (in) or left it (out) after connecting");
-  uint64_t movesIn = 0;
-  uint64_t movesOut = 0;
-  for (ShardCounters* s : shards) {
-    movesIn += s->homeMovesIn.get();
-    movesOut += s->homeMovesOut.get();
-  }
-  absl::StrAppend(&out, "derpd_home_moves_total{direction=\"in\"} ", movesIn,
-                  "\nderpd_home_moves_total{direction=\"out\"} ", movesOut, "\n");
+  labelled(out, shards, "derpd_home_moves_total",
+           "clients that made this node their home (in) or left it (out) after connecting",
+           "direction",
+           {{"in", &ShardCounters::homeMovesIn}, {"out", &ShardCounters::homeMovesOut}});
   family(out, "derpd_clients", "gauge", "distinct client keys connected");
   absl::StrAppend(&out, "derpd_clients ", shards.empty() ? 0 : shards[0]->directoryKeys.get(),
                   "\n");
+  labelled(out, shards, "derpd_shard_wakes_total",
+           "wake-ups of one shard by another that has mail for it: sent (it slept) or skipped "
+           "(it was awake)",
+           "result",
+           {{"sent", &ShardCounters::wakesSent}, {"skipped", &ShardCounters::wakesSkipped}});
   total(out, shards, "derpd_bootstrap_dns_requests_total", "counter", "/bootstrap-dns requests",
         [](const ShardCounters& c) { return c.bootstrapDnsRequests.get(); });
   family(out, "derpd_bootstrap_dns_queries_total", "counter",

@@ -129,6 +129,8 @@ struct alignas(64) ShardCounters {
   Counter peerGoneDisconnected;  // PeerGone frames queued, by reason
   Counter peerGoneNotHere;
   Counter directoryKeys;  // gauge: distinct keys in this shard's directory replica
+  Counter wakesSent;      // MSG_RING (or eventfd) wake-ups of sleeping shards
+  Counter wakesSkipped;   // ... not needed: the shard was awake and takes its mail anyway
   Counter bootstrapDnsRequests;
   // /bootstrap-dns?q= queries by what they found: unpublished (answered),
   // rollout_excluded, published, unknown (http::DnsQuery, kNone left out).

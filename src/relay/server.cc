@@ -158,6 +158,7 @@ absl::Status Server::start() {
   shared_->rateLimit = opts_.rateLimit;
   shared_->startUnixSeconds = static_cast<int64_t>(::time(nullptr));
   shared_->ringFds = std::vector<std::atomic<int>>(n);
+  shared_->sleeping = std::make_unique<SharedState::SleepFlag[]>(n);
   shared_->clientSockets = std::vector<std::atomic<size_t>>(n);
   shared_->exited = std::vector<std::atomic<bool>>(n);
   for (size_t i = 0; i < n; i++) {

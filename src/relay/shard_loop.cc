@@ -78,7 +78,20 @@ void ShardLoop::signal(const SharedState& shared, size_t to) {
   (void)unused;
 }
 
+// The sending half of the eventcount: the mail is in the ring (pushed with
+// release), then a full fence, then the flag. Either this load sees the
+// flag the sleeper raised, or the sleeper's check after raising it (behind
+// its own fence) sees the mail: no wake-up is lost, and a shard that is
+// awake, busy with its turn, gets no MSG_RING it would only have to reap.
+// Of several senders only the one whose exchange lowers the flag wakes it.
 void ShardLoop::wakeShard(size_t to) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::atomic<bool>& asleep = shared_.sleeping[to].asleep;
+  if (!asleep.load(std::memory_order_relaxed) || !asleep.exchange(false)) {
+    wakesSkipped_++;
+    return;
+  }
+  wakesSent_++;
   if (ring_->features().msgRing) {
     ring_->wake(shared_.ringFds[to].load(std::memory_order_acquire));
   } else {
@@ -111,7 +124,17 @@ void ShardLoop::run(Services& services) {
     if (Nanos most = services.maxWait(); most >= 0 && (timeout < 0 || timeout > most)) {
       timeout = most;
     }
+    // The sleeping half of the eventcount (see wakeShard): raise the flag,
+    // fence, then look for mail once more; with some, do not sleep.
+    std::atomic<bool>& asleep = shared_.sleeping[id_].asleep;
+    const bool raised = timeout != 0;
+    if (raised) {
+      asleep.store(true, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (services.mailWaiting()) timeout = 0;
+    }
     ring_->runOnce(timeout, kCompletionsPerTurn, shared_.config.batchWait);
+    if (raised) asleep.store(false, std::memory_order_relaxed);
     services.afterCompletions();
     timers_.expire();
     buffers_->commit();

@@ -35,6 +35,8 @@ class ShardLoop {
    public:
     // Work that must not wait for a completion (writes queued this turn).
     virtual bool hasWork() = 0;
+    // Mail from another shard not taken yet (looked at just before sleeping).
+    virtual bool mailWaiting() = 0;
     // The longest the loop may sleep (-1: until a completion or timer).
     virtual Nanos maxWait() = 0;
     // Before the wait: anything the services must look at every turn.
@@ -63,6 +65,9 @@ class ShardLoop {
   // Wakes shard `to` from its wait (mail for it, or room for its mail):
   // MSG_RING where the kernel has it, else its eventfd.
   void wakeShard(size_t to);
+  // wakeShard calls that woke a sleeping shard, and those that found it awake.
+  uint64_t wakesSent() const { return wakesSent_; }
+  uint64_t wakesSkipped() const { return wakesSkipped_; }
   // Any thread: writes shard `to`'s eventfd.
   static void signal(const SharedState& shared, size_t to);
 
@@ -81,6 +86,8 @@ class ShardLoop {
   void armSignalRead();
 
   uint16_t id_;
+  uint64_t wakesSent_ = 0;
+  uint64_t wakesSkipped_ = 0;
   SharedState& shared_;
   const Clock& clock_;
   std::unique_ptr<IoRing> ring_;

@@ -149,6 +149,15 @@ bool ShardServer::onSignal() {
   return !stopping_;
 }
 
+bool ShardServer::mailWaiting() {
+  for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
+    if (from == id_) continue;
+    const Mailbox::Ring* ring = shared_.mailbox->incoming(from, id_);
+    if (ring != nullptr && !ring->empty()) return true;
+  }
+  return false;
+}
+
 void ShardServer::beforeWait() {
   // Mail held back for a full ring needs no retry here: its destination
   // wakes this shard once it has read (Mailbox::raiseWaiting), or on exit.
@@ -185,6 +194,8 @@ void ShardServer::publishLoopStats() {
   }
   counters_.cqOverflow.set(loop_.ring().cqOverflow());
   counters_.mailboxBacklog.set(outbox_.heldTotal());
+  counters_.wakesSent.set(loop_.wakesSent());
+  counters_.wakesSkipped.set(loop_.wakesSkipped());
   counters_.poolBytes.set(pool_.bytesAllocated());
   counters_.poolBuffersInUse.set(pool_.inUse());
   for (size_t k = 0; k < PacketPool::kClassCount; k++) {

@@ -106,6 +106,12 @@ struct SharedState {
   Mailbox* mailbox = nullptr;
   std::vector<ShardCounters*> counters;  // every shard's
   std::vector<std::atomic<int>> ringFds;  // every shard's ring fd, for MSG_RING
+  // Every shard's "about to sleep or asleep in its ring": a shard that sends
+  // it mail wakes it only then (ShardLoop::run and wakeShard, an eventcount).
+  struct alignas(64) SleepFlag {
+    std::atomic<bool> asleep{false};
+  };
+  std::unique_ptr<SleepFlag[]> sleeping;
   // Every shard's open connections other than its mesh links: a draining node
   // keeps its links until the whole node has no client left.
   std::vector<std::atomic<size_t>> clientSockets;
@@ -221,6 +227,7 @@ class ShardServer : private ShardLoop::Services,
 
   // The loop's turn (ShardLoop::Services; shard_server.cc).
   bool hasWork() override { return !dirty_.empty(); }
+  bool mailWaiting() override;
   Nanos maxWait() override { return stopping_ ? 50 * kMillisecond : -1; }
   void beforeWait() override;
   bool onSignal() override;
