@@ -70,7 +70,8 @@ void addCpu(BenchContext& ctx, const CpuMeter::Usage& u, JsonLine& j, TableRow& 
   }
 }
 
-Connected connectMany(const BenchContext& ctx, int n, int threads, double seconds) {
+Connected connectMany(const BenchContext& ctx, int n, int threads, double seconds,
+                      const std::vector<derp::PrivateKey>* keys) {
   Connected out;
   out.clients.resize(static_cast<size_t>(n));
   std::vector<std::vector<double>> times(static_cast<size_t>(threads));
@@ -86,6 +87,7 @@ Connected connectMany(const BenchContext& ctx, int n, int threads, double second
         if (i >= n || std::chrono::steady_clock::now() >= limit) return;
         client::ClientOptions o = ctx.target.clientOptions();
         o.timeout = 10 * kSecond;
+        if (keys != nullptr) o.key = (*keys)[static_cast<size_t>(i)];
         const auto t0 = std::chrono::steady_clock::now();
         auto c = client::DerpClient::connect(o);
         if (!c.ok()) {

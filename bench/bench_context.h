@@ -172,7 +172,10 @@ struct Connected {
   int failures = 0;
   std::string firstError;
 };
-Connected connectMany(const BenchContext& ctx, int n, int threads, double seconds);
+// keys: when given (n of them), client i connects with keys[i] (a reconnect
+// storm); else each with a fresh key.
+Connected connectMany(const BenchContext& ctx, int n, int threads, double seconds,
+                      const std::vector<derp::PrivateKey>* keys = nullptr);
 
 // Percentile of a sample vector (reorders it); 0 when empty.
 double percentile(std::vector<double>& v, double p);

@@ -97,29 +97,34 @@ void idleRow(BenchContext& ctx, int count) {
   ctx.report.add(j, std::move(row));
 }
 
-void stormRow(BenchContext& ctx, int count) {
+// One storm: `count` clients at once (with `keys`, the clients of an
+// earlier storm coming back: storm_reconnect).
+void stormRow(BenchContext& ctx, int count, const std::vector<derp::PrivateKey>& keys,
+              bool reconnect) {
+  const char* scenario = reconnect ? "storm_reconnect" : "storm";
   const int threads = std::max(ctx.settings.connectThreads, 8);
   const std::string what =
-      format("%s %d clients at once, %d threads", ctx.target.tls ? "tls" : "plain", count, threads);
+      format("%s %d clients at once%s, %d threads", ctx.target.tls ? "tls" : "plain", count,
+             reconnect ? " again, same keys" : "", threads);
   if (std::string why = checkFileLimits(ctx, count); !why.empty()) {
-    skipped(ctx, "storm", what, count, why);
+    skipped(ctx, scenario, what, count, why);
     return;
   }
-  ctx.progress.show(format("storm %s: %d clients", ctx.target.label.c_str(), count));
+  ctx.progress.show(format("%s %s: %d clients", scenario, ctx.target.label.c_str(), count));
   const CpuMeter meter = ctx.meter();
-  Connected held = connectMany(ctx, count, threads, ctx.settings.connectSeconds);
+  Connected held = connectMany(ctx, count, threads, ctx.settings.connectSeconds, &keys);
   const CpuMeter::Usage usage = meter.stop();
   held.clients.clear();
   ctx.progress.clear();
 
   const double p50 = percentile(held.connectMs, 0.5), p99 = percentile(held.connectMs, 0.99);
-  JsonLine j = ctx.json("storm");
+  JsonLine j = ctx.json(scenario);
   j.add("requested", count).add("ok_count", held.ok).add("failures", held.failures)
       .add("threads", threads).add("time_to_all_registered_ms", 1e3 * usage.wall, 1)
       .add("wall_handshakes_per_s", held.ok / usage.wall, 0).add("connect_ms_p50", p50, 2)
       .add("connect_ms_p99", p99, 2);
   TableRow row;
-  row.scenario = "storm";
+  row.scenario = scenario;
   row.what = what;
   row.result = format("all registered in %.0f ms (%s/s wall)", 1e3 * usage.wall,
                       compact(held.ok / usage.wall).c_str());
@@ -147,8 +152,15 @@ void runIdle(BenchContext& ctx) {
   for (int n : ctx.settings.idleCounts) idleRow(ctx, n);
 }
 
+// Each storm, then the same clients again (they left; the server may
+// remember them, as after a network blip).
 void runStorm(BenchContext& ctx) {
-  for (int n : ctx.settings.stormCounts) stormRow(ctx, n);
+  for (int n : ctx.settings.stormCounts) {
+    std::vector<derp::PrivateKey> keys;
+    for (int i = 0; i < n; i++) keys.push_back(derp::PrivateKey::generate());
+    stormRow(ctx, n, keys, false);
+    stormRow(ctx, n, keys, true);
+  }
 }
 
 }  // namespace derpd::bench

@@ -311,6 +311,9 @@ std::string renderMetrics(std::span<ShardCounters* const> shards) {
            "(it was awake)",
            "result",
            {{"sent", &ShardCounters::wakesSent}, {"skipped", &ShardCounters::wakesSkipped}});
+  total(out, shards, "derpd_handshake_box_key_hits_total", "counter",
+        "DERP handshakes of clients seen before, whose box key (X25519) came from the cache",
+        [](const ShardCounters& c) { return c.boxKeyHits.get(); });
   total(out, shards, "derpd_bootstrap_dns_requests_total", "counter", "/bootstrap-dns requests",
         [](const ShardCounters& c) { return c.bootstrapDnsRequests.get(); });
   family(out, "derpd_bootstrap_dns_queries_total", "counter",

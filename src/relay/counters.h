@@ -129,6 +129,7 @@ struct alignas(64) ShardCounters {
   Counter peerGoneDisconnected;  // PeerGone frames queued, by reason
   Counter peerGoneNotHere;
   Counter directoryKeys;  // gauge: distinct keys in this shard's directory replica
+  Counter boxKeyHits;     // DERP handshakes whose X25519 came from BoxKeyCache
   Counter wakesSent;      // MSG_RING (or eventfd) wake-ups of sleeping shards
   Counter wakesSkipped;   // ... not needed: the shard was awake and takes its mail anyway
   Counter bootstrapDnsRequests;

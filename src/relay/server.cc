@@ -147,6 +147,8 @@ absl::Status Server::start() {
   shared_->serverPublic = opts_.relay.serverKey.publicKey();
   shared_->serverPublicHex = shared_->serverPublic.hex();
   shared_->mailbox = mailbox_.get();
+  boxKeys_ = std::make_unique<BoxKeyCache>(kBoxKeyCacheSlots);
+  shared_->boxKeys = boxKeys_.get();
   shared_->tls = opts_.tls;
   shared_->httpsPort = bound_.port();
   shared_->home = opts_.home;

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/cpu_quota.h"
 #include "net/socket_address.h"
+#include "relay/box_key_cache.h"
 #include "relay/shard_server.h"
 
 namespace derpd::relay {
@@ -92,6 +93,7 @@ class Server {
   std::optional<net::SocketAddress> httpBound_;
   std::optional<net::SocketAddress> metricsBound_;
   std::unique_ptr<Mailbox> mailbox_;
+  std::unique_ptr<BoxKeyCache> boxKeys_;
   std::unique_ptr<SharedState> shared_;
   std::vector<std::unique_ptr<ShardCounters>> counters_;
   std::vector<std::unique_ptr<ShardServer>> shards_;

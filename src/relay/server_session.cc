@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "derp/frame.h"
 #include "derp/handshake.h"
+#include "relay/box_key_cache.h"
 #include "relay/server_session.h"
 #include "relay/shard_server.h"
 
@@ -130,8 +131,16 @@ void ServerSession::onClientInfo(Connection& c, std::span<const uint8_t> body) {
     return;
   }
   const auto& ci = std::get<derp::ClientInfoFrame>(*frame);
-  // One X25519 computation serves both boxes of the handshake.
-  std::optional<derp::BoxKey> boxKey = derp::BoxKey::derive(s_.shared_.config.serverKey, ci.key);
+  // One X25519 computation serves both boxes of the handshake, and a client
+  // that connects again finds it in the cache.
+  std::optional<derp::BoxKey> boxKey;
+  if (s_.shared_.boxKeys != nullptr) boxKey = s_.shared_.boxKeys->find(ci.key);
+  if (boxKey) {
+    s_.counters_.boxKeyHits.add();
+  } else {
+    boxKey = derp::BoxKey::derive(s_.shared_.config.serverKey, ci.key);
+    if (boxKey && s_.shared_.boxKeys != nullptr) s_.shared_.boxKeys->insert(ci.key, *boxKey);
+  }
   if (!boxKey) {
     s_.close(c, CloseReason::kBadClientInfo);
     return;

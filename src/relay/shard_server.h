@@ -56,6 +56,7 @@
 namespace derpd::relay {
 
 struct ClientState;
+class BoxKeyCache;
 
 // Accepts each shard keeps in flight on each of its listeners. Single-shot:
 // at most this many accepted fds wait in a ring's completion queue before the
@@ -63,6 +64,9 @@ struct ClientState;
 // bound: under a flood it takes every free fd before the shard runs.)
 // Server::start keeps room for them in the open-file limit.
 constexpr size_t kAcceptsInFlight = 8;
+
+// BoxKeyCache's size: 16Ki client keys, 2 MiB for the whole process.
+constexpr size_t kBoxKeyCacheSlots = 16384;
 
 struct RelayConfig {
   derp::PrivateKey serverKey;
@@ -104,6 +108,9 @@ struct SharedState {
   derp::NodeKey serverPublic;
   std::string serverPublicHex;
   Mailbox* mailbox = nullptr;
+  // The handshake's X25519 per client key, for reconnects (nullptr: derive
+  // every time).
+  BoxKeyCache* boxKeys = nullptr;
   std::vector<ShardCounters*> counters;  // every shard's
   std::vector<std::atomic<int>> ringFds;  // every shard's ring fd, for MSG_RING
   // Every shard's "about to sleep or asleep in its ring": a shard that sends

@@ -134,6 +134,27 @@ TEST(RelayBatchWaitTest, EveryPacketArrivesInOrderWithTheLongestBatchWait) {
   expectRelayed(*b, *a, back);
 }
 
+// A client that connects again with the same key gets its handshake's box
+// key from the cache (derpd_handshake_box_key_hits_total), and its boxes
+// still open: it is served as before.
+TEST_F(RelayTest, ReconnectingClientIsServedFromTheBoxKeyCache) {
+  client::ClientOptions o;
+  o.port = port_;
+  const derp::PrivateKey key = derp::PrivateKey::generate();
+  o.key = key;
+  ASSERT_OK_AND_ASSIGN(auto b, connectClient(port_));
+  for (int round = 0; round < 3; round++) {
+    SCOPED_TRACE(round);
+    ASSERT_OK_AND_ASSIGN(auto a, DerpClient::connect(o));
+    EXPECT_EQ(a->serverInfo().version, 2);  // the ServerInfo box opened
+    expectRelayed(*a, *b, std::vector<uint8_t>(100, static_cast<uint8_t>(round)));
+    expectRelayed(*b, *a, std::vector<uint8_t>(100, static_cast<uint8_t>(round)));
+    a->close();
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<MetricSample> m, scrapeMetrics(port_));
+  EXPECT_GE(sumMetric(m, "derpd_handshake_box_key_hits_total"), 2);
+}
+
 TEST_F(RelayTest, PingGetsMatchingPong) {
   ASSERT_OK_AND_ASSIGN(auto a, connectClient(port_));
   ASSERT_OK_AND_ASSIGN(Nanos rtt, a->ping(kWait));
