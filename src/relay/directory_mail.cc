@@ -117,7 +117,7 @@ void ShardServer::drainMailbox() {
       if (n < 64) break;
     }
     // There is room now: a sender that found the ring full waits for this.
-    if (taken > 0 && shared_.mailbox->takeWaitingSender(from, id_)) loop_.wakeShard(from);
+    if (taken > 0 && shared_.mailbox->takeWaitingSender(from, id_)) loop_.wakeShard(from, false);
   }
 }
 

@@ -84,12 +84,16 @@ void ShardLoop::signal(const SharedState& shared, size_t to) {
 // its own fence) sees the mail: no wake-up is lost, and a shard that is
 // awake, busy with its turn, gets no MSG_RING it would only have to reap.
 // Of several senders only the one whose exchange lowers the flag wakes it.
-void ShardLoop::wakeShard(size_t to) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  std::atomic<bool>& asleep = shared_.sleeping[to].asleep;
-  if (!asleep.load(std::memory_order_relaxed) || !asleep.exchange(false)) {
-    wakesSkipped_++;
-    return;
+// The sleeper looks only for mail, so a wake-up for anything else (room in a
+// ring that was full) is sent whatever the flag says.
+void ShardLoop::wakeShard(size_t to, bool onlyIfAsleep) {
+  if (onlyIfAsleep) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::atomic<bool>& asleep = shared_.sleeping[to].asleep;
+    if (!asleep.load(std::memory_order_relaxed) || !asleep.exchange(false)) {
+      wakesSkipped_++;
+      return;
+    }
   }
   wakesSent_++;
   if (ring_->features().msgRing) {

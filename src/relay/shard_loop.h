@@ -63,8 +63,10 @@ class ShardLoop {
   void run(Services& services);
 
   // Wakes shard `to` from its wait (mail for it, or room for its mail):
-  // MSG_RING where the kernel has it, else its eventfd.
-  void wakeShard(size_t to);
+  // MSG_RING where the kernel has it, else its eventfd. For mail, only if it
+  // sleeps (the eventcount in run()); room for its mail: onlyIfAsleep false,
+  // since a sender about to sleep looks for mail, not for room.
+  void wakeShard(size_t to, bool onlyIfAsleep = true);
   // wakeShard calls that woke a sleeping shard, and those that found it awake.
   uint64_t wakesSent() const { return wakesSent_; }
   uint64_t wakesSkipped() const { return wakesSkipped_; }

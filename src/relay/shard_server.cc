@@ -128,7 +128,9 @@ void ShardServer::run() {
   // A shard waiting for room in its ring to us must learn that there will be
   // none (it then discards what it holds for us).
   for (size_t from = 0; from < shared_.mailbox->shards(); from++) {
-    if (from != id_ && shared_.mailbox->takeWaitingSender(from, id_)) loop_.wakeShard(from);
+    if (from != id_ && shared_.mailbox->takeWaitingSender(from, id_)) {
+      loop_.wakeShard(from, false);
+    }
   }
   // Let the kernel finish what we submitted (wake-ups to other shards).
   loop_.ring().runOnce(0);
