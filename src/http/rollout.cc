@@ -1,7 +1,8 @@
 #include "http/rollout.h"
 
-#include <algorithm>
 #include <random>
+
+#include "base/ip_prefix.h"
 
 namespace derpd::http {
 
@@ -26,15 +27,7 @@ uint64_t GoPcg::next() {
 bool rolloutIncludes(const std::array<uint8_t, 16>& ip, double share) {
   if (share <= 0) return false;
   if (share >= 1) return true;
-  static constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0,    0,
-                                                            0, 0, 0, 0, 0xff, 0xff};
-  const bool v4 = std::equal(kMappedPrefix.begin(), kMappedPrefix.end(), ip.begin());
-  bool loopback = v4 && ip[12] == 127;
-  if (!v4) {
-    loopback = ip[15] == 1;
-    for (size_t i = 0; i < 15; i++) loopback = loopback && ip[i] == 0;
-  }
-  if (loopback) {
+  if (isLoopbackIp(ip)) {
     static thread_local std::minstd_rand rng(std::random_device{}());
     return (rng() & 1) != 0;
   }

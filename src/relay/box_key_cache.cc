@@ -59,8 +59,10 @@ void BoxKeyCache::insert(const derp::NodeKey& key, const derp::BoxKey& box) {
 }
 
 std::optional<derp::BoxKey> BoxKeyCache::get(const derp::PrivateKey& server,
-                                             const derp::NodeKey& key) {
-  if (std::optional<derp::BoxKey> hit = find(key)) return hit;
+                                             const derp::NodeKey& key, bool& hit) {
+  std::optional<derp::BoxKey> cached = find(key);
+  hit = cached.has_value();
+  if (hit) return cached;
   std::optional<derp::BoxKey> box = derp::BoxKey::derive(server, key);
   if (box) insert(key, *box);
   return box;

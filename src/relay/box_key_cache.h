@@ -25,9 +25,10 @@ class BoxKeyCache {
   explicit BoxKeyCache(size_t slots);  // a power of two
   std::optional<derp::BoxKey> find(const derp::NodeKey& key) const;
   void insert(const derp::NodeKey& key, const derp::BoxKey& box);
-  // The client's BoxKey: from the cache, or derived and remembered. nullopt
-  // for a key BoxKey::derive refuses.
-  std::optional<derp::BoxKey> get(const derp::PrivateKey& server, const derp::NodeKey& key);
+  // The client's BoxKey: from the cache (hit set), or derived and remembered.
+  // nullopt for a key BoxKey::derive refuses.
+  std::optional<derp::BoxKey> get(const derp::PrivateKey& server, const derp::NodeKey& key,
+                                  bool& hit);
   size_t slots() const { return mask_ + 1; }
 
  private:

@@ -133,14 +133,12 @@ void ServerSession::onClientInfo(Connection& c, std::span<const uint8_t> body) {
   const auto& ci = std::get<derp::ClientInfoFrame>(*frame);
   // One X25519 computation serves both boxes of the handshake, and a client
   // that connects again finds it in the cache.
-  std::optional<derp::BoxKey> boxKey;
-  if (s_.shared_.boxKeys != nullptr) boxKey = s_.shared_.boxKeys->find(ci.key);
-  if (boxKey) {
-    s_.counters_.boxKeyHits.add();
-  } else {
-    boxKey = derp::BoxKey::derive(s_.shared_.config.serverKey, ci.key);
-    if (boxKey && s_.shared_.boxKeys != nullptr) s_.shared_.boxKeys->insert(ci.key, *boxKey);
-  }
+  bool hit = false;
+  std::optional<derp::BoxKey> boxKey =
+      s_.shared_.boxKeys != nullptr
+          ? s_.shared_.boxKeys->get(s_.shared_.config.serverKey, ci.key, hit)
+          : derp::BoxKey::derive(s_.shared_.config.serverKey, ci.key);
+  if (hit) s_.counters_.boxKeyHits.add();
   if (!boxKey) {
     s_.close(c, CloseReason::kBadClientInfo);
     return;

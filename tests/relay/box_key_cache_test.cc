@@ -18,11 +18,14 @@ TEST(BoxKeyCacheTest, RemembersWhatItDerived) {
   const PrivateKey server = PrivateKey::generate();
   const NodeKey client = PrivateKey::generate().publicKey();
   EXPECT_FALSE(cache.find(client).has_value());
-  std::optional<BoxKey> first = cache.get(server, client);
+  bool hit = true;
+  std::optional<BoxKey> first = cache.get(server, client, hit);
   ASSERT_TRUE(first.has_value());
+  EXPECT_FALSE(hit);
   EXPECT_EQ(first->bytes, BoxKey::derive(server, client)->bytes);
-  std::optional<BoxKey> again = cache.find(client);
+  std::optional<BoxKey> again = cache.get(server, client, hit);
   ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(hit);
   EXPECT_EQ(again->bytes, first->bytes);
   // Another key is not answered from this one's slot.
   EXPECT_FALSE(cache.find(PrivateKey::generate().publicKey()).has_value());
@@ -33,8 +36,9 @@ TEST(BoxKeyCacheTest, ASlotHoldsTheNewerKey) {
   const PrivateKey server = PrivateKey::generate();
   const NodeKey a = PrivateKey::generate().publicKey();
   const NodeKey b = PrivateKey::generate().publicKey();
-  ASSERT_TRUE(cache.get(server, a).has_value());
-  ASSERT_TRUE(cache.get(server, b).has_value());
+  bool hit = false;
+  ASSERT_TRUE(cache.get(server, a, hit).has_value());
+  ASSERT_TRUE(cache.get(server, b, hit).has_value());
   EXPECT_FALSE(cache.find(a).has_value());
   ASSERT_TRUE(cache.find(b).has_value());
   EXPECT_EQ(cache.find(b)->bytes, BoxKey::derive(server, b)->bytes);
@@ -43,7 +47,9 @@ TEST(BoxKeyCacheTest, ASlotHoldsTheNewerKey) {
 TEST(BoxKeyCacheTest, LowOrderKeysAreRefusedAndNotRemembered) {
   BoxKeyCache cache(64);
   const NodeKey zero{};  // the identity point: X25519 gives all zeros
-  EXPECT_FALSE(cache.get(PrivateKey::generate(), zero).has_value());
+  bool hit = true;
+  EXPECT_FALSE(cache.get(PrivateKey::generate(), zero, hit).has_value());
+  EXPECT_FALSE(hit);
   EXPECT_FALSE(cache.find(zero).has_value());
 }
 
